@@ -1,0 +1,320 @@
+//! JobActor: one per running job. Runs discovery (with retries), records the videos, then
+//! supervises one VideoActor per video that still has work, re-spawning a failed one after a
+//! capped backoff with jitter (only that one). When every video is final it writes the job's final
+//! status, publishes `job_finished` and stops. A restarted JobActor reloads everything from the
+//! store and picks up where the job was.
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::video::{VideoActor, VideoArgs, VideoMsg, state};
+use super::{Deps, fail, video_actor_name};
+use crate::adapters::{DomainEvent, EventPayload, StageCommand, VideoUpdate};
+use crate::domain::{JobId, JobStatus, Stage, VideoId, VideoStatus};
+
+pub struct JobActor {
+    pub deps: Deps,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobArgs {
+    pub job_id: JobId,
+}
+
+pub struct JobState {
+    job_id: JobId,
+    force: bool,
+    /// Discovery's attempt in flight, if any.
+    discovery_attempt: Option<u32>,
+    /// Running VideoActors, by actor id.
+    children: HashMap<ActorId, (VideoId, ActorRef<VideoMsg>)>,
+    /// VideoActor restarts so far, per video (for the backoff).
+    restarts: HashMap<VideoId, u32>,
+    /// Videos waiting out a backoff before their re-spawn.
+    pending: usize,
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+pub enum JobMsg {
+    Event(DomainEvent),
+    RetryDiscovery { attempt: u32 },
+    DiscoveryDeadline { attempt: u32 },
+    SpawnVideo(VideoId),
+    Cancel,
+}
+
+impl Actor for JobActor {
+    type Msg = JobMsg;
+    type State = JobState;
+    type Arguments = JobArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<JobMsg>, args: JobArgs) -> Result<JobState, ActorProcessingErr> {
+        let job = self
+            .deps
+            .store
+            .get_job(args.job_id)
+            .await?
+            .ok_or_else(|| fail(format!("job {} does not exist", args.job_id)))?;
+        Ok(JobState {
+            job_id: job.job_id,
+            force: job.force,
+            discovery_attempt: None,
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+            pending: 0,
+            cancelled: false,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        let job = self.deps.store.get_job(state.job_id).await?.ok_or_else(|| fail("job vanished"))?;
+        match job.status {
+            JobStatus::Pending | JobStatus::Discovering => self.discover(&myself, state, 1).await,
+            JobStatus::Running => self.run_videos(&myself, state).await,
+            JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed | JobStatus::Cancelled => {
+                myself.stop(Some(job.status.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<JobMsg>,
+        msg: JobMsg,
+        state: &mut JobState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            JobMsg::Event(event) => self.on_event(&myself, state, event).await,
+            JobMsg::RetryDiscovery { attempt } => self.discover(&myself, state, attempt).await,
+            JobMsg::DiscoveryDeadline { attempt } => {
+                if state.discovery_attempt == Some(attempt) {
+                    let secs = self.deps.settings.stages.timeout(Stage::Discovery).as_secs();
+                    self.discovery_failed(
+                        &myself,
+                        state,
+                        attempt,
+                        true,
+                        format!("discovery did not finish within {secs} s"),
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            JobMsg::SpawnVideo(video_id) => {
+                state.pending = state.pending.saturating_sub(1);
+                if !state.cancelled {
+                    self.spawn_video(&myself, state, video_id).await?;
+                }
+                self.finish_if_done(&myself, state).await
+            }
+            JobMsg::Cancel => self.cancel(&myself, state).await,
+        }
+    }
+
+    async fn post_stop(&self, myself: ActorRef<JobMsg>, _state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        myself.stop_children_and_wait(Some("shutdown".into()), Some(std::time::Duration::from_secs(10))).await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<JobMsg>,
+        event: SupervisionEvent,
+        state: &mut JobState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if state.children.remove(&cell.get_id()).is_some() {
+                    self.finish_if_done(&myself, state).await?;
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                let Some((video_id, _)) = state.children.remove(&cell.get_id()) else {
+                    tracing::warn!(actor = ?cell.get_id(), %error, "unknown child failed");
+                    return Ok(());
+                };
+                let restarts = state.restarts.entry(video_id.clone()).or_insert(0);
+                *restarts += 1;
+                let delay = self.deps.settings.stages.backoff().delay(*restarts);
+                tracing::info!(job_id = %state.job_id, %video_id, restart = *restarts, ?delay, %error, "video actor failed; restarting it");
+                state.pending += 1;
+                myself.send_after(delay, move || JobMsg::SpawnVideo(video_id));
+            }
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl JobActor {
+    async fn discover(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        attempt: u32,
+    ) -> Result<(), ActorProcessingErr> {
+        self.deps.store.set_job_status(state.job_id, JobStatus::Discovering, None).await?;
+        self.deps.commands.send(StageCommand::new(state.job_id, None, Stage::Discovery, attempt)).await?;
+        state.discovery_attempt = Some(attempt);
+        let timeout = self.deps.settings.stages.timeout(Stage::Discovery);
+        myself.send_after(timeout, move || JobMsg::DiscoveryDeadline { attempt });
+        Ok(())
+    }
+
+    async fn on_event(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        event: DomainEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(attempt) = state.discovery_attempt else {
+            return Ok(());
+        };
+        match event.payload {
+            EventPayload::DiscoveryCompleted { videos } => {
+                tracing::info!(job_id = %state.job_id, videos, "discovery completed");
+                state.discovery_attempt = None;
+                self.deps.store.set_job_status(state.job_id, JobStatus::Running, None).await?;
+                self.run_videos(myself, state).await
+            }
+            EventPayload::StageFailed { stage: Stage::Discovery, attempt: failed, retryable, reason }
+                if failed == attempt =>
+            {
+                self.discovery_failed(myself, state, attempt, retryable, reason).await
+            }
+            EventPayload::StageFailed { .. }
+            | EventPayload::VideoDiscovered { .. }
+            | EventPayload::VideoDownloaded { .. }
+            | EventPayload::AudioExtracted { .. }
+            | EventPayload::TranscriptionCompleted { .. }
+            | EventPayload::SummarizationCompleted { .. }
+            | EventPayload::JobFinished { .. } => Ok(()),
+        }
+    }
+
+    async fn discovery_failed(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        attempt: u32,
+        retryable: bool,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        state.discovery_attempt = None;
+        let max = self.deps.settings.stages.max_attempts;
+        if retryable && attempt < max {
+            let delay = self.deps.settings.stages.backoff().delay(attempt);
+            tracing::warn!(job_id = %state.job_id, attempt, %reason, ?delay, "discovery failed; will retry");
+            myself.send_after(delay, move || JobMsg::RetryDiscovery { attempt: attempt + 1 });
+            return Ok(());
+        }
+        let error = if retryable { format!("discovery failed after {attempt} attempts: {reason}") } else { reason };
+        self.finish(myself, state, JobStatus::Failed, Some(error)).await
+    }
+
+    /// Spawns a VideoActor for every video with work left (reusing earlier summaries unless forced).
+    async fn run_videos(&self, myself: &ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        for video in self.deps.store.list_videos(state.job_id).await? {
+            if state::is_final(video.status) {
+                continue;
+            }
+            if video.status == VideoStatus::Discovered
+                && !state.force
+                && self.deps.artifacts.get_summary(&video.video_id).await?.is_some()
+            {
+                let to = state::on(video.status, state::VideoEvent::Reuse)?;
+                let update = VideoUpdate { status: to, attempts: 0, error: None };
+                self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
+                continue;
+            }
+            self.spawn_video(myself, state, video.video_id).await?;
+        }
+        self.finish_if_done(myself, state).await
+    }
+
+    async fn spawn_video(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        video_id: VideoId,
+    ) -> Result<(), ActorProcessingErr> {
+        let name = video_actor_name(state.job_id, &video_id);
+        let actor = VideoActor { deps: self.deps.clone() };
+        let args = VideoArgs { job_id: state.job_id, video_id: video_id.clone() };
+        match Actor::spawn_linked(Some(name), actor, args, myself.get_cell()).await {
+            Ok((video_ref, _)) => {
+                state.children.insert(video_ref.get_id(), (video_id, video_ref));
+            }
+            Err(e) => {
+                // E.g. the store is briefly unavailable: try again later, like a crash.
+                let restarts = state.restarts.entry(video_id.clone()).or_insert(0);
+                *restarts += 1;
+                let delay = self.deps.settings.stages.backoff().delay(*restarts);
+                tracing::warn!(job_id = %state.job_id, %video_id, error = %e, ?delay, "could not start video actor; retrying");
+                state.pending += 1;
+                myself.send_after(delay, move || JobMsg::SpawnVideo(video_id));
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_if_done(&self, myself: &ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        if !state.children.is_empty() || (state.pending > 0 && !state.cancelled) || state.discovery_attempt.is_some() {
+            return Ok(());
+        }
+        let mut videos = self.deps.store.list_videos(state.job_id).await?;
+        if state.cancelled {
+            for video in videos.iter_mut().filter(|v| !state::is_final(v.status)) {
+                let to = state::on(video.status, state::VideoEvent::Cancel)?;
+                let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
+                self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
+            }
+            return self.finish(myself, state, JobStatus::Cancelled, None).await;
+        }
+        if videos.iter().any(|v| !state::is_final(v.status)) {
+            // A video with work left and no actor (e.g. after a restart race): drive it.
+            for v in videos.into_iter().filter(|v| !state::is_final(v.status)) {
+                self.spawn_video(myself, state, v.video_id).await?;
+            }
+            return Ok(());
+        }
+        let failed = videos.iter().filter(|v| v.status == VideoStatus::Failed).count();
+        let (status, error) = if failed > 0 {
+            (JobStatus::CompletedWithErrors, Some(format!("{failed} of {} videos failed", videos.len())))
+        } else {
+            (JobStatus::Completed, None)
+        };
+        self.finish(myself, state, status, error).await
+    }
+
+    async fn finish(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> Result<(), ActorProcessingErr> {
+        self.deps.store.set_job_status(state.job_id, status, error.as_deref()).await?;
+        tracing::info!(job_id = %state.job_id, %status, "job finished");
+        let event = DomainEvent::new(state.job_id, None, EventPayload::JobFinished { status });
+        if let Err(e) = self.deps.events.publish(event).await {
+            tracing::warn!(job_id = %state.job_id, error = %e, "could not publish job_finished");
+        }
+        myself.stop(Some(status.to_string()));
+        Ok(())
+    }
+
+    /// Cancels the job: every VideoActor cancels its video (in order with the results it is
+    /// handling), and the job ends `cancelled` once they have all stopped.
+    async fn cancel(&self, myself: &ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        state.cancelled = true;
+        state.discovery_attempt = None;
+        for (_, video_ref) in state.children.values() {
+            let _ = video_ref.cast(VideoMsg::Cancel);
+        }
+        self.finish_if_done(myself, state).await
+    }
+}

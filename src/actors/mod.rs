@@ -1,0 +1,65 @@
+//! The actor runtime (ractor) and its supervision tree.
+//!
+//! ```text
+//! RootSupervisor                        restarts a failed child after capped backoff + jitter
+//! ├─ EventRouter                        event bus → the JobActor / VideoActor an event is about
+//! ├─ StagePool{stage} × 5               consumes its stage's queue, N workers, publishes results
+//! │    discovery | download | audio_extraction | transcription | summarization
+//! └─ JobSupervisor                      one JobActor per running job; restarts a failed one
+//!    └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
+//!       │                               ends the job when every video is final
+//!       └─ VideoActor{job_id,video_id}  drives `video::state` through the stage pools;
+//!                                       restarted alone, from its persisted state, when it fails
+//! ```
+//!
+//! Every state transition is persisted before the next stage's command is sent. A stage failure
+//! makes the VideoActor fail on purpose (after recording the error); its JobActor re-spawns it after
+//! a backoff, and `pre_start` reloads the persisted state and re-dispatches the stage with the next
+//! attempt number. After `stages.max_attempts`, or on a permanent error, the video is `failed` and
+//! the job goes on. A panic anywhere in a VideoActor is handled the same way. Nothing above the
+//! failed actor restarts.
+//!
+//! Adapters (stores, buses) are shared `Arc<dyn Port>`s; the actors that hold their long-lived
+//! consumers (EventRouter, StagePools) are restarted with backoff by the RootSupervisor when a
+//! consumer breaks.
+
+pub mod backoff;
+pub mod job;
+pub mod job_supervisor;
+pub mod root;
+pub mod router;
+pub mod stage_pool;
+pub mod video;
+
+use std::sync::Arc;
+
+use crate::adapters::{ArtifactStore, CommandBus, EventBus, JobStore};
+use crate::config::Settings;
+use crate::domain::{JobId, VideoId};
+use crate::stages::Stages;
+
+/// What actors share (read-only).
+#[derive(Clone)]
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn JobStore>,
+    pub artifacts: Arc<dyn ArtifactStore>,
+    pub commands: Arc<dyn CommandBus>,
+    pub events: Arc<dyn EventBus>,
+    pub stages: Stages,
+}
+
+/// Registry name of a job's actor.
+pub fn job_actor_name(job_id: JobId) -> String {
+    format!("job:{job_id}")
+}
+
+/// Registry name of a video's actor within a job.
+pub fn video_actor_name(job_id: JobId, video_id: &VideoId) -> String {
+    format!("video:{job_id}:{video_id}")
+}
+
+/// Turns any error into ractor's processing error.
+pub fn fail(msg: impl Into<String>) -> ractor::ActorProcessingErr {
+    msg.into().into()
+}

@@ -1,0 +1,220 @@
+//! RootSupervisor: owns the EventRouter, the stage pools this process runs, and the
+//! JobSupervisor. A child that fails is re-spawned alone after a capped backoff with jitter; callers
+//! reach the current JobSupervisor through the root, so they never hold a stale reference.
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::job_supervisor::{JobSupervisor, JobSupervisorMsg};
+use super::router::EventRouter;
+use super::stage_pool::{StagePool, StagePoolArgs, StagePoolMsg};
+use super::{Deps, fail};
+use crate::domain::{JobId, Stage};
+
+pub struct RootSupervisor {
+    pub deps: Deps,
+}
+
+#[derive(Debug, Clone)]
+pub struct RootArgs {
+    /// The stage pools this process runs.
+    pub stages: Vec<Stage>,
+    /// Prefix of the children's registry names (names are process-global; several pipelines may
+    /// share a process, as in tests).
+    pub instance: String,
+}
+
+/// The root's children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Child {
+    Router,
+    Pool(Stage),
+    Jobs,
+}
+
+pub struct RootState {
+    children: HashMap<ActorId, (Child, ActorCell)>,
+    restarts: HashMap<Child, u32>,
+    shutting_down: bool,
+    instance: String,
+}
+
+#[derive(Debug)]
+pub enum RootMsg {
+    StartJob(JobId),
+    CancelJob(JobId, RpcReplyPort<bool>),
+    RunningJobs(RpcReplyPort<Vec<JobId>>),
+    /// Per running pool: (stage, workers, running, succeeded, failed).
+    PoolStats(RpcReplyPort<Vec<(Stage, usize, u64, u64, u64)>>),
+    Respawn(Child),
+    /// Stops every child (jobs first, then pools, then the router) and replies when done.
+    Shutdown(RpcReplyPort<()>),
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState {
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+            shutting_down: false,
+            instance: args.instance.clone(),
+        };
+        // Router first: results must have somewhere to go before any work is taken.
+        self.spawn_child(&myself, &mut state, Child::Router).await?;
+        for stage in args.stages {
+            self.spawn_child(&myself, &mut state, Child::Pool(stage)).await?;
+        }
+        self.spawn_child(&myself, &mut state, Child::Jobs).await?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::StartJob(job_id) => {
+                let jobs = jobs_ref(state)?;
+                jobs.cast(JobSupervisorMsg::Start(job_id))?;
+            }
+            RootMsg::CancelJob(job_id, reply) => match jobs_ref(state) {
+                Ok(jobs) => {
+                    // Forward and let the JobSupervisor answer the caller directly.
+                    jobs.cast(JobSupervisorMsg::Cancel(job_id, reply))?;
+                }
+                Err(_) => {
+                    let _ = reply.send(false);
+                }
+            },
+            RootMsg::RunningJobs(reply) => match jobs_ref(state) {
+                Ok(jobs) => jobs.cast(JobSupervisorMsg::Running(reply))?,
+                Err(_) => {
+                    let _ = reply.send(Vec::new());
+                }
+            },
+            RootMsg::PoolStats(reply) => {
+                let mut out = Vec::new();
+                for (child, cell) in state.children.values() {
+                    if let Child::Pool(stage) = child {
+                        let pool: ActorRef<StagePoolMsg> = cell.clone().into();
+                        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000);
+                        if let Ok((workers, running, ok, failed)) = stats {
+                            out.push((*stage, workers, running, ok, failed));
+                        }
+                    }
+                }
+                out.sort_by_key(|s| Stage::ALL.iter().position(|x| *x == s.0));
+                let _ = reply.send(out);
+            }
+            RootMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                let timeout = Some(std::time::Duration::from_secs(10));
+                for kind in [Child::Jobs, Child::Router] {
+                    for (child, cell) in state.children.values() {
+                        if *child == kind || (kind == Child::Router && matches!(child, Child::Pool(_))) {
+                            cell.stop_and_wait(Some("shutdown".into()), timeout).await?;
+                        }
+                    }
+                }
+                state.children.clear();
+                let _ = reply.send(());
+                myself.stop(Some("shutdown".into()));
+            }
+            RootMsg::Respawn(_) if state.shutting_down => {}
+            RootMsg::Respawn(child) => {
+                if let Err(e) = self.spawn_child(&myself, state, child).await {
+                    self.schedule_respawn(&myself, state, child, &e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.shutting_down {
+            return Ok(());
+        }
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some((child, _)) = state.children.remove(&cell.get_id()) {
+                    self.schedule_respawn(&myself, state, child, &error.to_string());
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                // Children stop only when the root is shutting down; anything else is a fault.
+                if let Some((child, _)) = state.children.remove(&cell.get_id()) {
+                    self.schedule_respawn(&myself, state, child, reason.as_deref().unwrap_or("stopped"));
+                }
+            }
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl RootSupervisor {
+    async fn spawn_child(
+        &self,
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        child: Child,
+    ) -> Result<(), ActorProcessingErr> {
+        let supervisor = myself.get_cell();
+        let deps = self.deps.clone();
+        let cell = match child {
+            Child::Router => {
+                let name = format!("{}/event-router", state.instance);
+                Actor::spawn_linked(Some(name), EventRouter { deps }, (), supervisor).await?.0.get_cell()
+            }
+            Child::Pool(stage) => {
+                let name = format!("{}/pool:{stage}", state.instance);
+                Actor::spawn_linked(Some(name), StagePool { deps }, StagePoolArgs { stage }, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            Child::Jobs => {
+                let name = format!("{}/job-supervisor", state.instance);
+                Actor::spawn_linked(Some(name), JobSupervisor { deps }, (), supervisor).await?.0.get_cell()
+            }
+        };
+        state.children.insert(cell.get_id(), (child, cell));
+        if child == Child::Jobs {
+            // A new JobSupervisor resumes every unfinished job.
+            let jobs = jobs_ref(state)?;
+            for job_id in self.deps.store.unfinished_jobs().await? {
+                jobs.cast(JobSupervisorMsg::Start(job_id))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_respawn(&self, myself: &ActorRef<RootMsg>, state: &mut RootState, child: Child, reason: &str) {
+        let restarts = state.restarts.entry(child).or_insert(0);
+        *restarts += 1;
+        let delay = self.deps.settings.stages.backoff().delay(*restarts);
+        tracing::error!(?child, restart = *restarts, ?delay, reason, "supervised child failed; restarting it");
+        myself.send_after(delay, move || RootMsg::Respawn(child));
+    }
+}
+
+fn jobs_ref(state: &RootState) -> Result<ActorRef<JobSupervisorMsg>, ActorProcessingErr> {
+    state
+        .children
+        .values()
+        .find(|(child, _)| *child == Child::Jobs)
+        .map(|(_, cell)| cell.clone().into())
+        .ok_or_else(|| fail("the job supervisor is restarting"))
+}

@@ -1,0 +1,188 @@
+//! StagePool: one per stage. Consumes the stage's queue with at most `stages.<stage>.workers`
+//! commands running at once (the rest wait in the queue: backpressure, not memory), runs each on its
+//! own task so a panic is contained, bounds it by the stage timeout, publishes the resulting events
+//! (or a `stage_failed` event) and only then acknowledges the delivery. If the consumer breaks the
+//! pool fails and the RootSupervisor restarts it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::{Deps, fail};
+use crate::adapters::{Delivery, DomainEvent, EventPayload};
+use crate::domain::Stage;
+use crate::stages::{StageError, StageWork};
+
+pub struct StagePool {
+    pub deps: Deps,
+}
+
+#[derive(Debug, Clone)]
+pub struct StagePoolArgs {
+    pub stage: Stage,
+}
+
+pub struct StagePoolState {
+    stage: Stage,
+    consumer: JoinHandle<()>,
+    pub stats: Arc<PoolStats>,
+}
+
+/// Counters for the ops console and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub running: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Debug)]
+pub enum StagePoolMsg {
+    /// The queue consumer ended; the pool fails so that it is restarted.
+    ConsumerStopped(String),
+    /// (workers, running, succeeded, failed)
+    Stats(ractor::RpcReplyPort<(usize, u64, u64, u64)>),
+}
+
+impl Actor for StagePool {
+    type Msg = StagePoolMsg;
+    type State = StagePoolState;
+    type Arguments = StagePoolArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StagePoolMsg>,
+        args: StagePoolArgs,
+    ) -> Result<StagePoolState, ActorProcessingErr> {
+        let stage = args.stage;
+        let workers = self.deps.settings.stages.workers(stage);
+        let mut deliveries = self.deps.commands.consume(stage, workers).await?;
+        let work = self.deps.stages.get(stage);
+        let deps = self.deps.clone();
+        let stats = Arc::new(PoolStats::default());
+        let task_stats = stats.clone();
+        let consumer = tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(workers));
+            let reason = loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break "worker semaphore closed".to_owned();
+                };
+                match deliveries.next().await {
+                    Some(Ok(delivery)) => {
+                        let (deps, work, stats) = (deps.clone(), work.clone(), task_stats.clone());
+                        tokio::spawn(async move {
+                            stats.running.fetch_add(1, Ordering::Relaxed);
+                            handle_delivery(&deps, work, delivery, &stats).await;
+                            stats.running.fetch_sub(1, Ordering::Relaxed);
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => break format!("consumer error: {e}"),
+                    None => break "queue closed".to_owned(),
+                }
+            };
+            let _ = myself.cast(StagePoolMsg::ConsumerStopped(reason));
+        });
+        tracing::debug!(%stage, workers, "stage pool started");
+        Ok(StagePoolState { stage, consumer, stats })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<StagePoolMsg>,
+        msg: StagePoolMsg,
+        state: &mut StagePoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StagePoolMsg::ConsumerStopped(reason) => Err(fail(format!("{} pool: {reason}", state.stage))),
+            StagePoolMsg::Stats(reply) => {
+                let s = &state.stats;
+                let _ = reply.send((
+                    self.deps.settings.stages.workers(state.stage),
+                    s.running.load(Ordering::Relaxed),
+                    s.succeeded.load(Ordering::Relaxed),
+                    s.failed.load(Ordering::Relaxed),
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StagePoolMsg>,
+        state: &mut StagePoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.consumer.abort();
+        Ok(())
+    }
+}
+
+/// Runs one command and reports it: events first, ack after (at-least-once).
+async fn handle_delivery(deps: &Deps, work: Arc<dyn StageWork>, delivery: Delivery, stats: &PoolStats) {
+    let command = delivery.command;
+    let stage = command.stage;
+    let timeout = deps.settings.stages.timeout(stage);
+    let task_command = command.clone();
+    // Its own task: a panic in the stage is caught here instead of taking the pool down.
+    let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
+    let events = match outcome {
+        Ok(Ok(Ok(events))) => {
+            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            events
+        }
+        Ok(Ok(Err(error))) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            vec![failed_event(&command, &error)]
+        }
+        Ok(Err(join_error)) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            let reason = panic_message(join_error);
+            tracing::error!(%stage, video_id = ?command.video_id, %reason, "stage panicked");
+            vec![failed_event(&command, &StageError::Retryable(format!("{stage} crashed: {reason}")))]
+        }
+        Err(_) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            let error = StageError::Retryable(format!("{stage} did not finish within {} s", timeout.as_secs()));
+            vec![failed_event(&command, &error)]
+        }
+    };
+    for event in events {
+        if let Err(e) = deps.events.publish(event).await {
+            tracing::warn!(%stage, error = %e, "could not publish the result; redelivering the command");
+            let _ = delivery.acker.nack(true, &e.to_string()).await;
+            return;
+        }
+    }
+    if let Err(e) = delivery.acker.ack().await {
+        tracing::warn!(%stage, error = %e, "ack failed (the command may be redelivered; stages are idempotent)");
+    }
+}
+
+fn failed_event(command: &crate::adapters::StageCommand, error: &StageError) -> DomainEvent {
+    DomainEvent::new(
+        command.job_id,
+        command.video_id.clone(),
+        EventPayload::StageFailed {
+            stage: command.stage,
+            attempt: command.attempt,
+            retryable: error.is_retryable(),
+            reason: error.to_string(),
+        },
+    )
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into()),
+        Err(e) => e.to_string(),
+    }
+}

@@ -1,0 +1,251 @@
+//! VideoActor: one per video of a running job; a thin driver around [`state`].
+//!
+//! On start it reloads the video's persisted record and either dispatches the next stage, or —
+//! after a restart — re-dispatches the stage that was in flight with the next attempt number. It
+//! takes [`VideoMsg::Event`]s (stage results routed from the event bus), [`VideoMsg::Deadline`]
+//! (a stage that never answered) and [`VideoMsg::Cancel`]. On a retryable stage failure it records
+//! the error and fails on purpose, so that its JobActor re-spawns it after a backoff; on a permanent
+//! failure, or when the attempts are spent, it persists `failed` and stops normally. It stops
+//! normally in every final state.
+
+pub mod state;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+
+use super::{Deps, fail};
+use crate::adapters::{DomainEvent, EventPayload, StageCommand, VideoRecord, VideoUpdate};
+use crate::domain::{JobId, Stage, VideoId, VideoStatus};
+use state::VideoEvent;
+
+pub struct VideoActor {
+    pub deps: Deps,
+}
+
+/// Everything needed to rebuild the actor: a restart is a re-spawn that reloads durable state.
+#[derive(Debug, Clone)]
+pub struct VideoArgs {
+    pub job_id: JobId,
+    pub video_id: VideoId,
+}
+
+pub struct VideoState {
+    record: VideoRecord,
+    /// The stage and attempt whose result is awaited.
+    awaiting: Option<(Stage, u32)>,
+    deadline: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub enum VideoMsg {
+    Event(DomainEvent),
+    Deadline { stage: Stage, attempt: u32 },
+    Cancel,
+}
+
+impl Actor for VideoActor {
+    type Msg = VideoMsg;
+    type State = VideoState;
+    type Arguments = VideoArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<VideoMsg>, args: VideoArgs) -> Result<VideoState, ActorProcessingErr> {
+        let record = self
+            .deps
+            .store
+            .get_video(args.job_id, &args.video_id)
+            .await?
+            .ok_or_else(|| fail(format!("video {} of job {} is not recorded", args.video_id, args.job_id)))?;
+        Ok(VideoState { record, awaiting: None, deadline: None })
+    }
+
+    async fn post_start(&self, myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        self.drive(&myself, state).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<VideoMsg>,
+        msg: VideoMsg,
+        state: &mut VideoState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            VideoMsg::Event(event) => self.on_event(&myself, state, event).await,
+            VideoMsg::Deadline { stage, attempt } => {
+                if state.awaiting != Some((stage, attempt)) {
+                    return Ok(());
+                }
+                let timeout = self.deps.settings.stages.timeout(stage);
+                let reason = format!("{stage} did not finish within {} s", timeout.as_secs());
+                self.on_failure(&myself, state, stage, true, reason).await
+            }
+            VideoMsg::Cancel => {
+                state.awaiting = None;
+                if !state::is_final(state.record.status) {
+                    self.transition(state, VideoEvent::Cancel, None).await?;
+                }
+                myself.stop(Some("cancelled".into()));
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        if let Some(deadline) = state.deadline.take() {
+            deadline.abort();
+        }
+        Ok(())
+    }
+}
+
+impl VideoActor {
+    /// Moves the video on from where it rests: dispatch the next stage, re-dispatch the one in
+    /// flight (after a restart), or stop in a final state.
+    async fn drive(&self, myself: &ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        let status = state.record.status;
+        if state::is_final(status) {
+            myself.stop(Some(status.to_string()));
+            return Ok(());
+        }
+        let max = self.deps.settings.stages.max_attempts;
+        let (stage, attempts) = match (state::in_flight(status), state::next_stage(status)) {
+            (Some(stage), _) => {
+                // Restarted mid-stage: this is another attempt at it.
+                if state.record.attempts >= max {
+                    let reason = state.record.error.clone().unwrap_or_else(|| "the stage kept crashing".into());
+                    return self.give_up(myself, state, stage, reason).await;
+                }
+                (stage, state.record.attempts + 1)
+            }
+            (None, Some(stage)) => {
+                self.transition(state, VideoEvent::Dispatch(stage), None).await?;
+                (stage, 1)
+            }
+            (None, None) => return Err(fail(format!("video in state {status} has nowhere to go"))),
+        };
+        self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
+        let command = StageCommand::new(state.record.job_id, Some(state.record.video_id.clone()), stage, attempts);
+        self.deps.commands.send(command).await?;
+        state.awaiting = Some((stage, attempts));
+        if let Some(old) = state.deadline.take() {
+            old.abort();
+        }
+        let timeout = self.deps.settings.stages.timeout(stage);
+        let me = myself.clone();
+        state.deadline = Some(tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = me.cast(VideoMsg::Deadline { stage, attempt: attempts });
+        }));
+        tracing::debug!(video_id = %state.record.video_id, %stage, attempt = attempts, "stage dispatched");
+        Ok(())
+    }
+
+    async fn on_event(
+        &self,
+        myself: &ActorRef<VideoMsg>,
+        state: &mut VideoState,
+        event: DomainEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some((stage, attempt)) = state.awaiting else {
+            return Ok(());
+        };
+        let outcome = match &event.payload {
+            EventPayload::VideoDownloaded { captions: true } if stage == Stage::Download => {
+                Some(VideoEvent::CaptionsUsed)
+            }
+            EventPayload::VideoDownloaded { captions: false } if stage == Stage::Download => {
+                Some(VideoEvent::Succeed(stage))
+            }
+            EventPayload::AudioExtracted { .. } if stage == Stage::AudioExtraction => Some(VideoEvent::Succeed(stage)),
+            EventPayload::TranscriptionCompleted { .. } if stage == Stage::Transcription => {
+                Some(VideoEvent::Succeed(stage))
+            }
+            EventPayload::SummarizationCompleted { .. } if stage == Stage::Summarization => {
+                Some(VideoEvent::Succeed(stage))
+            }
+            EventPayload::StageFailed { stage: failed, attempt: failed_attempt, retryable, reason }
+                if *failed == stage && *failed_attempt == attempt =>
+            {
+                return self.on_failure(myself, state, stage, *retryable, reason.clone()).await;
+            }
+            // Stale or duplicate results (at-least-once delivery) and events of other kinds.
+            EventPayload::VideoDiscovered { .. }
+            | EventPayload::VideoDownloaded { .. }
+            | EventPayload::AudioExtracted { .. }
+            | EventPayload::TranscriptionCompleted { .. }
+            | EventPayload::SummarizationCompleted { .. }
+            | EventPayload::DiscoveryCompleted { .. }
+            | EventPayload::StageFailed { .. }
+            | EventPayload::JobFinished { .. } => None,
+        };
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        state.awaiting = None;
+        self.transition(state, outcome, None).await?;
+        self.drive(myself, state).await
+    }
+
+    async fn on_failure(
+        &self,
+        myself: &ActorRef<VideoMsg>,
+        state: &mut VideoState,
+        stage: Stage,
+        retryable: bool,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        state.awaiting = None;
+        let attempts = state.record.attempts;
+        let max = self.deps.settings.stages.max_attempts;
+        if !retryable || attempts >= max {
+            return self.give_up(myself, state, stage, reason).await;
+        }
+        tracing::warn!(video_id = %state.record.video_id, %stage, attempt = attempts, %reason, "stage failed; will retry");
+        self.persist(state, state.record.status, attempts, Some(reason.clone())).await?;
+        // Failing hands the retry to the supervisor: backoff, re-spawn, reload, re-dispatch.
+        Err(fail(format!("{stage} attempt {attempts} failed: {reason}")))
+    }
+
+    async fn give_up(
+        &self,
+        myself: &ActorRef<VideoMsg>,
+        state: &mut VideoState,
+        stage: Stage,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let attempts = state.record.attempts.max(1);
+        let error =
+            format!("{stage} failed after {attempts} attempt{}: {reason}", if attempts == 1 { "" } else { "s" });
+        tracing::warn!(video_id = %state.record.video_id, %stage, %error, "video failed");
+        self.transition(state, VideoEvent::GiveUp(stage), Some(error)).await?;
+        myself.stop(Some("failed".into()));
+        Ok(())
+    }
+
+    /// Applies one event of the state machine and persists the result.
+    async fn transition(
+        &self,
+        state: &mut VideoState,
+        event: VideoEvent,
+        error: Option<String>,
+    ) -> Result<(), ActorProcessingErr> {
+        let to = state::on(state.record.status, event)?;
+        let attempts = if state::is_final(to) { state.record.attempts } else { 0 };
+        let error = if to == VideoStatus::Failed { error } else { None };
+        self.persist(state, to, attempts, error).await
+    }
+
+    async fn persist(
+        &self,
+        state: &mut VideoState,
+        status: VideoStatus,
+        attempts: u32,
+        error: Option<String>,
+    ) -> Result<(), ActorProcessingErr> {
+        let update = VideoUpdate { status, attempts, error };
+        self.deps.store.update_video(state.record.job_id, &state.record.video_id, &update).await?;
+        state.record.status = update.status;
+        state.record.attempts = update.attempts;
+        state.record.error = update.error;
+        Ok(())
+    }
+}

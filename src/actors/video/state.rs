@@ -1,0 +1,221 @@
+//! The video workflow as a pure state machine: no IO, exhaustively tested.
+//!
+//! ```text
+//! discovered ─dispatch(download)→ downloading ─succeed→ downloaded ─dispatch→ extracting_audio
+//!      │                               └─captions→ transcribed (audio + whisper skipped)
+//!      └─reuse→ summarized             extracting_audio ─succeed→ audio_extracted ─dispatch→ transcribing
+//! transcribing ─succeed→ transcribed ─dispatch→ summarizing ─succeed→ summarized
+//! any in-progress state ─give_up→ failed;  any non-final state ─cancel→ cancelled
+//! ```
+//! Retries do not change the status: a retried stage stays in its in-progress state and only the
+//! attempt counter (kept beside the status) moves.
+
+use crate::domain::{Stage, VideoStatus};
+
+/// What can happen to a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoEvent {
+    /// The stage's command was handed to its pool.
+    Dispatch(Stage),
+    /// The stage committed its result.
+    Succeed(Stage),
+    /// The download stage found captions and stored them as the transcript.
+    CaptionsUsed,
+    /// The stage failed permanently or ran out of attempts.
+    GiveUp(Stage),
+    Cancel,
+    /// An earlier job already summarized this video and the job is not forced.
+    Reuse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid transition: {event:?} in state {from}")]
+pub struct InvalidTransition {
+    pub from: VideoStatus,
+    pub event: VideoEvent,
+}
+
+/// The one transition function of the workflow.
+pub fn on(from: VideoStatus, event: VideoEvent) -> Result<VideoStatus, InvalidTransition> {
+    use Stage as S;
+    use VideoEvent as E;
+    use VideoStatus as V;
+    let to = match (from, event) {
+        (V::Discovered, E::Dispatch(S::Download)) => Some(V::Downloading),
+        (V::Discovered, E::Reuse) => Some(V::Summarized),
+        (V::Downloading, E::Succeed(S::Download)) => Some(V::Downloaded),
+        (V::Downloading, E::CaptionsUsed) => Some(V::Transcribed),
+        (V::Downloaded, E::Dispatch(S::AudioExtraction)) => Some(V::ExtractingAudio),
+        (V::ExtractingAudio, E::Succeed(S::AudioExtraction)) => Some(V::AudioExtracted),
+        (V::AudioExtracted, E::Dispatch(S::Transcription)) => Some(V::Transcribing),
+        (V::Transcribing, E::Succeed(S::Transcription)) => Some(V::Transcribed),
+        (V::Transcribed, E::Dispatch(S::Summarization)) => Some(V::Summarizing),
+        (V::Summarizing, E::Succeed(S::Summarization)) => Some(V::Summarized),
+        (state, E::GiveUp(stage)) if in_flight(state) == Some(stage) => Some(V::Failed),
+        (state, E::Cancel) if !is_final(state) => Some(V::Cancelled),
+        _ => None,
+    };
+    to.ok_or(InvalidTransition { from, event })
+}
+
+/// Final states: the VideoActor stops once it reaches one.
+pub fn is_final(state: VideoStatus) -> bool {
+    match state {
+        VideoStatus::Summarized | VideoStatus::Failed | VideoStatus::Cancelled => true,
+        VideoStatus::Discovered
+        | VideoStatus::Downloading
+        | VideoStatus::Downloaded
+        | VideoStatus::ExtractingAudio
+        | VideoStatus::AudioExtracted
+        | VideoStatus::Transcribing
+        | VideoStatus::Transcribed
+        | VideoStatus::Summarizing => false,
+    }
+}
+
+/// The stage a video at rest in `state` goes to next.
+pub fn next_stage(state: VideoStatus) -> Option<Stage> {
+    match state {
+        VideoStatus::Discovered => Some(Stage::Download),
+        VideoStatus::Downloaded => Some(Stage::AudioExtraction),
+        VideoStatus::AudioExtracted => Some(Stage::Transcription),
+        VideoStatus::Transcribed => Some(Stage::Summarization),
+        VideoStatus::Downloading
+        | VideoStatus::ExtractingAudio
+        | VideoStatus::Transcribing
+        | VideoStatus::Summarizing
+        | VideoStatus::Summarized
+        | VideoStatus::Failed
+        | VideoStatus::Cancelled => None,
+    }
+}
+
+/// The stage whose work is outstanding while the video is in `state`.
+pub fn in_flight(state: VideoStatus) -> Option<Stage> {
+    match state {
+        VideoStatus::Downloading => Some(Stage::Download),
+        VideoStatus::ExtractingAudio => Some(Stage::AudioExtraction),
+        VideoStatus::Transcribing => Some(Stage::Transcription),
+        VideoStatus::Summarizing => Some(Stage::Summarization),
+        VideoStatus::Discovered
+        | VideoStatus::Downloaded
+        | VideoStatus::AudioExtracted
+        | VideoStatus::Transcribed
+        | VideoStatus::Summarized
+        | VideoStatus::Failed
+        | VideoStatus::Cancelled => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use VideoStatus as V;
+
+    fn all_events() -> Vec<VideoEvent> {
+        let mut events = vec![VideoEvent::CaptionsUsed, VideoEvent::Cancel, VideoEvent::Reuse];
+        for stage in Stage::ALL {
+            events.push(VideoEvent::Dispatch(*stage));
+            events.push(VideoEvent::Succeed(*stage));
+            events.push(VideoEvent::GiveUp(*stage));
+        }
+        events
+    }
+
+    /// Every allowed transition, listed once; everything else must be rejected.
+    fn allowed() -> Vec<(VideoStatus, VideoEvent, VideoStatus)> {
+        use Stage as S;
+        use VideoEvent as E;
+        let mut table = vec![
+            (V::Discovered, E::Dispatch(S::Download), V::Downloading),
+            (V::Discovered, E::Reuse, V::Summarized),
+            (V::Downloading, E::Succeed(S::Download), V::Downloaded),
+            (V::Downloading, E::CaptionsUsed, V::Transcribed),
+            (V::Downloaded, E::Dispatch(S::AudioExtraction), V::ExtractingAudio),
+            (V::ExtractingAudio, E::Succeed(S::AudioExtraction), V::AudioExtracted),
+            (V::AudioExtracted, E::Dispatch(S::Transcription), V::Transcribing),
+            (V::Transcribing, E::Succeed(S::Transcription), V::Transcribed),
+            (V::Transcribed, E::Dispatch(S::Summarization), V::Summarizing),
+            (V::Summarizing, E::Succeed(S::Summarization), V::Summarized),
+            (V::Downloading, E::GiveUp(S::Download), V::Failed),
+            (V::ExtractingAudio, E::GiveUp(S::AudioExtraction), V::Failed),
+            (V::Transcribing, E::GiveUp(S::Transcription), V::Failed),
+            (V::Summarizing, E::GiveUp(S::Summarization), V::Failed),
+        ];
+        for state in VideoStatus::ALL {
+            if !is_final(*state) {
+                table.push((*state, E::Cancel, V::Cancelled));
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn transition_table_is_exactly_the_allowed_one() {
+        let allowed = allowed();
+        for state in VideoStatus::ALL {
+            for event in all_events() {
+                let expected = allowed.iter().find(|(f, e, _)| f == state && *e == event).map(|(_, _, t)| *t);
+                match (on(*state, event), expected) {
+                    (Ok(to), Some(want)) => assert_eq!(to, want, "{state} + {event:?}"),
+                    (Err(err), None) => {
+                        assert_eq!(err.from, *state);
+                        assert_eq!(err.event, event);
+                    }
+                    (got, want) => panic!("{state} + {event:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_accept_nothing() {
+        for state in [V::Summarized, V::Failed, V::Cancelled] {
+            assert!(is_final(state));
+            for event in all_events() {
+                assert!(on(state, event).is_err(), "{state} accepted {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn happy_path_without_captions_visits_every_stage() {
+        let mut state = V::Discovered;
+        let mut visited = vec![state];
+        while let Some(stage) = next_stage(state) {
+            state = on(state, VideoEvent::Dispatch(stage)).unwrap();
+            assert_eq!(in_flight(state), Some(stage));
+            visited.push(state);
+            state = on(state, VideoEvent::Succeed(stage)).unwrap();
+            visited.push(state);
+        }
+        assert_eq!(state, V::Summarized);
+        assert_eq!(visited.len(), 9);
+    }
+
+    #[test]
+    fn captions_skip_audio_and_transcription() {
+        let state = on(V::Discovered, VideoEvent::Dispatch(Stage::Download)).unwrap();
+        let state = on(state, VideoEvent::CaptionsUsed).unwrap();
+        assert_eq!(state, V::Transcribed);
+        assert_eq!(next_stage(state), Some(Stage::Summarization));
+    }
+
+    #[test]
+    fn stale_completion_of_another_stage_is_rejected() {
+        assert!(on(V::Transcribing, VideoEvent::Succeed(Stage::Download)).is_err());
+        assert!(on(V::Transcribing, VideoEvent::GiveUp(Stage::Download)).is_err());
+    }
+
+    #[test]
+    fn in_flight_and_next_stage_partition_the_non_final_states() {
+        for state in VideoStatus::ALL {
+            let n = usize::from(in_flight(*state).is_some()) + usize::from(next_stage(*state).is_some());
+            if is_final(*state) {
+                assert_eq!(n, 0, "{state}");
+            } else {
+                assert_eq!(n, 1, "{state}");
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! One conformance suite per port, run against every implementation (the embedded ones here, the
+//! production ones in their own tests). Each function panics on the first broken contract.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures::StreamExt;
+
+use super::{ArtifactStore, CommandBus, DomainEvent, EventBus, EventPayload, JobStore, StageCommand, VideoUpdate};
+use crate::domain::{
+    ChannelId, JobId, JobStatus, KeyPoint, Segment, Stage, Summary, Transcript, TranscriptSource, VideoId, VideoMeta,
+    VideoStatus,
+};
+
+fn video(id: &str, title: &str) -> VideoMeta {
+    VideoMeta {
+        video_id: VideoId::parse(id).expect("valid id"),
+        title: title.into(),
+        published_at: Some(Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()),
+    }
+}
+
+pub async fn job_store(store: &dyn JobStore) {
+    let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
+    let job = JobId::new();
+    let created = store.create_job(job, &channel, true).await.expect("create");
+    assert_eq!(created.status, JobStatus::Pending);
+    assert!(created.force);
+    assert!(store.create_job(job, &channel, false).await.is_err(), "duplicate job id accepted");
+    assert!(store.get_job(JobId::new()).await.unwrap().is_none());
+
+    store.set_job_status(job, JobStatus::Failed, Some("channel not found")).await.unwrap();
+    let got = store.get_job(job).await.unwrap().unwrap();
+    assert_eq!(got.status, JobStatus::Failed);
+    assert_eq!(got.error.as_deref(), Some("channel not found"));
+    assert!(store.set_job_status(JobId::new(), JobStatus::Failed, None).await.is_err());
+    store.set_job_status(job, JobStatus::Running, None).await.unwrap();
+    assert!(store.unfinished_jobs().await.unwrap().contains(&job));
+
+    let videos = [video("aaaaaaaaaaa", "First & <best>"), video("bbbbbbbbbbb", "Second")];
+    store.add_videos(job, &videos).await.unwrap();
+    // Idempotent: a redelivered discovery neither duplicates nor resets videos.
+    let a = &videos[0].video_id;
+    let update = VideoUpdate { status: VideoStatus::Downloading, attempts: 2, error: Some("timeout".into()) };
+    store.update_video(job, a, &update).await.unwrap();
+    store.add_videos(job, &videos).await.unwrap();
+    let listed = store.list_videos(job).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].video_id, *a, "discovery order kept");
+    assert_eq!(listed[0].title, "First & <best>");
+    assert_eq!(listed[0].status, VideoStatus::Downloading);
+    assert_eq!(listed[0].attempts, 2);
+    assert_eq!(listed[0].error.as_deref(), Some("timeout"));
+    assert_eq!(listed[0].published_at, videos[0].published_at);
+    assert_eq!(listed[1].status, VideoStatus::Discovered);
+    let one = store.get_video(job, a).await.unwrap().unwrap();
+    assert_eq!(one, listed[0]);
+    assert!(store.get_video(JobId::new(), a).await.unwrap().is_none());
+    let missing = VideoId::parse("zzzzzzzzzzz").unwrap();
+    assert!(store.update_video(job, &missing, &update).await.is_err());
+
+    // Listing: newest first, paginated, with the total.
+    let second = JobId::new();
+    store.create_job(second, &channel, false).await.unwrap();
+    let (page, total) = store.list_jobs(1, 0).await.unwrap();
+    assert!(total >= 2);
+    assert_eq!(page.len(), 1);
+    let (all, _) = store.list_jobs(100, 0).await.unwrap();
+    let pos = |id| all.iter().position(|j| j.job_id == id).unwrap();
+    assert!(pos(second) < pos(job), "newest first");
+    store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
+    assert!(!store.unfinished_jobs().await.unwrap().contains(&job));
+}
+
+pub async fn artifact_store(store: &dyn ArtifactStore) {
+    let id = VideoId::parse("ccccccccccc").unwrap();
+    assert!(store.get_transcript(&id).await.unwrap().is_none());
+    assert!(store.get_summary(&id).await.unwrap().is_none());
+    // A multi-megabyte transcript round-trips.
+    let segments: Vec<Segment> = (0..20_000)
+        .map(|i| Segment {
+            start: f64::from(i), end: f64::from(i) + 0.5, text: format!("segment number {i} ünïcode")
+        })
+        .collect();
+    let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
+    let transcript = Transcript {
+        video_id: id.clone(),
+        source: TranscriptSource::Whisper,
+        language: Some("en".into()),
+        text,
+        segments,
+        job_id: JobId::new(),
+    };
+    store.put_transcript(&transcript).await.unwrap();
+    assert_eq!(store.get_transcript(&id).await.unwrap().as_ref(), Some(&transcript));
+    // Putting again replaces (idempotent by video id).
+    let mut newer = transcript.clone();
+    newer.source = TranscriptSource::Captions;
+    newer.segments.truncate(1);
+    store.put_transcript(&newer).await.unwrap();
+    store.put_transcript(&newer).await.unwrap();
+    assert_eq!(store.get_transcript(&id).await.unwrap(), Some(newer));
+
+    let summary = Summary {
+        video_id: id.clone(),
+        summary: "It is about bees.".into(),
+        key_points: vec![KeyPoint { text: "Bees".into(), start: 12.5, url: "u".into() }],
+        summarizer: "textrank".into(),
+        job_id: JobId::new(),
+    };
+    store.put_summary(&summary).await.unwrap();
+    store.put_summary(&summary).await.unwrap();
+    assert_eq!(store.get_summary(&id).await.unwrap(), Some(summary));
+}
+
+pub async fn command_bus(bus: &dyn CommandBus) {
+    let job = JobId::new();
+    let mut stream = bus.consume(Stage::Download, 4).await.expect("consume");
+    let first = StageCommand::new(job, Some(VideoId::parse("ddddddddddd").unwrap()), Stage::Download, 1);
+    bus.send(first.clone()).await.unwrap();
+    let got = next_within(&mut stream).await;
+    assert_eq!(got.command, first);
+    // A nack with requeue redelivers the same command.
+    got.acker.nack(true, "try again").await.unwrap();
+    let again = next_within(&mut stream).await;
+    assert_eq!(again.command.command_id, first.command_id);
+    again.acker.ack().await.unwrap();
+    // Other stages' queues are separate.
+    let other = StageCommand::new(job, None, Stage::Discovery, 1);
+    bus.send(other.clone()).await.unwrap();
+    let mut discovery = bus.consume(Stage::Discovery, 1).await.unwrap();
+    let got = next_within(&mut discovery).await;
+    assert_eq!(got.command, other);
+    got.acker.ack().await.unwrap();
+}
+
+pub async fn event_bus(bus: &dyn EventBus) {
+    let mut a = bus.subscribe().await.unwrap();
+    let mut b = bus.subscribe().await.unwrap();
+    let event = DomainEvent::new(
+        JobId::new(),
+        Some(VideoId::parse("eeeeeeeeeee").unwrap()),
+        EventPayload::VideoDownloaded { captions: false },
+    );
+    bus.publish(event.clone()).await.unwrap();
+    for stream in [&mut a, &mut b] {
+        let got = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("event within 10 s")
+            .expect("stream open")
+            .expect("event ok");
+        assert_eq!(got, event, "every subscriber sees every event");
+    }
+}
+
+async fn next_within(stream: &mut super::DeliveryStream) -> super::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("delivery within 10 s")
+        .expect("stream open")
+        .expect("delivery ok")
+}

@@ -1,0 +1,223 @@
+//! Ports: one trait per external concern, injected as `Arc<dyn Trait>`; one file per technology.
+//!
+//! | port            | embedded (default)        | production (see the production-backends issue) |
+//! |-----------------|---------------------------|-------------------------------------------------|
+//! | [`JobStore`]      | SQLite ([`sqlite`])        | PostgreSQL                                       |
+//! | [`ArtifactStore`] | SQLite ([`sqlite`])        | MongoDB                                          |
+//! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues                                  |
+//! | [`EventBus`]      | in-process ([`in_process`]) | Kafka + RabbitMQ fanout                          |
+//!
+//! Delivery is at-least-once by contract: a [`StageCommand`] carries the ids that make its handler
+//! idempotent, a handler commits its result before acking, and a consumer may see a command or an
+//! event twice (deduplicate by `command_id` / `event_id`).
+
+pub mod conformance;
+pub mod in_process;
+pub mod sqlite;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{
+    ChannelId, JobId, JobStatus, Stage, Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus,
+};
+
+/// Errors at the storage/broker edge, already translated from driver errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type AdapterResult<T> = Result<T, AdapterError>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: JobId,
+    pub channel_id: ChannelId,
+    pub force: bool,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoRecord {
+    pub job_id: JobId,
+    pub video_id: VideoId,
+    pub title: String,
+    pub published_at: Option<DateTime<Utc>>,
+    /// Order in which discovery listed it (newest first for feeds).
+    pub position: i64,
+    pub status: VideoStatus,
+    /// Attempts made at the stage the video is in (1 on first dispatch).
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A state change of one video in one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoUpdate {
+    pub status: VideoStatus,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// Job and video state.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> AdapterResult<JobRecord>;
+    async fn get_job(&self, job_id: JobId) -> AdapterResult<Option<JobRecord>>;
+    /// Newest first.
+    async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)>;
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()>;
+    /// Jobs that are not final, for recovery at start.
+    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>>;
+    /// Records discovered videos; videos already recorded for the job are left as they are.
+    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()>;
+    async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>>;
+    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>>;
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()>;
+}
+
+/// Transcripts and summaries, one of each per video (the latest wins).
+#[async_trait]
+pub trait ArtifactStore: Send + Sync + 'static {
+    async fn put_transcript(&self, transcript: &Transcript) -> AdapterResult<()>;
+    async fn get_transcript(&self, video_id: &VideoId) -> AdapterResult<Option<Transcript>>;
+    async fn put_summary(&self, summary: &Summary) -> AdapterResult<()>;
+    async fn get_summary(&self, video_id: &VideoId) -> AdapterResult<Option<Summary>>;
+}
+
+/// Work for one stage. The ids make the handler idempotent: a redelivery of a command whose
+/// result is already committed does no work again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCommand {
+    pub command_id: Uuid,
+    pub job_id: JobId,
+    /// None for discovery, which is job-level.
+    pub video_id: Option<VideoId>,
+    pub stage: Stage,
+    pub attempt: u32,
+}
+
+impl StageCommand {
+    pub fn new(job_id: JobId, video_id: Option<VideoId>, stage: Stage, attempt: u32) -> Self {
+        Self { command_id: Uuid::now_v7(), job_id, video_id, stage, attempt }
+    }
+}
+
+/// Acknowledgement of a delivery, called only after the handler's result is committed.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    async fn ack(&self) -> AdapterResult<()>;
+    /// Gives the command back: `requeue` false dead-letters it (or drops it where there is no DLQ).
+    async fn nack(&self, requeue: bool, reason: &str) -> AdapterResult<()>;
+}
+
+pub struct Delivery {
+    pub command: StageCommand,
+    pub acker: Box<dyn Acker>,
+}
+
+pub type DeliveryStream = Pin<Box<dyn Stream<Item = AdapterResult<Delivery>> + Send>>;
+
+/// Stage work queues (competing consumers).
+#[async_trait]
+pub trait CommandBus: Send + Sync + 'static {
+    async fn send(&self, command: StageCommand) -> AdapterResult<()>;
+    /// Consumes a stage's queue with at most `prefetch` unacknowledged deliveries.
+    async fn consume(&self, stage: Stage, prefetch: usize) -> AdapterResult<DeliveryStream>;
+}
+
+/// A domain event: what happened to a job or a video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub job_id: JobId,
+    pub video_id: Option<VideoId>,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventPayload {
+    VideoDiscovered {
+        title: String,
+        published_at: Option<DateTime<Utc>>,
+    },
+    /// `captions`: the download stage found captions and stored them as the transcript.
+    VideoDownloaded {
+        captions: bool,
+    },
+    AudioExtracted {
+        seconds: f64,
+    },
+    TranscriptionCompleted {
+        source: TranscriptSource,
+        segments: usize,
+    },
+    SummarizationCompleted {
+        summarizer: String,
+    },
+    DiscoveryCompleted {
+        videos: usize,
+    },
+    StageFailed {
+        stage: Stage,
+        attempt: u32,
+        retryable: bool,
+        reason: String,
+    },
+    JobFinished {
+        status: JobStatus,
+    },
+}
+
+impl EventPayload {
+    /// The event's type name, also its Kafka topic.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::VideoDiscovered { .. } => "video_discovered",
+            EventPayload::VideoDownloaded { .. } => "video_downloaded",
+            EventPayload::AudioExtracted { .. } => "audio_extracted",
+            EventPayload::TranscriptionCompleted { .. } => "transcription_completed",
+            EventPayload::SummarizationCompleted { .. } => "summarization_completed",
+            EventPayload::DiscoveryCompleted { .. } => "discovery_completed",
+            EventPayload::StageFailed { .. } => "stage_failed",
+            EventPayload::JobFinished { .. } => "job_finished",
+        }
+    }
+}
+
+impl DomainEvent {
+    pub fn new(job_id: JobId, video_id: Option<VideoId>, payload: EventPayload) -> Self {
+        Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, payload }
+    }
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = AdapterResult<DomainEvent>> + Send>>;
+
+/// Domain events, fanned out to every subscriber.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    async fn publish(&self, event: DomainEvent) -> AdapterResult<()>;
+    async fn subscribe(&self) -> AdapterResult<EventStream>;
+}

@@ -1,0 +1,361 @@
+//! The embedded state and artifact store: one SQLite file under the data dir (WAL mode).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{AdapterError, AdapterResult, ArtifactStore, JobRecord, JobStore, VideoRecord, VideoUpdate};
+use crate::domain::{ChannelId, JobId, JobStatus, Summary, Transcript, VideoId, VideoMeta};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Jobs, videos, transcripts and summaries in one SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub async fn open(path: &Path) -> AdapterResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AdapterError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|e| AdapterError::Unavailable(format!("sqlite {}: {e}", path.display())))?;
+        MIGRATOR.run(&pool).await.map_err(|e| AdapterError::Unavailable(format!("sqlite migrations failed: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+fn translate(e: sqlx::Error) -> AdapterError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => AdapterError::AlreadyExists(db.message().to_owned()),
+        sqlx::Error::RowNotFound => AdapterError::NotFound("row".into()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            AdapterError::Unavailable(e.to_string())
+        }
+        _ => AdapterError::Other(e.to_string()),
+    }
+}
+
+fn parse<T: FromStr>(what: &str, raw: &str) -> AdapterResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse::<T>().map_err(|e| AdapterError::Corrupt(format!("{what} {raw:?}: {e}")))
+}
+
+fn parse_time(raw: &str) -> AdapterResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| AdapterError::Corrupt(format!("timestamp {raw:?}: {e}")))
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<JobRecord> {
+    let job_id: String = row.get("job_id");
+    let channel_id: String = row.get("channel_id");
+    let status: String = row.get("status");
+    let created: String = row.get("created_at");
+    let updated: String = row.get("updated_at");
+    Ok(JobRecord {
+        job_id: parse("job id", &job_id)?,
+        channel_id: parse::<ChannelId>("channel id", &channel_id)?,
+        force: row.get::<i64, _>("force") != 0,
+        status: parse("job status", &status)?,
+        error: row.get("error"),
+        created_at: parse_time(&created)?,
+        updated_at: parse_time(&updated)?,
+    })
+}
+
+fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<VideoRecord> {
+    let job_id: String = row.get("job_id");
+    let video_id: String = row.get("video_id");
+    let status: String = row.get("status");
+    let published: Option<String> = row.get("published_at");
+    let updated: String = row.get("updated_at");
+    Ok(VideoRecord {
+        job_id: parse("job id", &job_id)?,
+        video_id: parse::<VideoId>("video id", &video_id)?,
+        title: row.get("title"),
+        published_at: published.as_deref().map(parse_time).transpose()?,
+        position: row.get("position"),
+        status: parse("video status", &status)?,
+        attempts: u32::try_from(row.get::<i64, _>("attempts")).unwrap_or(0),
+        error: row.get("error"),
+        updated_at: parse_time(&updated)?,
+    })
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> AdapterResult<JobRecord> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        )
+        .bind(job_id.to_string())
+        .bind(channel_id.as_str())
+        .bind(i64::from(force))
+        .bind(JobStatus::Pending.as_str())
+        .bind(&at)
+        .bind(&at)
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        self.get_job(job_id).await?.ok_or_else(|| AdapterError::NotFound(format!("job {job_id}")))
+    }
+
+    async fn get_job(&self, job_id: JobId) -> AdapterResult<Option<JobRecord>> {
+        sqlx::query("SELECT * FROM jobs WHERE job_id = ?")
+            .bind(job_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?")
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(translate)?;
+        let jobs = rows.iter().map(job_from_row).collect::<AdapterResult<_>>()?;
+        Ok((jobs, u64::try_from(total).unwrap_or(0)))
+    }
+
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()> {
+        let done = sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE job_id = ?")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(now())
+            .bind(job_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        if done.rows_affected() == 0 {
+            return Err(AdapterError::NotFound(format!("job {job_id}")));
+        }
+        Ok(())
+    }
+
+    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        ids.iter().map(|id| parse("job id", id)).collect()
+    }
+
+    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let at = now();
+        for (position, video) in videos.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
+            )
+            .bind(job_id.to_string())
+            .bind(video.video_id.as_str())
+            .bind(&video.title)
+            .bind(video.published_at.map(|t| t.to_rfc3339()))
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        }
+        tx.commit().await.map_err(translate)
+    }
+
+    async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>> {
+        sqlx::query("SELECT * FROM job_videos WHERE job_id = ? ORDER BY position")
+            .bind(job_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?
+            .iter()
+            .map(video_from_row)
+            .collect()
+    }
+
+    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>> {
+        sqlx::query("SELECT * FROM job_videos WHERE job_id = ? AND video_id = ?")
+            .bind(job_id.to_string())
+            .bind(video_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+            .as_ref()
+            .map(video_from_row)
+            .transpose()
+    }
+
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()> {
+        let done = sqlx::query(
+            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ? WHERE job_id = ? AND video_id = ?",
+        )
+        .bind(update.status.as_str())
+        .bind(i64::from(update.attempts))
+        .bind(update.error.as_deref())
+        .bind(now())
+        .bind(job_id.to_string())
+        .bind(video_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        if done.rows_affected() == 0 {
+            return Err(AdapterError::NotFound(format!("video {video_id} of job {job_id}")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn put_transcript(&self, t: &Transcript) -> AdapterResult<()> {
+        let segments = serde_json::to_string(&t.segments).map_err(|e| AdapterError::Other(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO transcripts (video_id, job_id, source, language, text, segments, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, source = excluded.source, \
+             language = excluded.language, text = excluded.text, segments = excluded.segments, updated_at = excluded.updated_at",
+        )
+        .bind(t.video_id.as_str())
+        .bind(t.job_id.to_string())
+        .bind(t.source.as_str())
+        .bind(t.language.as_deref())
+        .bind(&t.text)
+        .bind(segments)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn get_transcript(&self, video_id: &VideoId) -> AdapterResult<Option<Transcript>> {
+        let Some(row) = sqlx::query("SELECT * FROM transcripts WHERE video_id = ?")
+            .bind(video_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+        else {
+            return Ok(None);
+        };
+        let segments: String = row.get("segments");
+        let source: String = row.get("source");
+        let job_id: String = row.get("job_id");
+        Ok(Some(Transcript {
+            video_id: video_id.clone(),
+            source: parse("transcript source", &source)?,
+            language: row.get("language"),
+            text: row.get("text"),
+            segments: serde_json::from_str(&segments).map_err(|e| AdapterError::Corrupt(format!("segments: {e}")))?,
+            job_id: parse("job id", &job_id)?,
+        }))
+    }
+
+    async fn put_summary(&self, s: &Summary) -> AdapterResult<()> {
+        let key_points = serde_json::to_string(&s.key_points).map_err(|e| AdapterError::Other(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO summaries (video_id, job_id, summary, key_points, summarizer, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, summary = excluded.summary, \
+             key_points = excluded.key_points, summarizer = excluded.summarizer, updated_at = excluded.updated_at",
+        )
+        .bind(s.video_id.as_str())
+        .bind(s.job_id.to_string())
+        .bind(&s.summary)
+        .bind(key_points)
+        .bind(&s.summarizer)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn get_summary(&self, video_id: &VideoId) -> AdapterResult<Option<Summary>> {
+        let Some(row) = sqlx::query("SELECT * FROM summaries WHERE video_id = ?")
+            .bind(video_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+        else {
+            return Ok(None);
+        };
+        let key_points: String = row.get("key_points");
+        let job_id: String = row.get("job_id");
+        Ok(Some(Summary {
+            video_id: video_id.clone(),
+            summary: row.get("summary"),
+            key_points: serde_json::from_str(&key_points)
+                .map_err(|e| AdapterError::Corrupt(format!("key points: {e}")))?,
+            summarizer: row.get("summarizer"),
+            job_id: parse("job id", &job_id)?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::conformance;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db/t.sqlite")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn sqlite_job_store_conforms() {
+        let (_dir, store) = store().await;
+        conformance::job_store(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_artifact_store_conforms() {
+        let (_dir, store) = store().await;
+        conformance::artifact_store(&store).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let id = JobId::new();
+        let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
+        SqliteStore::open(&path).await.unwrap().create_job(id, &channel, false).await.unwrap();
+        let again = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(again.get_job(id).await.unwrap().unwrap().channel_id, channel);
+    }
+}

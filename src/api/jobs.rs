@@ -1,0 +1,196 @@
+//! `/jobs`: submit a channel, follow it, list, cancel.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::adapters::{JobRecord, VideoRecord};
+use crate::domain::{ChannelId, JobId, JobStatus, VideoStatus};
+use crate::pipeline::CancelOutcome;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// A YouTube channel id: `UC` followed by 22 characters of `[A-Za-z0-9_-]`.
+    #[schema(example = "UCabcdefghijklmnopqrstuv")]
+    pub channel_id: String,
+    /// Redo videos already summarized by earlier jobs.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobCreated {
+    pub job_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VideoView {
+    pub video_id: String,
+    pub title: String,
+    pub published_at: Option<DateTime<Utc>>,
+    pub status: VideoStatus,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub job_id: String,
+    pub channel_id: String,
+    pub status: JobStatus,
+    pub force: bool,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Videos per status (every status is present), plus `total`.
+    pub counts: BTreeMap<String, usize>,
+    pub videos: Vec<VideoView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobSummaryView {
+    pub job_id: String,
+    pub channel_id: String,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobSummaryView>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most 100; default 20.
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+pub fn job_view(job: JobRecord, videos: Vec<VideoRecord>) -> JobView {
+    let mut counts: BTreeMap<String, usize> = VideoStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for v in &videos {
+        *counts.entry(v.status.to_string()).or_default() += 1;
+    }
+    counts.insert("total".into(), videos.len());
+    JobView {
+        job_id: job.job_id.to_string(),
+        channel_id: job.channel_id.to_string(),
+        status: job.status,
+        force: job.force,
+        error: job.error,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        counts,
+        videos: videos
+            .into_iter()
+            .map(|v| VideoView {
+                video_id: v.video_id.to_string(),
+                title: v.title,
+                published_at: v.published_at,
+                status: v.status,
+                attempts: v.attempts,
+                error: v.error,
+            })
+            .collect(),
+    }
+}
+
+pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(format!("job {raw} not found")))
+}
+
+/// Submit a channel.
+#[utoipa::path(post, path = "/jobs", request_body = CreateJob, tag = "jobs",
+    responses(
+        (status = 202, description = "Accepted; follow it at the Location", body = JobCreated),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+    ))]
+pub async fn create_job(
+    State(app): State<AppState>,
+    body: Result<Json<CreateJob>, JsonRejection>,
+) -> Result<Response, Response> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::with_code(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("invalid request body: {}", rejection.body_text()),
+        )
+    })?;
+    let channel = ChannelId::parse(body.channel_id.trim())
+        .map_err(|e| ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()))?;
+    let job = app.pipeline.submit(&channel, body.force).await.map_err(|e| ApiError::from(e).into_response())?;
+    let location = format!("/jobs/{}", job.job_id);
+    let mut response = (StatusCode::ACCEPTED, Json(JobCreated { job_id: job.job_id.to_string() })).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// A job with its videos.
+#[utoipa::path(get, path = "/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+pub async fn get_job(State(app): State<AppState>, Path(job_id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let job_id = parse_job_id(&job_id)?;
+    let store = &app.pipeline.deps.store;
+    let job = store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+    let videos = store.list_videos(job_id).await?;
+    Ok(Json(job_view(job, videos)))
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(Page), responses((status = 200, body = JobList)))]
+pub async fn list_jobs(State(app): State<AppState>, Query(page): Query<Page>) -> Result<Json<JobList>, ApiError> {
+    let limit = page.limit.unwrap_or(20).clamp(1, 100);
+    let offset = page.offset.unwrap_or(0);
+    let (jobs, total) = app.pipeline.deps.store.list_jobs(limit, offset).await?;
+    let jobs = jobs
+        .into_iter()
+        .map(|j| JobSummaryView {
+            job_id: j.job_id.to_string(),
+            channel_id: j.channel_id.to_string(),
+            status: j.status,
+            error: j.error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        })
+        .collect();
+    Ok(Json(JobList { jobs, total, limit, offset }))
+}
+
+/// Cancel a job.
+#[utoipa::path(delete, path = "/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "Cancelling"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ))]
+pub async fn cancel_job(State(app): State<AppState>, Path(job_id): Path<String>) -> Result<StatusCode, ApiError> {
+    let job_id = parse_job_id(&job_id)?;
+    match app.pipeline.cancel(job_id).await? {
+        CancelOutcome::Cancelling => Ok(StatusCode::ACCEPTED),
+        CancelOutcome::AlreadyFinished(status) => {
+            Err(ApiError::Conflict(format!("job {job_id} already finished ({status})")))
+        }
+        CancelOutcome::NotFound => Err(ApiError::NotFound(format!("job {job_id} not found"))),
+    }
+}

@@ -1,0 +1,96 @@
+//! `/healthz`, `/summarize-text`, and the ops console (`/console`, `/console/tree`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::domain::Segment;
+use crate::pipeline::ActorNode;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness (never needs a token).
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SummarizeText {
+    pub text: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TextSummary {
+    pub summary: String,
+}
+
+/// Summarizes a text with the configured summarizer (stateless).
+#[utoipa::path(post, path = "/summarize-text", tag = "summaries", request_body = SummarizeText,
+    responses((status = 200, body = TextSummary), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn summarize_text(
+    State(app): State<AppState>,
+    body: Result<Json<SummarizeText>, JsonRejection>,
+) -> Result<Json<TextSummary>, Response> {
+    let Json(body) = body.map_err(|r| {
+        ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {}", r.body_text()))
+    })?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "empty_text", "text must not be empty"));
+    }
+    let segments = vec![Segment { start: 0.0, end: 0.0, text: body.text }];
+    let draft = app.summarizer.summarize(&segments).await.map_err(|e| {
+        let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+        ApiError::with_code(status, "summarizer_failed", e.to_string())
+    })?;
+    Ok(Json(TextSummary { summary: draft.summary }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PoolView {
+    pub stage: String,
+    pub workers: usize,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleTree {
+    pub tree: ActorNode,
+    pub pools: Vec<PoolView>,
+}
+
+/// The live actor tree and stage pool counters.
+#[utoipa::path(get, path = "/console/tree", tag = "ops", responses((status = 200, body = ConsoleTree)))]
+pub async fn console_tree(State(app): State<AppState>) -> Json<ConsoleTree> {
+    let pools = app
+        .pipeline
+        .pool_stats()
+        .await
+        .into_iter()
+        .map(|(stage, workers, running, succeeded, failed)| PoolView {
+            stage: stage.to_string(),
+            workers,
+            running,
+            succeeded,
+            failed,
+        })
+        .collect();
+    Json(ConsoleTree { tree: app.pipeline.tree(), pools })
+}
+
+/// The ops console page: the live actor tree, refreshed every second.
+pub async fn console_page() -> impl IntoResponse {
+    Html(include_str!("console.html"))
+}

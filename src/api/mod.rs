@@ -1,0 +1,117 @@
+//! The HTTP API (axum): `router(state)` builds every route; one file per resource; errors are
+//! mapped to HTTP once, in [`error`].
+
+pub mod error;
+pub mod jobs;
+pub mod misc;
+pub mod videos;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::pipeline::Pipeline;
+use crate::summarize::Summarizer;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    /// For `/summarize-text`.
+    pub summarizer: Arc<dyn Summarizer>,
+    pub api_token: Option<SecretString>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
+    paths(
+        jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
+        videos::transcript, videos::summary,
+        misc::healthz, misc::summarize_text, misc::console_tree,
+    ),
+    components(schemas(
+        jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
+        misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
+        error::ErrorBody, error::ErrorDetail,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = Router::new()
+        .route("/jobs", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .route("/videos/{video_id}/transcript", get(videos::transcript))
+        .route("/videos/{video_id}/summary", get(videos::summary))
+        .route("/summarize-text", post(misc::summarize_text))
+        .route("/console", get(misc::console_page))
+        .route("/console/tree", get(misc::console_tree))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(misc::healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// When `server.api_token` is set, requires `Authorization: Bearer <token>` (the console page
+/// itself is public HTML; its data calls carry the token).
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(expected) = &state.api_token else {
+        return Ok(next.run(request).await);
+    };
+    if request.uri().path() == "/console" {
+        return Ok(next.run(request).await);
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
+            Ok(next.run(request).await)
+        }
+        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
+        None => Err(ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,306 @@
+//! Domain types shared by every layer: identifiers (validated once, at the edge), statuses, and the
+//! artifacts a video produces.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+static CHANNEL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^UC[A-Za-z0-9_-]{22}$").expect("valid regex"));
+static VIDEO_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{11}$").expect("valid regex"));
+
+/// An input that is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("invalid channel id {0:?}: expected \"UC\" followed by 22 characters of [A-Za-z0-9_-]")]
+    Channel(String),
+    #[error("invalid video id {0:?}: expected 11 characters of [A-Za-z0-9_-]")]
+    Video(String),
+    #[error("invalid job id {0:?}: expected a UUID")]
+    Job(String),
+}
+
+macro_rules! string_id {
+    ($name:ident, $re:ident, $err:ident) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                if $re.is_match(s) { Ok(Self(s.to_owned())) } else { Err(IdError::$err(s.to_owned())) }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(ChannelId, CHANNEL_ID, Channel);
+string_id!(VideoId, VIDEO_ID, Video);
+
+/// A job's identifier (a UUIDv7, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+impl FromStr for JobId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        Uuid::parse_str(s).map(Self).map_err(|_| IdError::Job(s.to_owned()))
+    }
+}
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Declares a plain enum stored and shown as snake_case text, with exhaustive string conversion.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a job stands. `completed`, `completed_with_errors`, `failed` and `cancelled` are final.
+    JobStatus {
+        Pending => "pending",
+        Discovering => "discovering",
+        Running => "running",
+        Completed => "completed",
+        CompletedWithErrors => "completed_with_errors",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl JobStatus {
+    pub fn is_final(self) -> bool {
+        match self {
+            JobStatus::Pending | JobStatus::Discovering | JobStatus::Running => false,
+            JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed | JobStatus::Cancelled => true,
+        }
+    }
+}
+
+text_enum!(
+    /// Where a video stands; driven by [`crate::actors::video::state`].
+    VideoStatus {
+        Discovered => "discovered",
+        Downloading => "downloading",
+        Downloaded => "downloaded",
+        ExtractingAudio => "extracting_audio",
+        AudioExtracted => "audio_extracted",
+        Transcribing => "transcribing",
+        Transcribed => "transcribed",
+        Summarizing => "summarizing",
+        Summarized => "summarized",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+text_enum!(
+    /// The pipeline's stages, each with its own worker pool and queue.
+    Stage {
+        Discovery => "discovery",
+        Download => "download",
+        AudioExtraction => "audio_extraction",
+        Transcription => "transcription",
+        Summarization => "summarization",
+    }
+);
+
+impl Stage {
+    /// The durable queue name used by brokers.
+    pub fn queue_name(self) -> String {
+        format!("{}_queue", self.as_str())
+    }
+}
+
+text_enum!(
+    /// Where a transcript came from.
+    TranscriptSource {
+        Whisper => "whisper",
+        Captions => "captions",
+        OpenAi => "openai",
+    }
+);
+
+/// A timed piece of transcript, in seconds from the start of the video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// A video as discovery found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoMeta {
+    pub video_id: VideoId,
+    pub title: String,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Transcript {
+    #[schema(value_type = String)]
+    pub video_id: VideoId,
+    pub source: TranscriptSource,
+    pub language: Option<String>,
+    pub text: String,
+    pub segments: Vec<Segment>,
+    /// The job that produced it (idempotency key with the video id).
+    #[schema(value_type = String)]
+    pub job_id: JobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyPoint {
+    pub text: String,
+    /// Seconds from the start of the video, taken from a transcript segment.
+    pub start: f64,
+    /// A link to that moment, computed by tubesum.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Summary {
+    #[schema(value_type = String)]
+    pub video_id: VideoId,
+    pub summary: String,
+    pub key_points: Vec<KeyPoint>,
+    /// Which summarizer made it: `textrank` or `llm:<model>`.
+    pub summarizer: String,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
+}
+
+/// `https://www.youtube.com/watch?v={video_id}&t={seconds}s` — the moment link of a key point.
+pub fn moment_url(video_id: &VideoId, start: f64) -> String {
+    let seconds = start.max(0.0).floor() as u64;
+    format!("https://www.youtube.com/watch?v={video_id}&t={seconds}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_ids_are_validated() {
+        assert!(ChannelId::parse("UCabcdefghijklmnopqrstuv").is_ok());
+        assert!(ChannelId::parse("UC_-0123456789abcdefghij").is_ok());
+        for bad in [
+            "",
+            "UC",
+            "UCabcdefghijklmnopqrstu",
+            "UCabcdefghijklmnopqrstuvw",
+            "XXabcdefghijklmnopqrstuv",
+            "UCabcdefghijklmnopqrst/v",
+            "UCabcdefghijklmnopqrst v",
+            "../../etc/passwd",
+        ] {
+            assert!(ChannelId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn video_ids_are_validated() {
+        assert!(VideoId::parse("dQw4w9WgXcQ").is_ok());
+        assert!(VideoId::parse("a-b_c-d_e-f").is_ok());
+        for bad in ["", "dQw4w9WgXc", "dQw4w9WgXcQQ", "dQw4w9WgX;Q", "-- --rm -rf"] {
+            assert!(VideoId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ids_deserialize_through_validation() {
+        assert!(serde_json::from_str::<VideoId>("\"dQw4w9WgXcQ\"").is_ok());
+        assert!(serde_json::from_str::<VideoId>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn text_enums_round_trip() {
+        for s in VideoStatus::ALL {
+            assert_eq!(s.as_str().parse::<VideoStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        for s in JobStatus::ALL {
+            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), *s);
+        }
+        assert_eq!(Stage::AudioExtraction.queue_name(), "audio_extraction_queue");
+        assert!("bogus".parse::<Stage>().is_err());
+    }
+
+    #[test]
+    fn moment_urls_use_whole_seconds() {
+        let id = VideoId::parse("dQw4w9WgXcQ").unwrap();
+        assert_eq!(moment_url(&id, 61.9), "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=61s");
+        assert_eq!(moment_url(&id, -1.0), "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=0s");
+    }
+}

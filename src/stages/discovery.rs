@@ -1,0 +1,220 @@
+//! Discovery: the channel's videos, from its Atom feed (default) or from `yt-dlp --flat-playlist`
+//! (the full history). Records them for the job and reports `video_discovered` for each.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{StageContext, StageError, StageResult, StageWork, feed, fill, process};
+use crate::adapters::{DomainEvent, EventPayload, StageCommand};
+use crate::config::DiscoveryMode;
+use crate::domain::{ChannelId, VideoId, VideoMeta};
+
+pub struct Discovery {
+    ctx: StageContext,
+    http: reqwest::Client,
+}
+
+impl Discovery {
+    pub fn new(ctx: StageContext) -> Result<Self, StageError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(ctx.settings.youtube.request_timeout_secs))
+            .user_agent(concat!("tubesum/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StageError::Permanent(format!("http client: {e}")))?;
+        Ok(Self { ctx, http })
+    }
+
+    async fn from_feed(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
+        let url = fill(&self.ctx.settings.youtube.feed_url, "channel_id", channel.as_str());
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| StageError::Retryable(format!("fetching the channel feed {url}: {e}")))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(StageError::Permanent(format!("channel {channel} not found: its feed {url} answered 404")));
+        }
+        if !status.is_success() {
+            let msg = format!("the channel feed {url} answered {status}");
+            return Err(if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                StageError::Retryable(msg)
+            } else {
+                StageError::Permanent(msg)
+            });
+        }
+        let body =
+            response.text().await.map_err(|e| StageError::Retryable(format!("reading the channel feed {url}: {e}")))?;
+        let parsed = feed::parse_feed(&body)
+            .map_err(|e| StageError::Permanent(format!("the channel feed {url} is not a valid feed: {e}")))?;
+        Ok(parsed
+            .entries
+            .into_iter()
+            .filter_map(|entry| match VideoId::parse(&entry.video_id) {
+                Ok(video_id) => Some(VideoMeta { video_id, title: entry.title, published_at: entry.published_at }),
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "skipping feed entry with an invalid video id");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn from_yt_dlp(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
+        let settings = &self.ctx.settings;
+        let url = fill(&settings.youtube.channel_url, "channel_id", channel.as_str());
+        let timeout = settings.stages.timeout(crate::domain::Stage::Discovery);
+        let output = process::run(
+            &settings.download.yt_dlp,
+            ["--ignore-config", "--flat-playlist", "-J", "--no-warnings", "--", url.as_str()],
+            timeout,
+        )
+        .await
+        .map_err(|e| classify_listing_error(channel, e))?;
+        parse_listing(&output.stdout)
+    }
+}
+
+#[async_trait]
+impl StageWork for Discovery {
+    async fn run(&self, command: &StageCommand) -> StageResult {
+        let job = self
+            .ctx
+            .store
+            .get_job(command.job_id)
+            .await?
+            .ok_or_else(|| StageError::Permanent(format!("job {} does not exist", command.job_id)))?;
+        let mut videos = match self.ctx.settings.discovery.mode {
+            DiscoveryMode::Feed => self.from_feed(&job.channel_id).await?,
+            DiscoveryMode::YtDlp => self.from_yt_dlp(&job.channel_id).await?,
+        };
+        dedup(&mut videos);
+        let max = self.ctx.settings.discovery.max_videos;
+        if max > 0 {
+            videos.truncate(max);
+        }
+        // Committed before the events: a redelivery re-adds nothing (the store ignores known ids).
+        self.ctx.store.add_videos(job.job_id, &videos).await?;
+        let mut events: Vec<DomainEvent> = videos
+            .iter()
+            .map(|v| {
+                DomainEvent::new(
+                    job.job_id,
+                    Some(v.video_id.clone()),
+                    EventPayload::VideoDiscovered { title: v.title.clone(), published_at: v.published_at },
+                )
+            })
+            .collect();
+        events.push(DomainEvent::new(job.job_id, None, EventPayload::DiscoveryCompleted { videos: videos.len() }));
+        Ok(events)
+    }
+}
+
+fn dedup(videos: &mut Vec<VideoMeta>) {
+    let mut seen = std::collections::HashSet::new();
+    videos.retain(|v| seen.insert(v.video_id.clone()));
+}
+
+fn classify_listing_error(channel: &ChannelId, e: process::ProcessError) -> StageError {
+    match &e {
+        process::ProcessError::Failed { stderr, .. }
+            if stderr.contains("404") || stderr.contains("does not exist") || stderr.contains("not found") =>
+        {
+            StageError::Permanent(format!("channel {channel} not found: {e}"))
+        }
+        process::ProcessError::NotFound { .. } => StageError::Permanent(e.to_string()),
+        process::ProcessError::Failed { .. } | process::ProcessError::TimedOut { .. } => {
+            StageError::Retryable(format!("listing channel {channel} with yt-dlp: {e}"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    #[serde(default)]
+    entries: Vec<ListingEntry>,
+}
+
+#[derive(Deserialize)]
+struct ListingEntry {
+    id: Option<String>,
+    url: Option<String>,
+    title: Option<String>,
+    timestamp: Option<i64>,
+    #[serde(default)]
+    entries: Vec<ListingEntry>,
+}
+
+/// Parses `yt-dlp --flat-playlist -J` output: entries' `id` when it is a video id, else the `v=`
+/// parameter of their `url`. Nested playlists (a channel's "Videos"/"Shorts" tabs) are flattened.
+pub fn parse_listing(json: &[u8]) -> Result<Vec<VideoMeta>, StageError> {
+    let listing: Listing = serde_json::from_slice(json)
+        .map_err(|e| StageError::Permanent(format!("yt-dlp listing is not valid JSON: {e}")))?;
+    let mut out = Vec::new();
+    flatten(&listing.entries, &mut out);
+    Ok(out)
+}
+
+fn flatten(entries: &[ListingEntry], out: &mut Vec<VideoMeta>) {
+    for entry in entries {
+        if !entry.entries.is_empty() {
+            flatten(&entry.entries, out);
+            continue;
+        }
+        let id = entry
+            .id
+            .as_deref()
+            .and_then(|id| VideoId::parse(id).ok())
+            .or_else(|| entry.url.as_deref().and_then(video_id_from_url));
+        if let Some(video_id) = id {
+            out.push(VideoMeta {
+                title: entry.title.clone().unwrap_or_else(|| video_id.to_string()),
+                published_at: entry.timestamp.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                video_id,
+            });
+        }
+    }
+}
+
+/// The `v` query parameter of a watch URL, if it is a valid video id.
+pub fn video_id_from_url(url: &str) -> Option<VideoId> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "v")
+        .and_then(|(_, v)| VideoId::parse(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_takes_ids_or_watch_urls_and_flattens_tabs() {
+        let json = br#"{"_type":"playlist","entries":[
+            {"id":"aaaaaaaaaaa","title":"A","url":"https://www.youtube.com/watch?v=aaaaaaaaaaa"},
+            {"_type":"url","url":"http://127.0.0.1:9/watch?v=bbbbbbbbbbb&x=1","title":"B"},
+            {"id":"not-a-video-id","url":"http://127.0.0.1:9/other"},
+            {"_type":"playlist","entries":[{"id":"ccccccccccc","timestamp":1700000000}]}
+        ]}"#;
+        let videos = parse_listing(json).unwrap();
+        let ids: Vec<_> = videos.iter().map(|v| v.video_id.as_str()).collect();
+        assert_eq!(ids, ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"]);
+        assert_eq!(videos[1].title, "B");
+        assert_eq!(videos[2].title, "ccccccccccc");
+        assert!(videos[2].published_at.is_some());
+        assert!(parse_listing(b"not json").is_err());
+    }
+
+    #[test]
+    fn duplicates_are_dropped_keeping_order() {
+        let v = |id: &str| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: id.into(), published_at: None };
+        let mut videos = vec![v("aaaaaaaaaaa"), v("bbbbbbbbbbb"), v("aaaaaaaaaaa")];
+        dedup(&mut videos);
+        assert_eq!(videos.len(), 2);
+    }
+}

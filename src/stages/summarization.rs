@@ -1,0 +1,48 @@
+//! Summarization: the stored transcript → a stored summary with key points and moment links.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{StageContext, StageError, StageResult, StageWork, video_of};
+use crate::adapters::{DomainEvent, EventPayload, StageCommand};
+use crate::summarize::{self, Summarizer};
+
+pub struct Summarization {
+    ctx: StageContext,
+    summarizer: Arc<dyn Summarizer>,
+}
+
+impl Summarization {
+    pub fn new(ctx: StageContext) -> Result<Self, StageError> {
+        let summarizer = summarize::from_settings(&ctx.settings);
+        Ok(Self { ctx, summarizer })
+    }
+}
+
+#[async_trait]
+impl StageWork for Summarization {
+    async fn run(&self, command: &StageCommand) -> StageResult {
+        let video_id = video_of(command)?;
+        let summary = match self.ctx.artifacts.get_summary(video_id).await? {
+            Some(existing) if existing.job_id == command.job_id => existing,
+            _ => {
+                let transcript = self
+                    .ctx
+                    .artifacts
+                    .get_transcript(video_id)
+                    .await?
+                    .ok_or_else(|| StageError::Permanent(format!("no transcript stored for {video_id}")))?;
+                let mut summary = summarize::summarize_transcript(self.summarizer.as_ref(), &transcript).await?;
+                summary.job_id = command.job_id;
+                self.ctx.artifacts.put_summary(&summary).await?;
+                summary
+            }
+        };
+        Ok(vec![DomainEvent::new(
+            command.job_id,
+            Some(video_id.clone()),
+            EventPayload::SummarizationCompleted { summarizer: summary.summarizer },
+        )])
+    }
+}

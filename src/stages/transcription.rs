@@ -1,0 +1,426 @@
+//! Transcription: the extracted audio → a timed transcript, with local whisper.cpp (default) or an
+//! OpenAI-compatible transcription API. A video whose download already stored captions is never
+//! sent here. Silence and music must not become invented text: silent audio is not decoded at all,
+//! and segments whisper itself marks as probably-not-speech, or that are only a sound annotation
+//! ("[Music]", "(applause)", "♪"), are dropped. An empty transcript is a valid result.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{StageContext, StageError, StageResult, StageWork, audio, video_of};
+use crate::adapters::{DomainEvent, EventPayload, StageCommand};
+use crate::config::TranscriptionBackend;
+use crate::domain::{Segment, Transcript, TranscriptSource};
+
+/// Peak amplitude below which audio counts as silence (about -60 dBFS).
+const SILENCE_PEAK: f32 = 0.001;
+
+/// A speech-to-text engine.
+#[async_trait]
+pub trait Recognizer: Send + Sync + 'static {
+    /// Transcribes 16 kHz mono WAV at `wav`.
+    async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError>;
+}
+
+pub struct Recognized {
+    pub source: TranscriptSource,
+    pub language: Option<String>,
+    pub segments: Vec<Segment>,
+}
+
+pub struct Transcription {
+    ctx: StageContext,
+    recognizer: Arc<dyn Recognizer>,
+}
+
+impl Transcription {
+    pub fn new(ctx: StageContext) -> Result<Self, StageError> {
+        let recognizer: Arc<dyn Recognizer> = match ctx.settings.transcription.backend {
+            TranscriptionBackend::Whisper => whisper_recognizer(&ctx)?,
+            TranscriptionBackend::Openai => Arc::new(OpenAiRecognizer::new(&ctx)),
+        };
+        Ok(Self { ctx, recognizer })
+    }
+}
+
+#[cfg(feature = "whisper")]
+fn whisper_recognizer(ctx: &StageContext) -> Result<Arc<dyn Recognizer>, StageError> {
+    Ok(Arc::new(whisper::WhisperRecognizer::new(
+        ctx.settings.whisper.clone(),
+        ctx.settings.transcription.language.clone(),
+    )))
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_recognizer(_: &StageContext) -> Result<Arc<dyn Recognizer>, StageError> {
+    Err(StageError::Permanent(
+        "this build of tubesum has no local whisper (built without the `whisper` feature); \
+         set transcription.backend = \"openai\""
+            .into(),
+    ))
+}
+
+#[async_trait]
+impl StageWork for Transcription {
+    async fn run(&self, command: &StageCommand) -> StageResult {
+        let video_id = video_of(command)?;
+        let existing = self.ctx.artifacts.get_transcript(video_id).await?;
+        let transcript = match existing {
+            Some(t) if t.job_id == command.job_id => t,
+            _ => {
+                let dir = self.ctx.video_dir(video_id);
+                let wav = audio::audio_path(&dir);
+                if !wav.exists() {
+                    return Err(StageError::Permanent(format!(
+                        "no extracted audio for {video_id} at {}",
+                        wav.display()
+                    )));
+                }
+                let recognized = self.recognizer.transcribe(&wav).await?;
+                let segments = clean_segments(recognized.segments);
+                let transcript = Transcript {
+                    video_id: video_id.clone(),
+                    source: recognized.source,
+                    language: recognized.language,
+                    text: join_text(&segments),
+                    segments,
+                    job_id: command.job_id,
+                };
+                self.ctx.artifacts.put_transcript(&transcript).await?;
+                if !self.ctx.settings.download.keep_media {
+                    // The transcript is committed; the media is no longer needed.
+                    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                        tracing::warn!(%video_id, error = %e, "could not remove media");
+                    }
+                }
+                transcript
+            }
+        };
+        Ok(vec![DomainEvent::new(
+            command.job_id,
+            Some(video_id.clone()),
+            EventPayload::TranscriptionCompleted { source: transcript.source, segments: transcript.segments.len() },
+        )])
+    }
+}
+
+pub fn join_text(segments: &[Segment]) -> String {
+    segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// Trims segments and drops those that are empty or only a non-speech annotation.
+pub fn clean_segments(segments: Vec<Segment>) -> Vec<Segment> {
+    segments
+        .into_iter()
+        .filter_map(|mut s| {
+            s.text = s.text.trim().to_owned();
+            (!is_non_speech(&s.text)).then_some(s)
+        })
+        .collect()
+}
+
+/// True for text such as "", "[BLANK_AUDIO]", "(music playing)", "♪ ♪", "*applause*".
+pub fn is_non_speech(text: &str) -> bool {
+    let mut rest = text.trim();
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || "♪♫♬-.…".contains(c));
+        if rest.is_empty() {
+            return true;
+        }
+        let close = match rest.chars().next() {
+            Some('[') => ']',
+            Some('(') => ')',
+            Some('*') => '*',
+            _ => return false,
+        };
+        match rest[1..].find(close) {
+            Some(end) => rest = &rest[end + 2..],
+            None => return false,
+        }
+    }
+}
+
+pub fn is_silent(samples: &[f32]) -> bool {
+    samples.iter().all(|s| s.abs() < SILENCE_PEAK)
+}
+
+#[cfg(feature = "whisper")]
+mod whisper {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use tokio::sync::OnceCell;
+    use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+    use super::{Recognized, Recognizer, is_silent};
+    use crate::config::WhisperSettings;
+    use crate::domain::{Segment, TranscriptSource};
+    use crate::stages::{StageError, audio};
+
+    /// whisper.cpp through whisper-rs; the model is loaded once, on first use, and shared by the
+    /// pool's workers (each decodes with its own state on a blocking thread).
+    pub struct WhisperRecognizer {
+        settings: WhisperSettings,
+        language: String,
+        context: OnceCell<Arc<WhisperContext>>,
+    }
+
+    impl WhisperRecognizer {
+        pub fn new(settings: WhisperSettings, language: String) -> Self {
+            whisper_rs::install_logging_hooks();
+            Self { settings, language, context: OnceCell::new() }
+        }
+
+        async fn context(&self) -> Result<Arc<WhisperContext>, StageError> {
+            let model = self.settings.model.clone();
+            self.context
+                .get_or_try_init(|| async move {
+                    if !model.is_file() {
+                        return Err(StageError::Permanent(format!(
+                            "whisper model not found at {}: run `tubesum models fetch tiny.en` or \
+                             `tubesum models import-ct2 DIR OUT`, or set whisper.model",
+                            model.display()
+                        )));
+                    }
+                    tokio::task::spawn_blocking(move || {
+                        let mut params = WhisperContextParameters::default();
+                        params.use_gpu(false);
+                        WhisperContext::new_with_params(&model, params).map(Arc::new).map_err(|e| {
+                            StageError::Permanent(format!("cannot load whisper model {}: {e}", model.display()))
+                        })
+                    })
+                    .await
+                    .map_err(|e| StageError::Retryable(format!("model loader crashed: {e}")))?
+                })
+                .await
+                .cloned()
+        }
+    }
+
+    #[async_trait]
+    impl Recognizer for WhisperRecognizer {
+        async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError> {
+            let context = self.context().await?;
+            let wav = wav.to_owned();
+            let settings = self.settings.clone();
+            let language = self.language.clone();
+            tokio::task::spawn_blocking(move || {
+                let samples = audio::read_samples(&wav)?;
+                let segments =
+                    if is_silent(&samples) { Vec::new() } else { decode(&context, &settings, &language, &samples)? };
+                Ok(Recognized { source: TranscriptSource::Whisper, language: Some(language), segments })
+            })
+            .await
+            .map_err(|e| StageError::Retryable(format!("whisper worker crashed: {e}")))?
+        }
+    }
+
+    fn decode(
+        context: &WhisperContext,
+        settings: &WhisperSettings,
+        language: &str,
+        samples: &[f32],
+    ) -> Result<Vec<Segment>, StageError> {
+        let failed = |e: whisper_rs::WhisperError| StageError::Retryable(format!("whisper failed: {e}"));
+        let mut state = context.create_state().map_err(failed)?;
+        let strategy = match settings.beam_size {
+            0 | 1 => SamplingStrategy::Greedy { best_of: 1 },
+            n => SamplingStrategy::BeamSearch { beam_size: i32::from(n), patience: -1.0 },
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(i32::from(settings.threads));
+        params.set_language(Some(language));
+        params.set_translate(false);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_no_speech_thold(settings.no_speech_threshold);
+        state.full(params, samples).map_err(failed)?;
+        let mut out = Vec::new();
+        for segment in state.as_iter() {
+            if segment.no_speech_probability() > settings.no_speech_threshold {
+                continue;
+            }
+            let text = segment.to_str_lossy().map_err(failed)?.trim().to_owned();
+            // Timestamps are in centiseconds.
+            out.push(Segment {
+                start: segment.start_timestamp() as f64 / 100.0,
+                end: segment.end_timestamp() as f64 / 100.0,
+                text,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// An OpenAI-compatible `/audio/transcriptions` endpoint (`verbose_json` with segment
+/// timestamps). Audio longer than the API's upload limit is sent in pieces whose timestamps are
+/// shifted back into place.
+pub struct OpenAiRecognizer {
+    client: async_openai::Client<async_openai::config::OpenAIConfig>,
+    model: String,
+    language: String,
+    piece_seconds: u32,
+}
+
+/// 10 minutes of 16 kHz 16-bit mono is 19.2 MB, under the usual 25 MB upload limit.
+const OPENAI_PIECE_SECONDS: u32 = 600;
+
+impl OpenAiRecognizer {
+    pub fn new(ctx: &StageContext) -> Self {
+        let s = &ctx.settings.openai_transcription;
+        let client = crate::summarize::llm::openai_client(&s.base_url, s.api_key.as_ref(), s.timeout_secs);
+        Self {
+            client,
+            model: s.model.clone(),
+            language: ctx.settings.transcription.language.clone(),
+            piece_seconds: OPENAI_PIECE_SECONDS,
+        }
+    }
+
+    async fn transcribe_piece(&self, name: String, wav: Vec<u8>) -> Result<VerboseTranscript, StageError> {
+        use async_openai::types::audio::{
+            AudioInput, AudioResponseFormat, CreateTranscriptionRequest, TimestampGranularity,
+        };
+        let request = CreateTranscriptionRequest {
+            file: AudioInput::from_vec_u8(name, wav),
+            model: self.model.clone(),
+            language: (self.language != "auto").then(|| self.language.clone()),
+            response_format: Some(AudioResponseFormat::VerboseJson),
+            timestamp_granularities: Some(vec![TimestampGranularity::Segment]),
+            ..Default::default()
+        };
+        let bytes = self
+            .client
+            .audio()
+            .transcription()
+            .create_raw(request)
+            .await
+            .map_err(crate::summarize::llm::classify_openai_error)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StageError::Permanent(format!("transcription API answered an unexpected body: {e}")))
+    }
+}
+
+#[derive(Deserialize)]
+struct VerboseTranscript {
+    language: Option<String>,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    segments: Vec<VerboseSegment>,
+}
+
+#[derive(Deserialize)]
+struct VerboseSegment {
+    start: f64,
+    end: f64,
+    text: String,
+    #[serde(default)]
+    no_speech_prob: Option<f64>,
+}
+
+#[async_trait]
+impl Recognizer for OpenAiRecognizer {
+    async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError> {
+        let samples = {
+            let wav = wav.to_owned();
+            tokio::task::spawn_blocking(move || audio::read_samples(&wav))
+                .await
+                .map_err(|e| StageError::Retryable(format!("reading audio crashed: {e}")))??
+        };
+        if is_silent(&samples) {
+            return Ok(Recognized { source: TranscriptSource::OpenAi, language: None, segments: Vec::new() });
+        }
+        let piece_len = (self.piece_seconds * audio::SAMPLE_RATE) as usize;
+        let mut segments = Vec::new();
+        let mut language = None;
+        for (i, piece) in samples.chunks(piece_len).enumerate() {
+            let offset = (i * piece_len) as f64 / f64::from(audio::SAMPLE_RATE);
+            let bytes = encode_wav(piece)?;
+            let answer = self.transcribe_piece(format!("audio-{i}.wav"), bytes).await?;
+            language = language.or(answer.language);
+            if answer.segments.is_empty() && !answer.text.trim().is_empty() {
+                segments.push(Segment {
+                    start: offset,
+                    end: offset + piece.len() as f64 / f64::from(audio::SAMPLE_RATE),
+                    text: answer.text.trim().to_owned(),
+                });
+            }
+            segments.extend(
+                answer.segments.into_iter().filter(|s| s.no_speech_prob.is_none_or(|p| p <= 0.6)).map(|s| Segment {
+                    start: s.start + offset,
+                    end: s.end + offset,
+                    text: s.text,
+                }),
+            );
+        }
+        Ok(Recognized { source: TranscriptSource::OpenAi, language, segments })
+    }
+}
+
+fn encode_wav(samples: &[f32]) -> Result<Vec<u8>, StageError> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: audio::SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::with_capacity(samples.len() * 2 + 44));
+    let write = |cursor: &mut std::io::Cursor<Vec<u8>>| -> Result<(), hound::Error> {
+        let mut writer = hound::WavWriter::new(cursor, spec)?;
+        for s in samples {
+            writer.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+        }
+        writer.finalize()
+    };
+    write(&mut cursor).map_err(|e| StageError::Permanent(format!("encoding audio: {e}")))?;
+    Ok(cursor.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_speech_annotations_are_recognised() {
+        for text in ["", "  ", "[BLANK_AUDIO]", "(music playing)", "♪ ♪", "[Music] [Applause]", "*laughs*", "..."] {
+            assert!(is_non_speech(text), "{text:?}");
+        }
+        for text in ["Hello there.", "[Music] and then we talk", "(1) first point", "♪ la la la"] {
+            assert!(!is_non_speech(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn clean_segments_trims_and_drops_annotations() {
+        let seg = |t: &str| Segment { start: 0.0, end: 1.0, text: t.into() };
+        let cleaned = clean_segments(vec![seg(" Bees make honey. "), seg("[MUSIC]"), seg("")]);
+        assert_eq!(cleaned, vec![seg("Bees make honey.")]);
+    }
+
+    #[test]
+    fn silence_is_detected() {
+        assert!(is_silent(&[0.0; 16_000]));
+        assert!(is_silent(&[]));
+        let mut tone = vec![0.0; 16_000];
+        tone[100] = 0.5;
+        assert!(!is_silent(&tone));
+    }
+
+    #[test]
+    fn wav_encoding_round_trips_through_hound() {
+        let samples: Vec<f32> = (0..1600).map(|i| ((i as f32) / 10.0).sin() * 0.5).collect();
+        let bytes = encode_wav(&samples).unwrap();
+        let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(reader.spec().sample_rate, 16_000);
+        assert_eq!(reader.len(), 1600);
+    }
+}
