@@ -7,6 +7,7 @@ pub mod audio;
 pub mod discovery;
 pub mod download;
 pub mod feed;
+pub mod instant;
 pub mod process;
 pub mod summarization;
 pub mod transcription;

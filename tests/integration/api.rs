@@ -1,0 +1,139 @@
+//! The HTTP contract: validation, errors, auth, OpenAPI, pagination.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tubesum::stages::instant;
+
+use crate::helpers::TestApp;
+
+async fn instant_app(env: &[(&str, String)]) -> TestApp {
+    TestApp::spawn_with_stages(env, |ctx| instant::stages(ctx, Vec::new())).await
+}
+
+#[tokio::test]
+async fn invalid_input_is_a_400_that_says_what_is_wrong() {
+    let app = instant_app(&[]).await;
+    let post = |body: Value| app.client.post(app.url("/jobs")).json(&body).send();
+    let response = post(json!({"channel_id": "not-a-channel"})).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_channel_id");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not-a-channel"));
+
+    for bad in [json!({}), json!({"channel_id": 5}), json!({"channel_id": "UCabcdefghijklmnopqrstuv", "extra": 1})] {
+        let response = post(bad.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_body", "{bad}");
+    }
+    let response = app.client.post(app.url("/jobs")).body("{not json").header("content-type", "application/json").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let (_, jobs) = app.get_json("/jobs").await;
+    assert_eq!(jobs["total"], 0, "nothing was created");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404() {
+    let app = instant_app(&[]).await;
+    for path in [
+        "/jobs/0190f3b2-1111-7000-8000-000000000000",
+        "/jobs/not-a-uuid",
+        "/videos/aaaaaaaaaaa/transcript",
+        "/videos/aaaaaaaaaaa/summary",
+        "/videos/bad/summary",
+        "/no/such/route",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let response = app.client.delete(app.url("/jobs/0190f3b2-1111-7000-8000-000000000000")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_is_accepted_with_a_location_and_listed() {
+    let app = instant_app(&[]).await;
+    let response = app.client.post(app.url("/jobs")).json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"})).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let job_id = body["job_id"].as_str().unwrap();
+    assert_eq!(location, format!("/jobs/{job_id}"));
+    let job = app.wait_for_job(job_id, Duration::from_secs(20)).await;
+    // A channel with no videos completes with nothing to do.
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["counts"]["total"], 0);
+    for key in ["job_id", "channel_id", "status", "error", "created_at", "updated_at", "counts", "videos"] {
+        assert!(job.get(key).is_some(), "{key} missing");
+    }
+    let second = app.submit("UCabcdefghijklmnopqrstuv", false).await;
+    let (_, page) = app.get_json("/jobs?limit=1").await;
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(page["jobs"][0]["job_id"], second.as_str(), "newest first");
+    let (_, page) = app.get_json("/jobs?limit=1&offset=1").await;
+    assert_eq!(page["jobs"][0]["job_id"], job_id);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_token_guards_every_route_but_healthz() {
+    let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;
+    let (status, _) = app.get_json("/healthz").await;
+    assert_eq!(status, 200);
+    for path in ["/jobs", "/openapi.json", "/console/tree"] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let wrong = app.client.get(app.url(path)).bearer_auth("nope").send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let right = app.client.get(app.url(path)).bearer_auth("s3cret").send().await.unwrap();
+        assert_eq!(right.status(), 200, "{path}");
+    }
+    let post = app.client.post(app.url("/jobs")).json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"})).send().await.unwrap();
+    assert_eq!(post.status(), 401);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn openapi_describes_the_routes() {
+    let app = instant_app(&[]).await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in ["/jobs", "/jobs/{job_id}", "/videos/{video_id}/transcript", "/videos/{video_id}/summary", "/summarize-text", "/healthz"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_bodies_are_capped() {
+    let app = instant_app(&[("TUBESUM_SERVER__MAX_BODY_BYTES", "1024".into())]).await;
+    let big = json!({"text": "word ".repeat(1000)});
+    let response = app.client.post(app.url("/summarize-text")).json(&big).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn summarize_text_works_offline_and_rejects_empty_text() {
+    let app = instant_app(&[]).await;
+    let text = "Bees make honey from nectar. They collect nectar from flowers in the meadow. \
+                In the hive, bees fan their wings to dry the nectar. The honey is then sealed with wax. \
+                Beekeepers harvest the extra honey in late summer. A strong hive can hold sixty thousand bees. \
+                The queen lays up to two thousand eggs a day. Drones do not collect any nectar at all. \
+                In winter the bees cluster together to stay warm.";
+    let response = app.client.post(app.url("/summarize-text")).json(&json!({"text": text})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let summary = body["summary"].as_str().unwrap();
+    assert!(!summary.is_empty() && summary.len() < text.len(), "{summary}");
+    assert!(text.contains(summary.split(". ").next().unwrap().trim_end_matches('.')), "extractive: {summary}");
+    let empty = app.client.post(app.url("/summarize-text")).json(&json!({"text": "  "})).send().await.unwrap();
+    assert_eq!(empty.status(), 400);
+    app.shutdown().await;
+}

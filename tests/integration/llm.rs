@@ -1,0 +1,162 @@
+//! The LLM path against an OpenAI-compatible test server that records what it is sent.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tubesum::domain::Segment;
+use tubesum::standin::media;
+use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+
+use crate::helpers::{TestApp, whisper_model};
+
+const CHANNEL: &str = "UCllmllmllmllmllmllmllml";
+
+/// A chat-completions server: map requests (numbered segments) get a JSON summary citing the
+/// first segment they contain; merge requests get a fixed merged summary.
+struct FakeLlm {
+    base_url: String,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn chat(State(requests): State<Arc<Mutex<Vec<Value>>>>, Json(body): Json<Value>) -> Json<Value> {
+    requests.lock().unwrap().push(body.clone());
+    let user = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
+    let content = if user.starts_with("Part 1:") {
+        json!({"summary": "MERGED SUMMARY of the whole video."}).to_string()
+    } else {
+        let first = user.split(']').next().unwrap_or("[0").trim_start_matches('[').trim().parse::<u64>().unwrap_or(0);
+        let answer = json!({
+            "summary": format!("Part starting at segment {first}."),
+            "key_points": [{"text": format!("point from segment {first}"), "segment": first}]
+        });
+        format!("```json\n{answer}\n```")
+    };
+    Json(json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    }))
+}
+
+impl FakeLlm {
+    async fn start() -> FakeLlm {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(requests.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeLlm { base_url: format!("http://{addr}/v1"), requests }
+    }
+
+    fn user_messages(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn long_captions() -> Vec<Segment> {
+    (0..60)
+        .map(|i| Segment {
+            start: f64::from(i) * 7.5,
+            end: f64::from(i) * 7.5 + 7.0,
+            text: format!("Sentence number {i} explains another detail about orbital mechanics and rocket engines."),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("q.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let captions = long_captions();
+    let channel = StandInChannel::new(CHANNEL, "LLM").video(
+        StandInVideo::new("longCaption", "Rockets").media(&quiet, "audio/mp4").captions(captions.clone()),
+    );
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let env = [
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+        ("TUBESUM_LLM__BASE_URL", llm.base_url.clone()),
+        ("TUBESUM_LLM__MODEL", "test-model".into()),
+        ("TUBESUM_LLM__API_KEY", "sk-test".into()),
+        ("TUBESUM_LLM__MAX_CHUNK_TOKENS", "300".into()),
+    ];
+    let app = TestApp::spawn(&env).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+
+    let messages = llm.user_messages();
+    let maps: Vec<&String> = messages.iter().filter(|m| !m.starts_with("Part 1:")).collect();
+    assert!(maps.len() >= 3, "a 60-segment transcript at 300 tokens per chunk needs several chunks: {}", maps.len());
+    assert!(messages.iter().any(|m| m.starts_with("Part 1:")), "the chunk summaries were merged");
+    // Every segment reached the model, exactly once, in order: nothing truncated.
+    let sent = maps.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("\n");
+    let mut from = 0;
+    for seg in &captions {
+        let at = sent[from..].find(&seg.text).unwrap_or_else(|| panic!("{:?} never sent", seg.text));
+        from += at + seg.text.len();
+    }
+    // The model was asked for `test-model` with our key.
+    let first = llm.requests.lock().unwrap()[0].clone();
+    assert_eq!(first["model"], "test-model");
+
+    let (_, summary) = app.get_json("/videos/longCaption/summary").await;
+    assert_eq!(summary["summarizer"], "llm:test-model");
+    assert_eq!(summary["summary"], "MERGED SUMMARY of the whole video.");
+    let points = summary["key_points"].as_array().unwrap();
+    assert!(!points.is_empty());
+    for p in points {
+        // The fake cites the first segment of its chunk: the start must be that segment's.
+        let cited: usize = p["text"].as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(p["start"].as_f64().unwrap(), captions[cited].start);
+        assert_eq!(p["url"], format!("https://www.youtube.com/watch?v=longCaption&t={}s", captions[cited].start.floor() as u64).as_str());
+    }
+
+    // /summarize-text goes to the same model.
+    let before = llm.requests.lock().unwrap().len();
+    let response = app.client.post(app.url("/summarize-text")).json(&json!({"text": "Rockets are fast."})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["summary"], "Part starting at segment 0.");
+    assert_eq!(llm.requests.lock().unwrap().len(), before + 1);
+    assert!(llm.user_messages().last().unwrap().contains("Rockets are fast."));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_llm_fails_the_video_with_the_reason_after_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("q.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let channel = StandInChannel::new(CHANNEL, "LLM down")
+        .video(StandInVideo::new("shortCaptns", "Short").media(&quiet, "audio/mp4").captions(long_captions()[..3].to_vec()));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    // A port that nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let env = [
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_LLM__BASE_URL", format!("http://{closed}/v1")),
+    ];
+    let app = TestApp::spawn(&env).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed_with_errors");
+    let video = &job["videos"][0];
+    assert_eq!(video["status"], "failed");
+    assert_eq!(video["attempts"], 3);
+    assert!(video["error"].as_str().unwrap().contains("summarization failed after 3 attempts"), "{video:#}");
+    app.shutdown().await;
+}

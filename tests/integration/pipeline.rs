@@ -1,0 +1,188 @@
+//! End to end on the embedded stack: a local YouTube stand-in (feed + media made here with
+//! espeak-ng and ffmpeg), real yt-dlp, real ffmpeg, real whisper (tiny.en), offline summarizer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tubesum::domain::Stage;
+use tubesum::standin::media::{self, Container};
+use tubesum::standin::{StandIn, StandInChannel, StandInVideo, demo};
+use tubesum::stages::{Stages, instant};
+use tubesum::summarize::NO_SPEECH_SUMMARY;
+
+use crate::helpers::{TestApp, videos, whisper_model};
+
+const CHANNEL: &str = "UCpipelinepipelinepipeli";
+
+fn standin_env(standin: &StandIn) -> Vec<(&'static str, String)> {
+    vec![
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
+        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+    ]
+}
+
+/// The demo's three spoken videos (mp4/AAC, webm/Opus, m4a with captions) plus silence, a
+/// music-like tone, a video whose media answers 404, and a broken file.
+async fn test_channel(dir: &std::path::Path) -> StandInChannel {
+    let spoken = demo::demo_channel(dir).await.expect("espeak-ng and ffmpeg make the demo media");
+    let mut channel = StandInChannel::new(CHANNEL, "Pipeline test channel");
+    channel.videos = spoken.videos;
+    let quiet = dir.join("quiet.m4a");
+    media::silence(8.0, &quiet).await.unwrap();
+    let music = dir.join("music.webm");
+    media::tone(8.0, 220, &music).await.unwrap();
+    let broken = dir.join("broken.mp4");
+    media::garbage(&broken).await.unwrap();
+    channel
+        .video(StandInVideo::new("silentVideo", "Nothing to hear").media(&quiet, Container::M4a.content_type()))
+        .video(StandInVideo::new("musicVideo1", "Only music").media(&music, Container::WebmOpus.content_type()))
+        .video(StandInVideo::new("missingMdia", "Gone"))
+        .video(StandInVideo::new("brokenMedia", "Broken upload").media(&broken, "video/mp4"))
+}
+
+fn by_id<'a>(job: &'a Value, id: &str) -> &'a Value {
+    job["videos"].as_array().unwrap().iter().find(|v| v["video_id"] == id).unwrap_or_else(|| panic!("{id} missing"))
+}
+
+#[tokio::test]
+async fn a_channel_is_transcribed_and_summarized_end_to_end() {
+    let media_dir = tempfile::tempdir().unwrap();
+    let standin = StandIn::start(vec![test_channel(media_dir.path()).await]).await.unwrap();
+    let app = TestApp::spawn(&standin_env(&standin)).await;
+
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(600)).await;
+    assert_eq!(job["status"], "completed_with_errors", "{job:#}");
+    assert_eq!(job["counts"]["total"], 7);
+    assert_eq!(job["counts"]["summarized"], 5, "{job:#}");
+    assert_eq!(job["counts"]["failed"], 2, "{job:#}");
+    assert_eq!(by_id(&job, "demoBicycle")["title"], "A Short History of the Bicycle");
+    assert!(by_id(&job, "demoBicycle")["published_at"].is_string());
+
+    // Whisper on mp4/AAC and webm/Opus speech.
+    for (id, words) in [("demoBicycle", ["bicycle", "wheel"]), ("demoSkyBlue", ["blue", "light"])] {
+        let (status, t) = app.get_json(&format!("/videos/{id}/transcript")).await;
+        assert_eq!(status, 200);
+        assert_eq!(t["source"], "whisper", "{id}");
+        let text = t["text"].as_str().unwrap().to_lowercase();
+        for word in words {
+            assert!(text.contains(word), "{id}: {word:?} not in {text:?}");
+        }
+        let segments = t["segments"].as_array().unwrap();
+        assert!(segments.len() >= 2, "{t:#}");
+        assert!(segments.windows(2).all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()));
+        let (_, s) = app.get_json(&format!("/videos/{id}/summary")).await;
+        assert_eq!(s["summarizer"], "textrank");
+        assert!(!s["summary"].as_str().unwrap().is_empty());
+        let starts: Vec<f64> = segments.iter().map(|s| s["start"].as_f64().unwrap()).collect();
+        for point in s["key_points"].as_array().unwrap() {
+            let start = point["start"].as_f64().unwrap();
+            assert!(starts.contains(&start), "key point start {start} is not a segment start");
+            let url = format!("https://www.youtube.com/watch?v={id}&t={}s", start.floor() as u64);
+            assert_eq!(point["url"], url.as_str());
+        }
+    }
+    // Captions first: the mp4 with captions was never downloaded nor transcribed.
+    let (_, t) = app.get_json("/videos/demoBeesHny/transcript").await;
+    assert_eq!(t["source"], "captions");
+    assert!(t["text"].as_str().unwrap().starts_with("Honey bees make honey from the nectar of flowers."));
+    assert!(!standin.requests().iter().any(|r| r.starts_with("/media/demoBeesHny")), "{:?}", standin.requests());
+
+    // Silence and music: no invented text, a summary that says so.
+    for id in ["silentVideo", "musicVideo1"] {
+        let (_, t) = app.get_json(&format!("/videos/{id}/transcript")).await;
+        assert_eq!(t["text"], "", "{id} invented {t:#}");
+        let (_, s) = app.get_json(&format!("/videos/{id}/summary")).await;
+        assert_eq!(s["summary"], NO_SPEECH_SUMMARY, "{id}");
+        assert_eq!(s["key_points"].as_array().unwrap().len(), 0);
+    }
+
+    // Failures say why.
+    let missing = by_id(&job, "missingMdia");
+    assert_eq!(missing["status"], "failed");
+    assert!(missing["error"].as_str().unwrap().contains("404"), "{missing:#}");
+    let broken = by_id(&job, "brokenMedia");
+    assert_eq!(broken["status"], "failed");
+    assert!(broken["error"].as_str().unwrap().contains("ffmpeg"), "{broken:#}");
+    assert_eq!(broken["attempts"], 1, "a permanent error is not retried");
+
+    // Resubmitting reuses what was summarized: no new download or transcription.
+    let before = standin.requests().len();
+    let again = app.submit(CHANNEL, false).await;
+    let job2 = app.wait_for_job(&again, Duration::from_secs(120)).await;
+    assert_eq!(job2["counts"]["summarized"], 5);
+    let new_requests: Vec<String> = standin.requests()[before..].to_vec();
+    for id in ["demoBeesHny", "demoBicycle", "demoSkyBlue", "silentVideo", "musicVideo1"] {
+        assert!(!new_requests.iter().any(|r| r.contains(id)), "{id} fetched again: {new_requests:?}");
+        let (_, t) = app.get_json(&format!("/videos/{id}/transcript")).await;
+        assert_eq!(t["job_id"], job_id.as_str(), "{id} was transcribed again");
+    }
+    // No media is left behind after transcription.
+    let media = app.data.path().join("media");
+    let leftovers: Vec<_> = std::fs::read_dir(&media).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(leftovers.iter().all(|n| n.to_string_lossy().starts_with("brokenMedia") || n.to_string_lossy().starts_with("missingMdia")), "{leftovers:?}");
+
+    app.shutdown().await;
+    standin.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_channel_fails_the_job_with_the_reason() {
+    let standin = StandIn::start(vec![]).await.unwrap();
+    let app = TestApp::spawn(&standin_env(&standin)).await;
+    let job_id = app.submit("UCnosuchchannelnosuchcha", false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "failed");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("not found") && error.contains("UCnosuchchannelnosuchcha"), "{error}");
+    assert_eq!(videos(&job).len(), 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_ids_never_reach_youtube() {
+    let standin = StandIn::start(vec![]).await.unwrap();
+    let app = TestApp::spawn(&standin_env(&standin)).await;
+    for bad in ["UC123", "../feeds/videos.xml", "UCabcdefghijklmnopqrstu&x=1"] {
+        let response = app.client.post(app.url("/jobs")).json(&serde_json::json!({"channel_id": bad})).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert!(standin.requests().is_empty(), "{:?}", standin.requests());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn yt_dlp_discovery_lists_the_whole_channel() {
+    let media_dir = tempfile::tempdir().unwrap();
+    let quiet = media_dir.path().join("q.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let mut channel = StandInChannel::new(CHANNEL, "Listing");
+    for id in ["listVideo01", "listVideo02", "listVideo03"] {
+        channel = channel.video(StandInVideo::new(id, format!("Title {id}")).media(&quiet, "audio/mp4"));
+    }
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = standin_env(&standin);
+    env.push(("TUBESUM_DISCOVERY__MODE", "yt_dlp".into()));
+    // Real discovery (yt-dlp --flat-playlist), instant everything else.
+    let app = TestApp::spawn_with_stages(&env, |ctx| {
+        let real = Stages::real(ctx).unwrap();
+        instant::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::clone(&real.discovery))
+    })
+    .await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let ids: Vec<String> = videos(&job).into_iter().map(|v| v.0).collect();
+    assert_eq!(ids, ["listVideo01", "listVideo02", "listVideo03"]);
+    assert_eq!(by_id(&job, "listVideo02")["title"], "Title listVideo02");
+    assert!(standin.requests().iter().any(|r| r.starts_with(&format!("/channel/{CHANNEL}/videos"))));
+
+    let unknown = app.submit("UCnosuchchannelnosuchcha", false).await;
+    let job = app.wait_for_job(&unknown, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("not found"), "{job:#}");
+    app.shutdown().await;
+}
