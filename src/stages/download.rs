@@ -122,6 +122,10 @@ impl StageWork for Download {
         if self.ctx.settings.transcription.captions == CaptionsPolicy::Prefer
             && self.try_captions(command, video_id, &info).await?
         {
+            if !self.ctx.settings.download.keep_media {
+                // The transcript is stored; nothing of this video needs to stay on disk.
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+            }
             return done(true);
         }
         let settings = &self.ctx.settings.download;
