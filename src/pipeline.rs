@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actors::Deps;
-use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
+use crate::actors::root::{PoolStats, RootArgs, RootMsg, RootSupervisor};
 use crate::adapters::in_process::{InProcessCommandBus, InProcessEventBus};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::{AdapterError, JobRecord};
@@ -114,8 +114,8 @@ impl Pipeline {
         }
     }
 
-    /// The running pools' counters: (stage, workers, running, succeeded, failed).
-    pub async fn pool_stats(&self) -> Vec<(Stage, usize, u64, u64, u64)> {
+    /// The running pools' counters.
+    pub async fn pool_stats(&self) -> Vec<PoolStats> {
         ractor::call_t!(self.root, RootMsg::PoolStats, 2_000).unwrap_or_default()
     }
 

@@ -25,6 +25,16 @@ pub struct RootArgs {
     pub instance: String,
 }
 
+/// One running pool's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub stage: Stage,
+    pub workers: usize,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
 /// The root's children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Child {
@@ -45,8 +55,8 @@ pub enum RootMsg {
     StartJob(JobId),
     CancelJob(JobId, RpcReplyPort<bool>),
     RunningJobs(RpcReplyPort<Vec<JobId>>),
-    /// Per running pool: (stage, workers, running, succeeded, failed).
-    PoolStats(RpcReplyPort<Vec<(Stage, usize, u64, u64, u64)>>),
+    /// Counters of every running pool.
+    PoolStats(RpcReplyPort<Vec<PoolStats>>),
     Respawn(Child),
     /// Stops every child (jobs first, then pools, then the router) and replies when done.
     Shutdown(RpcReplyPort<()>),
@@ -106,11 +116,11 @@ impl Actor for RootSupervisor {
                         let pool: ActorRef<StagePoolMsg> = cell.clone().into();
                         let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000);
                         if let Ok((workers, running, ok, failed)) = stats {
-                            out.push((*stage, workers, running, ok, failed));
+                            out.push(PoolStats { stage: *stage, workers, running, succeeded: ok, failed });
                         }
                     }
                 }
-                out.sort_by_key(|s| Stage::ALL.iter().position(|x| *x == s.0));
+                out.sort_by_key(|s| Stage::ALL.iter().position(|x| *x == s.stage));
                 let _ = reply.send(out);
             }
             RootMsg::Shutdown(reply) => {

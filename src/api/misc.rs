@@ -79,12 +79,12 @@ pub async fn console_tree(State(app): State<AppState>) -> Json<ConsoleTree> {
         .pool_stats()
         .await
         .into_iter()
-        .map(|(stage, workers, running, succeeded, failed)| PoolView {
-            stage: stage.to_string(),
-            workers,
-            running,
-            succeeded,
-            failed,
+        .map(|p| PoolView {
+            stage: p.stage.to_string(),
+            workers: p.workers,
+            running: p.running,
+            succeeded: p.succeeded,
+            failed: p.failed,
         })
         .collect();
     Json(ConsoleTree { tree: app.pipeline.tree(), pools })

@@ -26,7 +26,7 @@ impl Discovery {
         Ok(Self { ctx, http })
     }
 
-    async fn from_feed(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
+    async fn list_feed(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
         let url = fill(&self.ctx.settings.youtube.feed_url, "channel_id", channel.as_str());
         let response = self
             .http
@@ -63,7 +63,7 @@ impl Discovery {
             .collect())
     }
 
-    async fn from_yt_dlp(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
+    async fn list_yt_dlp(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
         let settings = &self.ctx.settings;
         let url = fill(&settings.youtube.channel_url, "channel_id", channel.as_str());
         let timeout = settings.stages.timeout(crate::domain::Stage::Discovery);
@@ -88,8 +88,8 @@ impl StageWork for Discovery {
             .await?
             .ok_or_else(|| StageError::Permanent(format!("job {} does not exist", command.job_id)))?;
         let mut videos = match self.ctx.settings.discovery.mode {
-            DiscoveryMode::Feed => self.from_feed(&job.channel_id).await?,
-            DiscoveryMode::YtDlp => self.from_yt_dlp(&job.channel_id).await?,
+            DiscoveryMode::Feed => self.list_feed(&job.channel_id).await?,
+            DiscoveryMode::YtDlp => self.list_yt_dlp(&job.channel_id).await?,
         };
         dedup(&mut videos);
         let max = self.ctx.settings.discovery.max_videos;

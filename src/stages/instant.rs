@@ -43,11 +43,16 @@ impl StageWork for Instant {
                     .videos
                     .iter()
                     .map(|v| {
-                        let payload = EventPayload::VideoDiscovered { title: v.title.clone(), published_at: v.published_at };
+                        let payload =
+                            EventPayload::VideoDiscovered { title: v.title.clone(), published_at: v.published_at };
                         DomainEvent::new(job_id, Some(v.video_id.clone()), payload)
                     })
                     .collect();
-                events.push(DomainEvent::new(job_id, None, EventPayload::DiscoveryCompleted { videos: self.videos.len() }));
+                events.push(DomainEvent::new(
+                    job_id,
+                    None,
+                    EventPayload::DiscoveryCompleted { videos: self.videos.len() },
+                ));
                 Ok(events)
             }
             Stage::Download => event(EventPayload::VideoDownloaded { captions: false }),
@@ -81,9 +86,14 @@ impl StageWork for Instant {
                     .segments
                     .iter()
                     .take(1)
-                    .map(|s| crate::domain::KeyPoint { text: s.text.clone(), start: s.start, url: moment_url(&video_id, s.start) })
+                    .map(|s| crate::domain::KeyPoint {
+                        text: s.text.clone(),
+                        start: s.start,
+                        url: moment_url(&video_id, s.start),
+                    })
                     .collect();
-                let summary = Summary { video_id, summary: transcript.text, key_points, summarizer: "instant".into(), job_id };
+                let summary =
+                    Summary { video_id, summary: transcript.text, key_points, summarizer: "instant".into(), job_id };
                 self.ctx.artifacts.put_summary(&summary).await?;
                 event(EventPayload::SummarizationCompleted { summarizer: summary.summarizer })
             }

@@ -51,7 +51,9 @@ impl StageWork for Faulty {
                 Fault::PanicOnce if n == 1 => panic!("injected panic"),
                 Fault::PanicOnce => {}
                 Fault::Fail { retryable: true } => return Err(StageError::Retryable("injected outage".into())),
-                Fault::Fail { retryable: false } => return Err(StageError::Permanent("injected permanent error".into())),
+                Fault::Fail { retryable: false } => {
+                    return Err(StageError::Permanent("injected permanent error".into()));
+                }
                 Fault::Hang => std::future::pending::<()>().await,
             }
         }
@@ -149,7 +151,10 @@ async fn a_permanent_error_is_not_retried() {
 
 #[tokio::test]
 async fn a_hung_stage_times_out_and_is_retried_then_failed() {
-    let env = [("TUBESUM_STAGES__AUDIO_EXTRACTION__TIMEOUT_SECS", "1".to_owned()), ("TUBESUM_STAGES__MAX_ATTEMPTS", "2".to_owned())];
+    let env = [
+        ("TUBESUM_STAGES__AUDIO_EXTRACTION__TIMEOUT_SECS", "1".to_owned()),
+        ("TUBESUM_STAGES__MAX_ATTEMPTS", "2".to_owned()),
+    ];
     let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
     let (app, runs) = app_with(&env, &ids, Stage::AudioExtraction, "bbbbbbbbbbb", Fault::Hang).await;
     let job_id = app.submit(CHANNEL, false).await;
@@ -168,7 +173,9 @@ async fn cancelling_a_job_cancels_its_unfinished_videos() {
     let (app, runs) = app_with(&[], &ids, Stage::Download, "bbbbbbbbbbb", Fault::Hang).await;
     let job_id = app.submit(CHANNEL, false).await;
     // Wait until the hung download is running, then cancel.
-    assert!(poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Download, "bbbbbbbbbbb") == 1 }).await);
+    assert!(
+        poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Download, "bbbbbbbbbbb") == 1 }).await
+    );
     let response = app.client.delete(app.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
     assert_eq!(response.status(), 202);
     let job = app.wait_for_job(&job_id, Duration::from_secs(20)).await;
@@ -186,7 +193,9 @@ async fn the_live_actor_tree_shows_jobs_and_videos() {
     let ids = ["aaaaaaaaaaa"];
     let (app, runs) = app_with(&[], &ids, Stage::Download, "aaaaaaaaaaa", Fault::Hang).await;
     let job_id = app.submit(CHANNEL, false).await;
-    assert!(poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Download, "aaaaaaaaaaa") == 1 }).await);
+    assert!(
+        poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Download, "aaaaaaaaaaa") == 1 }).await
+    );
     let (status, tree) = app.get_json("/console/tree").await;
     assert_eq!(status, 200);
     let text = tree.to_string();
@@ -207,7 +216,10 @@ async fn unfinished_jobs_resume_after_a_restart() {
     let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
     let (app, runs) = app_with(&[], &ids, Stage::Transcription, "bbbbbbbbbbb", Fault::Hang).await;
     let job_id = app.submit(CHANNEL, false).await;
-    assert!(poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Transcription, "bbbbbbbbbbb") == 1 }).await);
+    assert!(
+        poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Transcription, "bbbbbbbbbbb") == 1 })
+            .await
+    );
     let data = app.stop_keeping_data().await;
 
     // A new process on the same data: the job resumes where it was, without redoing downloads.

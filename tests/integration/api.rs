@@ -27,7 +27,14 @@ async fn invalid_input_is_a_400_that_says_what_is_wrong() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "invalid_body", "{bad}");
     }
-    let response = app.client.post(app.url("/jobs")).body("{not json").header("content-type", "application/json").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     let (_, jobs) = app.get_json("/jobs").await;
     assert_eq!(jobs["total"], 0, "nothing was created");
@@ -57,7 +64,13 @@ async fn unknown_ids_are_404() {
 #[tokio::test]
 async fn a_job_is_accepted_with_a_location_and_listed() {
     let app = instant_app(&[]).await;
-    let response = app.client.post(app.url("/jobs")).json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"})).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
@@ -94,7 +107,13 @@ async fn the_api_token_guards_every_route_but_healthz() {
         let right = app.client.get(app.url(path)).bearer_auth("s3cret").send().await.unwrap();
         assert_eq!(right.status(), 200, "{path}");
     }
-    let post = app.client.post(app.url("/jobs")).json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"})).send().await.unwrap();
+    let post = app
+        .client
+        .post(app.url("/jobs"))
+        .json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 401);
     app.shutdown().await;
 }
@@ -104,7 +123,14 @@ async fn openapi_describes_the_routes() {
     let app = instant_app(&[]).await;
     let (status, doc) = app.get_json("/openapi.json").await;
     assert_eq!(status, 200);
-    for path in ["/jobs", "/jobs/{job_id}", "/videos/{video_id}/transcript", "/videos/{video_id}/summary", "/summarize-text", "/healthz"] {
+    for path in [
+        "/jobs",
+        "/jobs/{job_id}",
+        "/videos/{video_id}/transcript",
+        "/videos/{video_id}/summary",
+        "/summarize-text",
+        "/healthz",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
     app.shutdown().await;

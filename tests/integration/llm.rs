@@ -24,7 +24,8 @@ struct FakeLlm {
 
 async fn chat(State(requests): State<Arc<Mutex<Vec<Value>>>>, Json(body): Json<Value>) -> Json<Value> {
     requests.lock().unwrap().push(body.clone());
-    let user = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
+    let user =
+        body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
     let content = if user.starts_with("Part 1:") {
         json!({"summary": "MERGED SUMMARY of the whole video."}).to_string()
     } else {
@@ -79,9 +80,8 @@ async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
     let quiet = dir.path().join("q.m4a");
     media::silence(1.0, &quiet).await.unwrap();
     let captions = long_captions();
-    let channel = StandInChannel::new(CHANNEL, "LLM").video(
-        StandInVideo::new("longCaption", "Rockets").media(&quiet, "audio/mp4").captions(captions.clone()),
-    );
+    let channel = StandInChannel::new(CHANNEL, "LLM")
+        .video(StandInVideo::new("longCaption", "Rockets").media(&quiet, "audio/mp4").captions(captions.clone()));
     let standin = StandIn::start(vec![channel]).await.unwrap();
     let env = [
         ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
@@ -121,12 +121,16 @@ async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
         // The fake cites the first segment of its chunk: the start must be that segment's.
         let cited: usize = p["text"].as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
         assert_eq!(p["start"].as_f64().unwrap(), captions[cited].start);
-        assert_eq!(p["url"], format!("https://www.youtube.com/watch?v=longCaption&t={}s", captions[cited].start.floor() as u64).as_str());
+        assert_eq!(
+            p["url"],
+            format!("https://www.youtube.com/watch?v=longCaption&t={}s", captions[cited].start.floor() as u64).as_str()
+        );
     }
 
     // /summarize-text goes to the same model.
     let before = llm.requests.lock().unwrap().len();
-    let response = app.client.post(app.url("/summarize-text")).json(&json!({"text": "Rockets are fast."})).send().await.unwrap();
+    let response =
+        app.client.post(app.url("/summarize-text")).json(&json!({"text": "Rockets are fast."})).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["summary"], "Part starting at segment 0.");
@@ -140,8 +144,9 @@ async fn an_unreachable_llm_fails_the_video_with_the_reason_after_retries() {
     let dir = tempfile::tempdir().unwrap();
     let quiet = dir.path().join("q.m4a");
     media::silence(1.0, &quiet).await.unwrap();
-    let channel = StandInChannel::new(CHANNEL, "LLM down")
-        .video(StandInVideo::new("shortCaptns", "Short").media(&quiet, "audio/mp4").captions(long_captions()[..3].to_vec()));
+    let channel = StandInChannel::new(CHANNEL, "LLM down").video(
+        StandInVideo::new("shortCaptns", "Short").media(&quiet, "audio/mp4").captions(long_captions()[..3].to_vec()),
+    );
     let standin = StandIn::start(vec![channel]).await.unwrap();
     // A port that nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();

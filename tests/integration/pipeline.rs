@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tubesum::domain::Stage;
+use tubesum::stages::{Stages, instant};
 use tubesum::standin::media::{self, Container};
 use tubesum::standin::{StandIn, StandInChannel, StandInVideo, demo};
-use tubesum::stages::{Stages, instant};
 use tubesum::summarize::NO_SPEECH_SUMMARY;
 
 use crate::helpers::{TestApp, videos, whisper_model};
@@ -122,8 +122,14 @@ async fn a_channel_is_transcribed_and_summarized_end_to_end() {
     }
     // No media is left behind after transcription.
     let media = app.data.path().join("media");
-    let leftovers: Vec<_> = std::fs::read_dir(&media).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-    assert!(leftovers.iter().all(|n| n.to_string_lossy().starts_with("brokenMedia") || n.to_string_lossy().starts_with("missingMdia")), "{leftovers:?}");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&media).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| n.to_string_lossy().starts_with("brokenMedia") || n.to_string_lossy().starts_with("missingMdia")),
+        "{leftovers:?}"
+    );
 
     app.shutdown().await;
     standin.shutdown().await.unwrap();
@@ -147,7 +153,8 @@ async fn invalid_ids_never_reach_youtube() {
     let standin = StandIn::start(vec![]).await.unwrap();
     let app = TestApp::spawn(&standin_env(&standin)).await;
     for bad in ["UC123", "../feeds/videos.xml", "UCabcdefghijklmnopqrstu&x=1"] {
-        let response = app.client.post(app.url("/jobs")).json(&serde_json::json!({"channel_id": bad})).send().await.unwrap();
+        let response =
+            app.client.post(app.url("/jobs")).json(&serde_json::json!({"channel_id": bad})).send().await.unwrap();
         assert_eq!(response.status(), 400, "{bad}");
     }
     assert!(standin.requests().is_empty(), "{:?}", standin.requests());
