@@ -1,9 +1,15 @@
 use clap::Parser;
+use tubesum::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tubesum::telemetry::init("warn,tubesum=info");
-    let cli = tubesum::cli::Cli::parse();
+    let cli = Cli::parse();
+    // The server logs its work; the one-shot commands show progress bars and only warnings.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,tubesum=info",
+        Command::Summarize { .. } | Command::Demo { .. } | Command::Models(_) => "warn",
+    };
+    tubesum::telemetry::init(default_filter);
     match tubesum::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -12,7 +12,8 @@
 //! 4. **Pick.** Units by descending rank, ties broken by position; a unit is skipped when it is
 //!    a near-duplicate (cosine ≥ 0.8, or the same text) of one already picked, and units
 //!    without content words are only used when no unit has any. The summary presents its
-//!    units in transcript order; key points are ordered by time.
+//!    units in transcript order; key points are ordered by time. The summary takes at most a
+//!    third of the units and the key points at most half, whatever larger limits are asked.
 //!
 //! **Scale.** The similarity graph is never built: with unit vectors `X`, the graph is
 //! `W = X·Xᵀ − diag`, so one PageRank step is `W·y = X·(Xᵀ·y) − diag·y`, which costs
@@ -68,6 +69,10 @@ pub fn summarize(segments: &[Segment], max_summary_sentences: usize, max_key_poi
     let vectors = tfidf_vectors(&units);
     let scores = pagerank(&vectors);
     let ranked = rank_order(&scores);
+    // A summary is shorter than what it summarizes: at most a third of the units (key points at
+    // most half), whatever the limits allow.
+    let max_summary_sentences = max_summary_sentences.min(units.len().div_ceil(3));
+    let max_key_points = max_key_points.min(units.len().div_ceil(2));
 
     let mut summary_ids = pick_distinct(&ranked, &units, &vectors, max_summary_sentences);
     summary_ids.sort_unstable();
@@ -532,9 +537,10 @@ mod tests {
         let result = summarize(&segments, 0, 0).unwrap();
         assert_eq!(result.summary, "");
         assert!(result.key_points.is_empty());
+        // Generous limits are capped: a summary is at most a third of the units, key points half.
         let result = summarize(&segments, 10, 10).unwrap();
-        assert_eq!(result.key_points.len(), 3);
-        assert_eq!(result.summary, "Alpha beta gamma. Delta epsilon zeta. Eta theta iota.");
+        assert_eq!(result.key_points.len(), 2);
+        assert_eq!(result.summary.matches('.').count(), 1);
     }
 
     #[test]

