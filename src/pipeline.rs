@@ -19,7 +19,9 @@ use crate::stages::{StageContext, Stages};
 
 impl Deps {
     /// The embedded backends under `data_dir` with the real stages.
-    pub async fn embedded(settings: Settings) -> anyhow::Result<Deps> {
+    pub async fn embedded(mut settings: Settings) -> anyhow::Result<Deps> {
+        settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
+        settings.audio.ffmpeg = crate::stages::process::resolve(&settings.audio.ffmpeg);
         let settings = Arc::new(settings);
         let db = settings.database_path();
         let store = Arc::new(SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?);

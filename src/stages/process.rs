@@ -52,6 +52,19 @@ where
     Ok(Output { stdout: output.stdout, stderr })
 }
 
+/// Where to find a tool configured as `program`: a path is used as given; a bare name is looked up
+/// on `PATH`, then in `./.venv/bin` (where `scripts/setup.sh` installs yt-dlp).
+pub fn resolve(program: &Path) -> std::path::PathBuf {
+    if program.components().count() != 1 {
+        return program.to_owned();
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    let venv = Path::new(".venv/bin").join(program);
+    if !on_path && venv.is_file() { venv } else { program.to_owned() }
+}
+
 /// The last `max` bytes of `text` (on a char boundary), trimmed.
 pub fn tail(text: &str, max: usize) -> String {
     let text = text.trim();
@@ -88,6 +101,12 @@ mod tests {
     async fn enforces_the_deadline() {
         let err = run(Path::new("sleep"), ["5"], Duration::from_millis(100)).await.err().unwrap();
         assert!(matches!(err, ProcessError::TimedOut { .. }), "{err}");
+    }
+
+    #[test]
+    fn tools_are_resolved_on_path_or_as_given() {
+        assert_eq!(resolve(Path::new("/opt/x/yt-dlp")), Path::new("/opt/x/yt-dlp"));
+        assert_eq!(resolve(Path::new("sh")), Path::new("sh"));
     }
 
     #[test]

@@ -165,3 +165,66 @@ async fn an_unreachable_llm_fails_the_video_with_the_reason_after_retries() {
     assert!(video["error"].as_str().unwrap().contains("summarization failed after 3 attempts"), "{video:#}");
     app.shutdown().await;
 }
+
+/// An OpenAI-compatible `/audio/transcriptions` endpoint: records the multipart bodies it gets
+/// and answers `verbose_json` with fixed segments.
+async fn fake_transcriber() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    async fn transcribe(State(bodies): State<Arc<Mutex<Vec<Vec<u8>>>>>, body: axum::body::Bytes) -> Json<Value> {
+        bodies.lock().unwrap().push(body.to_vec());
+        Json(json!({
+            "task": "transcribe", "language": "english", "duration": 3.0,
+            "text": "Rockets need fuel. They also need oxygen.",
+            "segments": [
+                {"id": 0, "seek": 0, "start": 0.0, "end": 1.5, "text": " Rockets need fuel.", "tokens": [], "temperature": 0.0,
+                 "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.01},
+                {"id": 1, "seek": 0, "start": 1.5, "end": 3.0, "text": " They also need oxygen.", "tokens": [], "temperature": 0.0,
+                 "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.02}
+            ]
+        }))
+    }
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new().route("/v1/audio/transcriptions", post(transcribe)).with_state(bodies.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), bodies)
+}
+
+#[tokio::test]
+async fn the_openai_transcription_backend_sends_the_audio_and_keeps_its_segments() {
+    let (base_url, bodies) = fake_transcriber().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("s.wav");
+    media::speak("Rockets need fuel. They also need oxygen.", &wav).await.unwrap();
+    let m4a = dir.path().join("s.m4a");
+    media::encode(&wav, &m4a, media::Container::M4a).await.unwrap();
+    let quiet = dir.path().join("q.m4a");
+    media::silence(2.0, &quiet).await.unwrap();
+    let channel = StandInChannel::new(CHANNEL, "Transcription API")
+        .video(StandInVideo::new("apiSpeech01", "Speech").media(&m4a, "audio/mp4"))
+        .video(StandInVideo::new("apiSilence1", "Silence").media(&quiet, "audio/mp4"));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let env = [
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_TRANSCRIPTION__BACKEND", "openai".into()),
+        ("TUBESUM_OPENAI_TRANSCRIPTION__BASE_URL", base_url),
+        ("TUBESUM_OPENAI_TRANSCRIPTION__MODEL", "whisper-test".into()),
+    ];
+    let app = TestApp::spawn(&env).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let (_, t) = app.get_json("/videos/apiSpeech01/transcript").await;
+    assert_eq!(t["source"], "openai");
+    assert_eq!(t["text"], "Rockets need fuel. They also need oxygen.");
+    assert_eq!(t["segments"][1]["start"], 1.5);
+    // One request, for the speech only: silence is never sent.
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    let body = String::from_utf8_lossy(&bodies[0]);
+    assert!(body.contains("whisper-test") && body.contains("verbose_json") && body.contains("RIFF"), "multipart body");
+    let (_, silent) = app.get_json("/videos/apiSilence1/transcript").await;
+    assert_eq!(silent["text"], "");
+    app.shutdown().await;
+}
