@@ -5,6 +5,7 @@
 
 mod actors;
 mod api;
+mod cli;
 mod helpers;
 mod llm;
 mod pipeline;

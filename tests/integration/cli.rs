@@ -1,0 +1,125 @@
+//! The `tubesum` binary itself, configured only through the environment, as a user runs it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tubesum::domain::Segment;
+use tubesum::standin::media;
+use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+
+use crate::helpers::{poll_until, whisper_model, yt_dlp};
+
+const CHANNEL: &str = "UCclicliclicliclicliclic";
+
+async fn standin(dir: &std::path::Path) -> StandIn {
+    let quiet = dir.join("q.m4a");
+    media::silence(2.0, &quiet).await.unwrap();
+    let captions = vec![
+        Segment { start: 0.0, end: 3.0, text: "Volcanoes form where magma reaches the surface.".into() },
+        Segment { start: 3.0, end: 6.0, text: "Some erupt explosively while others ooze lava.".into() },
+        Segment { start: 6.0, end: 9.0, text: "Ash from large eruptions can cool the whole planet.".into() },
+    ];
+    let channel = StandInChannel::new(CHANNEL, "CLI")
+        .video(StandInVideo::new("cliCaption1", "Volcanoes").media(&quiet, "audio/mp4").captions(captions))
+        .video(StandInVideo::new("cliSilence1", "Quiet").media(&quiet, "audio/mp4"));
+    StandIn::start(vec![channel]).await.unwrap()
+}
+
+fn tubesum(standin: &StandIn, data: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tubesum"));
+    cmd.env("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template())
+        .env("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template())
+        .env("TUBESUM_WHISPER__MODEL", whisper_model())
+        .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
+        .env("TUBESUM_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn summarize_writes_markdown_for_a_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = standin(dir.path()).await;
+    let out = dir.path().join("out");
+    let output = tubesum(&standin, &dir.path().join("data"))
+        .args(["summarize", CHANNEL, "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("completed — 2/2 videos summarized"), "{stdout}");
+    let index = std::fs::read_to_string(out.join("index.md")).unwrap();
+    assert!(index.contains("[Volcanoes](cliCaption1.md)") && index.contains("[Quiet](cliSilence1.md)"), "{index}");
+    let video = std::fs::read_to_string(out.join("cliCaption1.md")).unwrap();
+    assert!(video.contains("## Key points"), "{video}");
+    assert!(video.contains("https://www.youtube.com/watch?v=cliCaption1&t="), "{video}");
+
+    // Invalid input is refused before anything runs.
+    let bad = tubesum(&standin, &dir.path().join("data")).args(["summarize", "UCshort"]).output().await.unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid channel id"));
+    // So is an unknown configuration key.
+    let typo = tubesum(&standin, &dir.path().join("data"))
+        .env("TUBESUM_LLM__BASEURL", "x")
+        .args(["summarize", CHANNEL])
+        .output()
+        .await
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("baseurl"));
+}
+
+#[tokio::test]
+async fn serve_listens_where_told_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = standin(dir.path()).await;
+    let mut child = tubesum(&standin, &dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("serve exited without listening");
+    })
+    .await
+    .expect("serve starts within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{address}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let created: serde_json::Value = client
+        .post(format!("{address}/jobs"))
+        .json(&serde_json::json!({"channel_id": CHANNEL}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_url = format!("{address}/jobs/{}", created["job_id"].as_str().unwrap());
+    let done = poll_until(Duration::from_secs(120), || async {
+        let job: serde_json::Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
+        job["status"] == "completed"
+    })
+    .await;
+    assert!(done, "job did not complete");
+
+    // SIGTERM: a graceful stop with exit status 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops").unwrap();
+    assert!(status.success(), "{status}");
+}
