@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tubesum::adapters::StageCommand;
+use tubesum::adapters::{AdapterResult, CommandBus, DeliveryStream, StageCommand};
 use tubesum::domain::{Stage, VideoId, VideoMeta};
 use tubesum::stages::{StageError, StageResult, StageWork, instant};
 
@@ -234,5 +234,55 @@ async fn unfinished_jobs_resume_after_a_restart() {
     let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
     assert!(runs2.lock().unwrap().is_empty(), "downloads were redone: {:?}", runs2.lock().unwrap());
+    app.shutdown().await;
+}
+
+/// A command bus whose first consumer of one stage breaks at once (a lost broker connection).
+struct BreaksOnce {
+    inner: Arc<dyn CommandBus>,
+    stage: Stage,
+    consumers: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl CommandBus for BreaksOnce {
+    async fn send(&self, command: StageCommand) -> AdapterResult<()> {
+        self.inner.send(command).await
+    }
+
+    async fn consume(&self, stage: Stage, prefetch: usize) -> AdapterResult<DeliveryStream> {
+        if stage == self.stage {
+            let n = {
+                let mut consumers = self.consumers.lock().unwrap();
+                *consumers += 1;
+                *consumers
+            };
+            if n == 1 {
+                return Ok(Box::pin(futures::stream::empty()));
+            }
+        }
+        self.inner.consume(stage, prefetch).await
+    }
+}
+
+#[tokio::test]
+async fn a_stage_pool_whose_consumer_breaks_is_restarted() {
+    let consumers = Arc::new(Mutex::new(0));
+    let seen = consumers.clone();
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
+    let app = TestApp::spawn_custom(
+        tempfile::tempdir().unwrap(),
+        &[],
+        |ctx| instant::stages(ctx, metas(&ids)),
+        |deps| {
+            deps.commands =
+                Arc::new(BreaksOnce { inner: deps.commands.clone(), stage: Stage::Summarization, consumers: seen });
+        },
+    )
+    .await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    assert!(*consumers.lock().unwrap() >= 2, "the summarization pool was restarted and consumed again");
     app.shutdown().await;
 }

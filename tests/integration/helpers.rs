@@ -78,10 +78,20 @@ impl TestApp {
         env: &[(&str, String)],
         make: impl FnOnce(&StageContext) -> Stages,
     ) -> TestApp {
+        TestApp::spawn_custom(data, env, make, |_| {}).await
+    }
+
+    /// The embedded stack with stages from `make`, then `adjust` (e.g. wrapping a bus).
+    pub async fn spawn_custom(
+        data: tempfile::TempDir,
+        env: &[(&str, String)],
+        make: impl FnOnce(&StageContext) -> Stages,
+        adjust: impl FnOnce(&mut Deps),
+    ) -> TestApp {
         let settings = Arc::new(settings(&data, env));
         let store = Arc::new(SqliteStore::open(&settings.database_path()).await.unwrap());
         let ctx = StageContext { settings: settings.clone(), store: store.clone(), artifacts: store.clone() };
-        let deps = Deps {
+        let mut deps = Deps {
             stages: make(&ctx),
             settings,
             store: store.clone(),
@@ -89,6 +99,7 @@ impl TestApp {
             commands: Arc::new(InProcessCommandBus::default()),
             events: Arc::new(InProcessEventBus::default()),
         };
+        adjust(&mut deps);
         TestApp::with_deps(deps, data).await
     }
 
