@@ -20,6 +20,7 @@ pub const ENV_PREFIX: &str = "TUBESUM_";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    pub backends: Backends,
     pub server: ServerSettings,
     pub youtube: YoutubeSettings,
     pub discovery: DiscoverySettings,
@@ -31,6 +32,53 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub summary: SummarySettings,
     pub stages: StagesSettings,
+    pub database: DatabaseSettings,
+    pub mongodb: MongoSettings,
+    pub amqp: AmqpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backends {
+    Embedded,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoSettings {
+    pub url: SecretString,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub retry_delay_ms: u64,
+    pub max_deliveries: u32,
+    pub events_exchange: String,
+}
+
+/// A URL with its password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,6 +398,21 @@ mod tests {
         assert!(Settings::load(None, env(&[("TUBESUM_YOUTUBE__VIDEO_URL", "http://x/")])).is_err());
         let err = Settings::load(Some(Path::new("/no/such.toml")), env(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("amqp://guest:guest@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(redact_url("postgres://postgres@127.0.0.1/db"), "postgres://postgres@127.0.0.1/db");
+        assert_eq!(redact_url("mongodb://u:p@a:1,b:2/?x=1"), "mongodb://u:***@a:1,b:2/?x=1");
+    }
+
+    #[test]
+    fn backends_default_to_embedded() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.backends, Backends::Embedded);
+        let s = Settings::load(None, env(&[("TUBESUM_BACKENDS", "production")])).unwrap();
+        assert_eq!(s.backends, Backends::Production);
     }
 
     #[test]
