@@ -1,0 +1,323 @@
+//! The production state store: PostgreSQL (`database.url`, migrations in `migrations/postgres/`).
+//! Driver errors are translated here, once: unique violation (23505) → `AlreadyExists`,
+//! connection trouble → `Unavailable`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Row, postgres::PgConnectOptions};
+use uuid::Uuid;
+
+use super::{AdapterError, AdapterResult, JobRecord, JobStore, VideoRecord, VideoUpdate};
+use crate::config::{DatabaseSettings, redact_url};
+use crate::domain::{ChannelId, JobId, JobStatus, VideoId, VideoMeta};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Jobs and videos in PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects (failing fast, with the URL minus its password, when the database is unreachable)
+    /// and runs the migrations.
+    pub async fn connect(settings: &DatabaseSettings) -> AdapterResult<Self> {
+        let url = settings.url.expose_secret();
+        let unavailable =
+            |e: &dyn std::fmt::Display| AdapterError::Unavailable(format!("PostgreSQL at {}: {e}", redact_url(url)));
+        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| unavailable(&e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| unavailable(&format!("migrations failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Translates a driver error into the port's error.
+pub fn translate(e: sqlx::Error) -> AdapterError {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            AdapterError::AlreadyExists(db.constraint().unwrap_or("row").to_owned())
+        }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+            AdapterError::NotFound(db.constraint().unwrap_or("referenced row").to_owned())
+        }
+        sqlx::Error::RowNotFound => AdapterError::NotFound("row".into()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            AdapterError::Unavailable(e.to_string())
+        }
+        // Admin shutdown, crash recovery, connection failures (class 08 and 57P0x).
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+            AdapterError::Unavailable(e.to_string())
+        }
+        _ => AdapterError::Other(e.to_string()),
+    }
+}
+
+fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> AdapterResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse::<T>().map_err(|e| AdapterError::Corrupt(format!("{what} {raw:?}: {e}")))
+}
+
+fn job_from_row(row: &PgRow) -> AdapterResult<JobRecord> {
+    let channel_id: String = row.get("channel_id");
+    let status: String = row.get("status");
+    Ok(JobRecord {
+        job_id: JobId(row.get::<Uuid, _>("job_id")),
+        channel_id: parse::<ChannelId>("channel id", &channel_id)?,
+        force: row.get("force"),
+        status: parse("job status", &status)?,
+        error: row.get("error"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+fn video_from_row(row: &PgRow) -> AdapterResult<VideoRecord> {
+    let video_id: String = row.get("video_id");
+    let status: String = row.get("status");
+    Ok(VideoRecord {
+        job_id: JobId(row.get::<Uuid, _>("job_id")),
+        video_id: parse::<VideoId>("video id", &video_id)?,
+        title: row.get("title"),
+        published_at: row.get::<Option<DateTime<Utc>>, _>("published_at"),
+        position: row.get("position"),
+        status: parse("video status", &status)?,
+        attempts: u32::try_from(row.get::<i32, _>("attempts")).unwrap_or(0),
+        error: row.get("error"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> AdapterResult<JobRecord> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, NULL, now(), now()) RETURNING *",
+        )
+        .bind(job_id.0)
+        .bind(channel_id.as_str())
+        .bind(force)
+        .bind(JobStatus::Pending.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        job_from_row(&row)
+    }
+
+    async fn get_job(&self, job_id: JobId) -> AdapterResult<Option<JobRecord>> {
+        sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
+            .bind(job_id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT $1 OFFSET $2")
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(translate)?;
+        let jobs = rows.iter().map(job_from_row).collect::<AdapterResult<_>>()?;
+        Ok((jobs, u64::try_from(total).unwrap_or(0)))
+    }
+
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()> {
+        let done = sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = now() WHERE job_id = $3")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(job_id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        if done.rows_affected() == 0 {
+            return Err(AdapterError::NotFound(format!("job {job_id}")));
+        }
+        Ok(())
+    }
+
+    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        for (position, video) in videos.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
+            )
+            .bind(job_id.0)
+            .bind(video.video_id.as_str())
+            .bind(&video.title)
+            .bind(video.published_at)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        }
+        tx.commit().await.map_err(translate)
+    }
+
+    async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>> {
+        sqlx::query("SELECT * FROM job_videos WHERE job_id = $1 ORDER BY position")
+            .bind(job_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?
+            .iter()
+            .map(video_from_row)
+            .collect()
+    }
+
+    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>> {
+        sqlx::query("SELECT * FROM job_videos WHERE job_id = $1 AND video_id = $2")
+            .bind(job_id.0)
+            .bind(video_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+            .as_ref()
+            .map(video_from_row)
+            .transpose()
+    }
+
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()> {
+        let done = sqlx::query(
+            "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now() \
+             WHERE job_id = $4 AND video_id = $5",
+        )
+        .bind(update.status.as_str())
+        .bind(i32::try_from(update.attempts).unwrap_or(i32::MAX))
+        .bind(update.error.as_deref())
+        .bind(job_id.0)
+        .bind(video_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        if done.rows_affected() == 0 {
+            return Err(AdapterError::NotFound(format!("video {video_id} of job {job_id}")));
+        }
+        Ok(())
+    }
+}
+
+/// A fresh, migrated database for one test, dropped by [`TestDatabase::drop_now`].
+pub mod testing {
+    use secrecy::SecretString;
+    use sqlx::Connection;
+    use sqlx::postgres::PgConnection;
+
+    use super::PgStore;
+    use crate::config::DatabaseSettings;
+
+    /// The server tests use: `$POSTGRES_TEST_URL` or the local one (trust auth).
+    pub fn server_url() -> String {
+        std::env::var("POSTGRES_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    }
+
+    pub struct TestDatabase {
+        pub name: String,
+        pub settings: DatabaseSettings,
+    }
+
+    impl TestDatabase {
+        /// Creates `tubesum_test_<uuid>`; panics with a clear message when PostgreSQL is unreachable.
+        pub async fn create() -> TestDatabase {
+            let server = server_url();
+            let name = format!("tubesum_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL is required at {server} (start it, or set POSTGRES_TEST_URL): {e}")
+            });
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let settings = DatabaseSettings { url: SecretString::from(format!("{server}/{name}")), max_connections: 5 };
+            TestDatabase { name, settings }
+        }
+
+        pub async fn store(&self) -> PgStore {
+            PgStore::connect(&self.settings).await.expect("connect to the test database")
+        }
+
+        pub async fn drop_now(self) {
+            if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::testing::TestDatabase;
+    use super::*;
+    use crate::adapters::conformance;
+
+    #[tokio::test]
+    async fn postgres_job_store_conforms() {
+        let db = TestDatabase::create().await;
+        conformance::job_store(&db.store().await).await;
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_duplicates_translate() {
+        let db = TestDatabase::create().await;
+        let store = db.store().await;
+        let again = db.store().await;
+        let job = JobId::new();
+        let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
+        store.create_job(job, &channel, false).await.unwrap();
+        let err = again.create_job(job, &channel, false).await.unwrap_err();
+        assert!(matches!(err, AdapterError::AlreadyExists(_)), "{err}");
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_fails_fast_without_leaking_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let settings = DatabaseSettings {
+            url: SecretString::from(format!("postgres://user:hunter2@127.0.0.1:{port}/db")),
+            max_connections: 1,
+        };
+        let err = PgStore::connect(&settings).await.err().expect("nothing listens there");
+        let msg = err.to_string();
+        assert!(matches!(err, AdapterError::Unavailable(_)));
+        assert!(msg.contains(&format!("127.0.0.1:{port}")) && !msg.contains("hunter2"), "{msg}");
+    }
+}
