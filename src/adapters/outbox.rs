@@ -1,0 +1,257 @@
+//! The transactional outbox (PostgreSQL): in production, publishing a domain event means inserting
+//! it into `outbox` (in the transaction of the change it reports, where there is one), and a relay
+//! publishes unpublished rows to the brokers (the RabbitMQ fanout exchange, Kafka) and marks them.
+//! A broker that is down only delays events: they wait in the table. Several relays (one per
+//! process) share the table with `FOR UPDATE SKIP LOCKED`. Delivery is at-least-once (a crash
+//! between publishing and marking republishes), so consumers deduplicate by `event_id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::postgres::translate;
+use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventStream};
+
+const NOTIFY_CHANNEL: &str = "tubesum_outbox";
+const BATCH: i64 = 200;
+
+/// Publishes into the outbox; subscribes through `subscriptions` (the fanout exchange).
+pub struct OutboxEventBus {
+    pool: PgPool,
+    subscriptions: Arc<dyn EventBus>,
+}
+
+impl OutboxEventBus {
+    pub fn new(pool: PgPool, subscriptions: Arc<dyn EventBus>) -> Self {
+        Self { pool, subscriptions }
+    }
+}
+
+/// Inserts `event` into the outbox within `executor` (a transaction or the pool); a second insert
+/// of the same `event_id` is a no-op.
+pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent) -> AdapterResult<()>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let payload = serde_json::to_value(event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
+    sqlx::query(
+        "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT pg_notify($5, '') FROM ins",
+    )
+    .bind(event.event_id)
+    .bind(event.payload.kind())
+    .bind(event.video_id.as_ref().map(|v| v.to_string()))
+    .bind(payload)
+    .bind(NOTIFY_CHANNEL)
+    .execute(executor)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventBus for OutboxEventBus {
+    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+        enqueue(&self.pool, &event).await
+    }
+
+    async fn subscribe(&self) -> AdapterResult<EventStream> {
+        self.subscriptions.subscribe().await
+    }
+}
+
+/// Publishes one batch of unpublished events, oldest first, to every sink; marks them published
+/// only if every sink took them. Returns how many were published.
+pub async fn relay_once(pool: &PgPool, sinks: &[Arc<dyn EventBus>]) -> AdapterResult<usize> {
+    let mut tx = pool.begin().await.map_err(translate)?;
+    let rows = sqlx::query(
+        "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(translate)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let payload: serde_json::Value = row.get("payload");
+        let event: DomainEvent = serde_json::from_value(payload)
+            .map_err(|e| AdapterError::Corrupt(format!("outbox row {}: {e}", row.get::<i64, _>("id"))))?;
+        for sink in sinks {
+            // A failure rolls the batch back: those rows stay unpublished and are retried.
+            sink.publish(event.clone()).await?;
+        }
+        ids.push(row.get::<i64, _>("id"));
+    }
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    tx.commit().await.map_err(translate)?;
+    Ok(ids.len())
+}
+
+/// How many events wait in the outbox.
+pub async fn pending(pool: &PgPool) -> AdapterResult<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(translate)
+}
+
+/// Runs the relay until the task is dropped: woken by NOTIFY or every `poll`, backing off while a
+/// sink or the database is unavailable.
+pub async fn run_relay(
+    pool: PgPool,
+    sinks: Vec<Arc<dyn EventBus>>,
+    poll: Duration,
+    backoff: crate::actors::backoff::Backoff,
+) {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.ok();
+    if let Some(l) = listener.as_mut()
+        && l.listen(NOTIFY_CHANNEL).await.is_err()
+    {
+        listener = None;
+    }
+    let mut failures = 0u32;
+    loop {
+        match relay_once(&pool, &sinks).await {
+            Ok(n) if n > 0 => {
+                failures = 0;
+                continue;
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                let delay = backoff.delay(failures);
+                tracing::warn!(error = %e, ?delay, "outbox relay: publishing failed; events wait in the outbox");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        }
+        match listener.as_mut() {
+            Some(l) => {
+                let _ = tokio::time::timeout(poll, l.try_recv()).await;
+            }
+            None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+/// When an event was published: `None` if it is not in the outbox, `Some(None)` while it waits.
+pub async fn published_at(
+    pool: &PgPool,
+    event_id: Uuid,
+) -> AdapterResult<Option<Option<chrono::DateTime<chrono::Utc>>>> {
+    let row = sqlx::query("SELECT published_at FROM outbox WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(translate)?;
+    Ok(row.map(|r| r.get("published_at")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::adapters::EventPayload;
+    use crate::adapters::in_process::InProcessEventBus;
+    use crate::adapters::postgres::testing::TestDatabase;
+    use crate::domain::{JobId, VideoId};
+
+    /// A sink that is down until switched on, and records what it took.
+    #[derive(Default)]
+    struct Switchable {
+        up: Mutex<bool>,
+        taken: Mutex<Vec<DomainEvent>>,
+    }
+
+    #[async_trait]
+    impl EventBus for Switchable {
+        async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+            if !*self.up.lock().unwrap() {
+                return Err(AdapterError::Unavailable("broker down".into()));
+            }
+            self.taken.lock().unwrap().push(event);
+            Ok(())
+        }
+        async fn subscribe(&self) -> AdapterResult<EventStream> {
+            Err(AdapterError::Other("not a source".into()))
+        }
+    }
+
+    fn event(n: u32) -> DomainEvent {
+        DomainEvent::new(
+            JobId::new(),
+            Some(VideoId::parse("aaaaaaaaaaa").unwrap()),
+            EventPayload::AudioExtracted { seconds: f64::from(n) },
+        )
+    }
+
+    #[tokio::test]
+    async fn events_wait_in_the_outbox_while_the_broker_is_down() {
+        let db = TestDatabase::create().await;
+        let store = db.store().await;
+        let pool = store.pool().clone();
+        let fanout = Arc::new(InProcessEventBus::default());
+        let bus = OutboxEventBus::new(pool.clone(), fanout.clone());
+        let events: Vec<DomainEvent> = (0..3).map(event).collect();
+        for e in &events {
+            bus.publish(e.clone()).await.unwrap();
+        }
+        bus.publish(events[0].clone()).await.unwrap(); // a duplicate is one row
+        assert_eq!(pending(&pool).await.unwrap(), 3);
+
+        let sink = Arc::new(Switchable::default());
+        let sinks: Vec<Arc<dyn EventBus>> = vec![sink.clone(), fanout.clone()];
+        assert!(relay_once(&pool, &sinks).await.is_err());
+        assert_eq!(pending(&pool).await.unwrap(), 3, "nothing is lost while the broker is down");
+
+        let mut subscription = bus.subscribe().await.unwrap();
+        *sink.up.lock().unwrap() = true;
+        assert_eq!(relay_once(&pool, &sinks).await.unwrap(), 3);
+        assert_eq!(pending(&pool).await.unwrap(), 0);
+        assert_eq!(*sink.taken.lock().unwrap(), events, "published once each, in order");
+        let first = subscription.next().await.unwrap().unwrap();
+        assert_eq!(first, events[0]);
+        assert!(published_at(&pool, events[2].event_id).await.unwrap().unwrap().is_some());
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn the_relay_task_publishes_soon_after_an_insert() {
+        let db = TestDatabase::create().await;
+        let pool = db.store().await.pool().clone();
+        let sink = Arc::new(Switchable::default());
+        *sink.up.lock().unwrap() = true;
+        let backoff =
+            crate::actors::backoff::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
+        let relay = tokio::spawn(run_relay(
+            pool.clone(),
+            vec![sink.clone() as Arc<dyn EventBus>],
+            Duration::from_secs(30),
+            backoff,
+        ));
+        let e = event(7);
+        enqueue(&pool, &e).await.unwrap();
+        // NOTIFY wakes the relay long before its 30 s poll.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while sink.taken.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        relay.abort();
+        db.drop_now().await;
+    }
+}
