@@ -35,6 +35,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub mongodb: MongoSettings,
     pub amqp: AmqpSettings,
+    pub kafka: KafkaSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -65,6 +66,13 @@ pub struct AmqpSettings {
     pub retry_delay_ms: u64,
     pub max_deliveries: u32,
     pub events_exchange: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic_prefix: String,
 }
 
 /// A URL with its password replaced by `***`, for messages.

@@ -144,7 +144,7 @@ pub async fn event_bus(bus: &dyn EventBus) {
     );
     bus.publish(event.clone()).await.unwrap();
     for stream in [&mut a, &mut b] {
-        let got = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        let got = tokio::time::timeout(Duration::from_secs(60), stream.next())
             .await
             .expect("event within 10 s")
             .expect("stream open")
@@ -154,7 +154,7 @@ pub async fn event_bus(bus: &dyn EventBus) {
 }
 
 async fn next_within(stream: &mut super::DeliveryStream) -> super::Delivery {
-    tokio::time::timeout(Duration::from_secs(10), stream.next())
+    tokio::time::timeout(Duration::from_secs(60), stream.next())
         .await
         .expect("delivery within 10 s")
         .expect("stream open")

@@ -13,6 +13,7 @@
 
 pub mod conformance;
 pub mod in_process;
+pub mod kafka;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;

@@ -1,0 +1,201 @@
+//! Domain events on Kafka (rdkafka): one topic per event type (`video_discovered`,
+//! `video_downloaded`, `audio_extracted`, `transcription_completed`, `summarization_completed`,
+//! plus `discovery_completed`, `stage_failed`, `job_finished`), JSON values with `event_id`,
+//! `occurred_at`, `job_id`, `video_id` and the payload, keyed by video id (job id for job events).
+//! The producer is idempotent with `acks=all`; no Kafka transactions (the outbox gives atomicity).
+//! Consumers poll on their own task and feed a bounded channel.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventPayload, EventStream};
+use crate::config::KafkaSettings;
+
+/// Every event type, i.e. every topic (before the prefix).
+pub const TOPICS: &[&str] = &[
+    "video_discovered",
+    "video_downloaded",
+    "audio_extracted",
+    "transcription_completed",
+    "summarization_completed",
+    "discovery_completed",
+    "stage_failed",
+    "job_finished",
+];
+
+pub struct KafkaEventBus {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+}
+
+impl KafkaEventBus {
+    /// Connects (failing fast when no broker answers) and creates the topics that are missing.
+    pub async fn connect(settings: &KafkaSettings) -> AdapterResult<Self> {
+        let unavailable =
+            |e: &dyn std::fmt::Display| AdapterError::Unavailable(format!("Kafka at {}: {e}", settings.brokers));
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|e| unavailable(&e))?;
+        let probe = producer.clone();
+        tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, Duration::from_secs(10)))
+            .await
+            .map_err(|e| unavailable(&e))?
+            .map_err(|e| unavailable(&e))?;
+        let bus = Self { settings: settings.clone(), producer };
+        bus.create_topics().await?;
+        Ok(bus)
+    }
+
+    fn topic(&self, kind: &str) -> String {
+        format!("{}{kind}", self.settings.topic_prefix)
+    }
+
+    async fn create_topics(&self) -> AdapterResult<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .create()
+            .map_err(|e| AdapterError::Unavailable(format!("Kafka admin: {e}")))?;
+        let names: Vec<String> = TOPICS.iter().map(|t| self.topic(t)).collect();
+        let topics: Vec<NewTopic<'_>> =
+            names.iter().map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1))).collect();
+        let results = admin
+            .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+            .await
+            .map_err(|e| AdapterError::Unavailable(format!("creating Kafka topics: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(AdapterError::Unavailable(format!("creating topic {topic}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// A consumer of every event topic in consumer group `group` (each group sees every event),
+    /// from the group's committed offsets or else from the earliest event.
+    pub async fn consume(&self, group: &str) -> AdapterResult<EventStream> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| AdapterError::Unavailable(format!("Kafka consumer: {e}")))?;
+        let names: Vec<String> = TOPICS.iter().map(|t| self.topic(t)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).map_err(|e| AdapterError::Unavailable(format!("subscribing: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut messages = consumer.stream();
+            while let Some(message) = messages.next().await {
+                let item = match message {
+                    Ok(m) => match m.payload().map(serde_json::from_slice::<DomainEvent>) {
+                        Some(Ok(event)) => Ok(event),
+                        Some(Err(e)) => {
+                            tracing::warn!(topic = m.topic(), error = %e, "skipping an undecodable event");
+                            continue;
+                        }
+                        None => continue,
+                    },
+                    Err(e) => Err(AdapterError::Unavailable(format!("Kafka: {e}"))),
+                };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx).boxed())
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaEventBus {
+    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+        let payload = serde_json::to_vec(&event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
+        let key = event.video_id.as_ref().map_or_else(|| event.job_id.to_string(), ToString::to_string);
+        let topic = self.topic(event.payload.kind());
+        self.producer
+            .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| AdapterError::Unavailable(format!("publishing to {topic}: {e}")))?;
+        Ok(())
+    }
+
+    /// A fresh consumer group: this subscriber sees every event from the start of the topics.
+    async fn subscribe(&self) -> AdapterResult<EventStream> {
+        self.consume(&format!("tubesum-subscriber-{}", uuid::Uuid::new_v4())).await
+    }
+}
+
+/// The topic an event goes to (without prefix).
+pub fn topic_of(payload: &EventPayload) -> &'static str {
+    payload.kind()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::conformance;
+
+    /// `$KAFKA_TEST_BROKERS` or the local broker; a unique topic prefix per test.
+    pub fn test_settings() -> KafkaSettings {
+        KafkaSettings {
+            brokers: std::env::var("KAFKA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            topic_prefix: format!("t{}_", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    #[test]
+    fn every_event_type_has_a_topic() {
+        let kinds = [
+            EventPayload::VideoDiscovered { title: String::new(), published_at: None },
+            EventPayload::VideoDownloaded { captions: false },
+            EventPayload::AudioExtracted { seconds: 0.0 },
+            EventPayload::TranscriptionCompleted { source: crate::domain::TranscriptSource::Whisper, segments: 0 },
+            EventPayload::SummarizationCompleted { summarizer: String::new() },
+            EventPayload::DiscoveryCompleted { videos: 0 },
+            EventPayload::StageFailed {
+                stage: crate::domain::Stage::Download,
+                attempt: 1,
+                retryable: true,
+                reason: String::new(),
+            },
+            EventPayload::JobFinished { status: crate::domain::JobStatus::Completed },
+        ];
+        for k in &kinds {
+            assert!(TOPICS.contains(&topic_of(k)), "{}", topic_of(k));
+        }
+        assert_eq!(kinds.len(), TOPICS.len());
+    }
+
+    #[tokio::test]
+    async fn kafka_event_bus_conforms() {
+        let bus = KafkaEventBus::connect(&test_settings())
+            .await
+            .unwrap_or_else(|e| panic!("a Kafka-protocol broker is required (scripts/services.sh starts one): {e}"));
+        conformance::event_bus(&bus).await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_fast() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let settings = KafkaSettings { brokers: format!("127.0.0.1:{port}"), topic_prefix: String::new() };
+        let err = KafkaEventBus::connect(&settings).await.err().expect("nothing listens there");
+        assert!(matches!(err, AdapterError::Unavailable(_)));
+        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    }
+}
