@@ -488,6 +488,16 @@ mod tests {
         drop_database(store).await;
     }
 
+    /// Two rustls crypto providers are in the tree (ring from here, aws-lc-rs from reqwest), so rustls
+    /// has no process default; the driver must bring its own instead of panicking.
+    #[tokio::test]
+    async fn tls_needs_no_process_wide_crypto_provider() {
+        let url = test_url();
+        let tls = format!("{url}{}tls=true", if url.contains('?') { '&' } else { '?' });
+        let result = MongoArtifactStore::connect(&tls, "tubesum_tls").await;
+        assert!(matches!(result, Err(AdapterError::Unavailable(_))), "{result:?}");
+    }
+
     #[tokio::test]
     async fn malformed_urls_are_not_reported_as_unavailable() {
         let e = MongoArtifactStore::connect("mongodb://u:pw-secret@127.0.0.1:notaport/", "tubesum").await.unwrap_err();
