@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two commands of the README, each doing all set-up first:
 #   scripts/dev.sh demo    builds a local demo channel and summarizes it (no internet needed)
-#   scripts/dev.sh test    runs every test (unit, actor, end-to-end), plus fmt and clippy
+#   scripts/dev.sh test    runs every test (unit, actor, end-to-end), plus fmt and clippy, starting
+#                          the local services they need (scripts/services.sh)
 # and, for convenience:
 #   scripts/dev.sh serve   runs the HTTP API on 127.0.0.1:8080
 set -euo pipefail
@@ -21,6 +22,8 @@ case "${1:-}" in
     ;;
   test)
     shift
+    # The servers the adapters' tests talk to (MongoDB protocol, …); the tests fail without them.
+    scripts/services.sh
     cargo fmt --check
     cargo clippy --all-targets --quiet -- -D warnings
     # CT2_MODEL_DIR: the converter test checks the real model converts to the published size.

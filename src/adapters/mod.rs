@@ -3,7 +3,7 @@
 //! | port            | embedded (default)        | production (see the production-backends issue) |
 //! |-----------------|---------------------------|-------------------------------------------------|
 //! | [`JobStore`]      | SQLite ([`sqlite`])        | PostgreSQL                                       |
-//! | [`ArtifactStore`] | SQLite ([`sqlite`])        | MongoDB                                          |
+//! | [`ArtifactStore`] | SQLite ([`sqlite`])        | MongoDB ([`mongo`])                               |
 //! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues                                  |
 //! | [`EventBus`]      | in-process ([`in_process`]) | Kafka + RabbitMQ fanout                          |
 //!
@@ -14,6 +14,7 @@
 pub mod conformance;
 pub mod in_process;
 pub mod kafka;
+pub mod mongo;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
