@@ -21,19 +21,24 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the embedded stack and binds `settings.server.listen` (port 0 picks a free port).
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let deps = Deps::embedded(settings).await?;
-        Application::with_deps(deps).await
+    /// Builds the configured backends, runs the given stage pools, and binds
+    /// `settings.server.listen` (port 0 picks a free port).
+    pub async fn build(settings: Settings, stages: Vec<Stage>) -> anyhow::Result<Application> {
+        let deps = Deps::from_settings(settings).await?;
+        Application::with_deps_and_stages(deps, stages).await
     }
 
-    /// Builds with the given adapters and stages (tests inject fakes here).
+    /// Builds with the given adapters and stages (tests inject fakes here), running every pool.
     pub async fn with_deps(deps: Deps) -> anyhow::Result<Application> {
+        Application::with_deps_and_stages(deps, Stage::ALL.to_vec()).await
+    }
+
+    pub async fn with_deps_and_stages(deps: Deps, stages: Vec<Stage>) -> anyhow::Result<Application> {
         let settings = deps.settings.clone();
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let pipeline = Arc::new(Pipeline::start(deps, Stage::ALL.to_vec()).await?);
+        let pipeline = Arc::new(Pipeline::start(deps, stages).await?);
         let state = AppState {
             pipeline: pipeline.clone(),
             summarizer: summarize::from_settings(&settings),

@@ -37,6 +37,10 @@ pub enum Command {
         /// Address to listen on (default: server.listen, 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The stage pools this process runs: `all` (default), `none` (API only), or a list such
+        /// as `transcription,summarization`. Processes sharing production backends split the work.
+        #[arg(long, default_value = "all", value_parser = parse_stages)]
+        stages: StageSet,
     },
     /// Summarizes one channel in-process and writes Markdown (a file per video and an index).
     Summarize {
@@ -73,14 +77,38 @@ pub enum ModelsCommand {
     ImportCt2 { dir: PathBuf, out: PathBuf },
 }
 
+/// The stage pools a process runs.
+#[derive(Debug, Clone)]
+pub struct StageSet(pub Vec<Stage>);
+
+fn parse_stages(raw: &str) -> Result<StageSet, String> {
+    match raw.trim() {
+        "all" => Ok(StageSet(Stage::ALL.to_vec())),
+        "none" => Ok(StageSet(Vec::new())),
+        list => {
+            let mut stages = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let stage: Stage = name.parse().map_err(|_| {
+                    let known: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+                    format!("unknown stage {name:?}; stages are {}, or all / none", known.join(", "))
+                })?;
+                if !stages.contains(&stage) {
+                    stages.push(stage);
+                }
+            }
+            Ok(StageSet(stages))
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, stages } => {
             let mut settings = Settings::from_env(cli.config.as_deref())?;
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }
-            let app = Application::build(settings).await?;
+            let app = Application::build(settings, stages.0).await?;
             tracing::info!(address = %app.address(), "tubesum listening");
             eprintln!("tubesum listening on http://{} (ops console: /console)", app.address());
             app.run_until(shutdown_signal()).await
@@ -116,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs one channel through an in-process pipeline with progress bars, then writes Markdown.
 pub async fn summarize_channel(settings: Settings, channel: &ChannelId, out: &Path, force: bool) -> anyhow::Result<()> {
-    let deps = Deps::embedded(settings).await?;
+    let deps = Deps::from_settings(settings).await?;
     let pipeline = Pipeline::start(deps, Stage::ALL.to_vec()).await?;
     let events = pipeline.deps.events.subscribe().await?;
     let job = pipeline.submit(channel, force).await?;
@@ -205,6 +233,23 @@ async fn follow(mut events: EventStream, job_id: JobId) {
     discovery.finish_and_clear();
     for b in &bars {
         b.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_sets_parse() {
+        assert_eq!(parse_stages("all").unwrap().0, Stage::ALL.to_vec());
+        assert!(parse_stages("none").unwrap().0.is_empty());
+        assert_eq!(
+            parse_stages("transcription, summarization,transcription").unwrap().0,
+            vec![Stage::Transcription, Stage::Summarization]
+        );
+        let err = parse_stages("download,upload").unwrap_err();
+        assert!(err.contains("upload") && err.contains("audio_extraction"), "{err}");
     }
 }
 

@@ -66,6 +66,7 @@ pub struct AmqpSettings {
     pub retry_delay_ms: u64,
     pub max_deliveries: u32,
     pub events_exchange: String,
+    pub queue_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,14 +10,69 @@ use utoipa::ToSchema;
 
 use crate::actors::Deps;
 use crate::actors::root::{PoolStats, RootArgs, RootMsg, RootSupervisor};
+use crate::adapters::EventBus;
 use crate::adapters::in_process::{InProcessCommandBus, InProcessEventBus};
+use crate::adapters::kafka::KafkaEventBus;
+use crate::adapters::mongo::MongoArtifactStore;
+use crate::adapters::outbox::{self, OutboxEventBus};
+use crate::adapters::postgres::PgStore;
+use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::{AdapterError, JobRecord};
-use crate::config::Settings;
+use crate::config::{Backends, Settings};
+use secrecy::ExposeSecret;
+use tokio_util::task::AbortOnDropHandle;
 use crate::domain::{ChannelId, JobId, JobStatus, Stage};
 use crate::stages::{StageContext, Stages};
 
 impl Deps {
+    /// The backends the settings choose, with the real stages.
+    pub async fn from_settings(settings: Settings) -> anyhow::Result<Deps> {
+        match settings.backends {
+            Backends::Embedded => Deps::embedded(settings).await,
+            Backends::Production => Deps::production(settings).await,
+        }
+    }
+
+    /// PostgreSQL (state, outbox), MongoDB (artifacts), RabbitMQ (stage queues, event fanout) and
+    /// Kafka (events). Fails at once, naming what is missing and the URL tried (without secrets),
+    /// when any of them cannot be reached.
+    pub async fn production(mut settings: Settings) -> anyhow::Result<Deps> {
+        settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
+        settings.audio.ffmpeg = crate::stages::process::resolve(&settings.audio.ffmpeg);
+        let settings = Arc::new(settings);
+        let production = "production backends (backends = \"production\")";
+        let store = Arc::new(PgStore::connect(&settings.database).await.with_context(|| production)?);
+        let artifacts = Arc::new(
+            MongoArtifactStore::connect(settings.mongodb.url.expose_secret(), &settings.mongodb.database)
+                .await
+                .with_context(|| production)?,
+        );
+        let commands = Arc::new(RabbitCommandBus::connect(&settings.amqp, &settings.amqp.queue_prefix).await.with_context(|| production)?);
+        let fanout: Arc<dyn EventBus> = Arc::new(
+            RabbitEventBus::connect(&settings.amqp, &settings.amqp.events_exchange).await.with_context(|| production)?,
+        );
+        let kafka: Arc<dyn EventBus> = Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| production)?);
+        let pool = store.pool().clone();
+        let relay = tokio::spawn(outbox::run_relay(
+            pool.clone(),
+            vec![fanout.clone(), kafka],
+            Duration::from_secs(1),
+            settings.stages.backoff(),
+        ));
+        let ctx = StageContext { settings: settings.clone(), store: store.clone(), artifacts: artifacts.clone() };
+        let stages = Stages::real(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Deps {
+            settings,
+            store,
+            artifacts,
+            commands,
+            events: Arc::new(OutboxEventBus::new(pool, fanout)),
+            stages,
+            background: Arc::new(vec![AbortOnDropHandle::new(relay)]),
+        })
+    }
+
     /// The embedded backends under `data_dir` with the real stages.
     pub async fn embedded(mut settings: Settings) -> anyhow::Result<Deps> {
         settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
@@ -34,6 +89,7 @@ impl Deps {
             commands: Arc::new(InProcessCommandBus::default()),
             events: Arc::new(InProcessEventBus::default()),
             stages,
+            background: Arc::default(),
         })
     }
 }

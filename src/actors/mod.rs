@@ -47,6 +47,9 @@ pub struct Deps {
     pub commands: Arc<dyn CommandBus>,
     pub events: Arc<dyn EventBus>,
     pub stages: Stages,
+    /// Adapter tasks that live as long as the adapters (e.g. the outbox relay); aborted when the
+    /// last clone is dropped.
+    pub background: Arc<Vec<tokio_util::task::AbortOnDropHandle<()>>>,
 }
 
 /// Registry name of a job's actor.

@@ -98,6 +98,7 @@ impl TestApp {
             artifacts: store,
             commands: Arc::new(InProcessCommandBus::default()),
             events: Arc::new(InProcessEventBus::default()),
+            background: Arc::default(),
         };
         adjust(&mut deps);
         TestApp::with_deps(deps, data).await
