@@ -20,10 +20,10 @@ use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::{AdapterError, JobRecord};
 use crate::config::{Backends, Settings};
-use secrecy::ExposeSecret;
-use tokio_util::task::AbortOnDropHandle;
 use crate::domain::{ChannelId, JobId, JobStatus, Stage};
 use crate::stages::{StageContext, Stages};
+use secrecy::ExposeSecret;
+use tokio_util::task::AbortOnDropHandle;
 
 impl Deps {
     /// The backends the settings choose, with the real stages.
@@ -48,11 +48,16 @@ impl Deps {
                 .await
                 .with_context(|| production)?,
         );
-        let commands = Arc::new(RabbitCommandBus::connect(&settings.amqp, &settings.amqp.queue_prefix).await.with_context(|| production)?);
-        let fanout: Arc<dyn EventBus> = Arc::new(
-            RabbitEventBus::connect(&settings.amqp, &settings.amqp.events_exchange).await.with_context(|| production)?,
+        let commands = Arc::new(
+            RabbitCommandBus::connect(&settings.amqp, &settings.amqp.queue_prefix).await.with_context(|| production)?,
         );
-        let kafka: Arc<dyn EventBus> = Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| production)?);
+        let fanout: Arc<dyn EventBus> = Arc::new(
+            RabbitEventBus::connect(&settings.amqp, &settings.amqp.events_exchange)
+                .await
+                .with_context(|| production)?,
+        );
+        let kafka: Arc<dyn EventBus> =
+            Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| production)?);
         let pool = store.pool().clone();
         let relay = tokio::spawn(outbox::run_relay(
             pool.clone(),

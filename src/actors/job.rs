@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::backoff::Restarts;
 use super::video::{VideoActor, VideoArgs, VideoMsg, state};
 use super::{Deps, fail, video_actor_name};
 use crate::adapters::{DomainEvent, EventPayload, StageCommand, VideoUpdate};
@@ -30,7 +31,7 @@ pub struct JobState {
     /// Running VideoActors, by actor id.
     children: HashMap<ActorId, (VideoId, ActorRef<VideoMsg>)>,
     /// VideoActor restarts so far, per video (for the backoff).
-    restarts: HashMap<VideoId, u32>,
+    restarts: Restarts<VideoId>,
     /// Videos waiting out a backoff before their re-spawn.
     pending: usize,
     cancelled: bool,
@@ -62,7 +63,7 @@ impl Actor for JobActor {
             force: job.force,
             discovery_attempt: None,
             children: HashMap::new(),
-            restarts: HashMap::new(),
+            restarts: Restarts::new(self.deps.settings.stages.backoff()),
             pending: 0,
             cancelled: false,
         })
@@ -136,10 +137,8 @@ impl Actor for JobActor {
                     tracing::warn!(actor = ?cell.get_id(), %error, "unknown child failed");
                     return Ok(());
                 };
-                let restarts = state.restarts.entry(video_id.clone()).or_insert(0);
-                *restarts += 1;
-                let delay = self.deps.settings.stages.backoff().delay(*restarts);
-                tracing::info!(job_id = %state.job_id, %video_id, restart = *restarts, ?delay, %error, "video actor failed; restarting it");
+                let (restart, delay) = state.restarts.next(video_id.clone());
+                tracing::info!(job_id = %state.job_id, %video_id, restart, ?delay, %error, "video actor failed; restarting it");
                 state.pending += 1;
                 myself.send_after(delay, move || JobMsg::SpawnVideo(video_id));
             }
@@ -250,9 +249,7 @@ impl JobActor {
             }
             Err(e) => {
                 // E.g. the store is briefly unavailable: try again later, like a crash.
-                let restarts = state.restarts.entry(video_id.clone()).or_insert(0);
-                *restarts += 1;
-                let delay = self.deps.settings.stages.backoff().delay(*restarts);
+                let (_, delay) = state.restarts.next(video_id.clone());
                 tracing::warn!(job_id = %state.job_id, %video_id, error = %e, ?delay, "could not start video actor; retrying");
                 state.pending += 1;
                 myself.send_after(delay, move || JobMsg::SpawnVideo(video_id));

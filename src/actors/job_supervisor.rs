@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::backoff::Restarts;
 use super::job::{JobActor, JobArgs, JobMsg};
 use super::{Deps, job_actor_name};
 use crate::domain::JobId;
@@ -15,11 +16,10 @@ pub struct JobSupervisor {
     pub deps: Deps,
 }
 
-#[derive(Default)]
 pub struct JobSupervisorState {
     children: HashMap<ActorId, JobId>,
     jobs: HashMap<JobId, ActorRef<JobMsg>>,
-    restarts: HashMap<JobId, u32>,
+    restarts: Restarts<JobId>,
 }
 
 #[derive(Debug)]
@@ -38,7 +38,11 @@ impl Actor for JobSupervisor {
     type Arguments = ();
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(JobSupervisorState::default())
+        Ok(JobSupervisorState {
+            children: HashMap::new(),
+            jobs: HashMap::new(),
+            restarts: Restarts::new(self.deps.settings.stages.backoff()),
+        })
     }
 
     async fn handle(
@@ -75,7 +79,7 @@ impl Actor for JobSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(job_id) = state.children.remove(&cell.get_id()) {
                     state.jobs.remove(&job_id);
-                    state.restarts.remove(&job_id);
+                    state.restarts.forget(&job_id);
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
@@ -88,10 +92,8 @@ impl Actor for JobSupervisor {
                     video.unlink(cell.clone());
                     video.kill();
                 }
-                let restarts = state.restarts.entry(job_id).or_insert(0);
-                *restarts += 1;
-                let delay = self.deps.settings.stages.backoff().delay(*restarts);
-                tracing::warn!(%job_id, %error, restart = *restarts, ?delay, "job actor failed; restarting it");
+                let (restart, delay) = state.restarts.next(job_id);
+                tracing::warn!(%job_id, %error, restart, ?delay, "job actor failed; restarting it");
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
@@ -112,9 +114,7 @@ impl JobSupervisor {
                 state.jobs.insert(job_id, job_ref);
             }
             Err(e) => {
-                let restarts = state.restarts.entry(job_id).or_insert(0);
-                *restarts += 1;
-                let delay = self.deps.settings.stages.backoff().delay(*restarts);
+                let (_, delay) = state.restarts.next(job_id);
                 tracing::warn!(%job_id, error = %e, ?delay, "could not start job actor; retrying");
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
             }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::backoff::Restarts;
 use super::job_supervisor::{JobSupervisor, JobSupervisorMsg};
 use super::router::EventRouter;
 use super::stage_pool::{StagePool, StagePoolArgs, StagePoolMsg};
@@ -45,7 +46,7 @@ pub enum Child {
 
 pub struct RootState {
     children: HashMap<ActorId, (Child, ActorCell)>,
-    restarts: HashMap<Child, u32>,
+    restarts: Restarts<Child>,
     shutting_down: bool,
     instance: String,
 }
@@ -70,7 +71,7 @@ impl Actor for RootSupervisor {
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
             children: HashMap::new(),
-            restarts: HashMap::new(),
+            restarts: Restarts::new(self.deps.settings.stages.backoff()),
             shutting_down: false,
             instance: args.instance.clone(),
         };
@@ -212,10 +213,8 @@ impl RootSupervisor {
     }
 
     fn schedule_respawn(&self, myself: &ActorRef<RootMsg>, state: &mut RootState, child: Child, reason: &str) {
-        let restarts = state.restarts.entry(child).or_insert(0);
-        *restarts += 1;
-        let delay = self.deps.settings.stages.backoff().delay(*restarts);
-        tracing::error!(?child, restart = *restarts, ?delay, reason, "supervised child failed; restarting it");
+        let (restart, delay) = state.restarts.next(child);
+        tracing::error!(?child, restart, ?delay, reason, "supervised child failed; restarting it");
         myself.send_after(delay, move || RootMsg::Respawn(child));
     }
 }

@@ -67,6 +67,13 @@ impl TestApp {
         TestApp::with_deps(deps, data).await
     }
 
+    /// The stack the settings choose (`TUBESUM_BACKENDS`), real stages.
+    pub async fn spawn_configured(env: &[(&str, String)]) -> TestApp {
+        let data = tempfile::tempdir().unwrap();
+        let deps = Deps::from_settings(settings(&data, env)).await.expect("configured backends are reachable");
+        TestApp::with_deps(deps, data).await
+    }
+
     /// The embedded stack with stages from `make` (fakes, fault injection).
     pub async fn spawn_with_stages(env: &[(&str, String)], make: impl FnOnce(&StageContext) -> Stages) -> TestApp {
         TestApp::spawn_with_stages_in(tempfile::tempdir().unwrap(), env, make).await

@@ -9,3 +9,4 @@ mod cli;
 mod helpers;
 mod llm;
 mod pipeline;
+mod production;

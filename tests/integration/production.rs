@@ -1,0 +1,175 @@
+//! Production mode end to end: PostgreSQL, MongoDB (nx-27017), RabbitMQ and Kafka (Tansu), all
+//! real local servers, each test isolated by its own database names, queue prefix, exchange and
+//! topic prefix.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tubesum::adapters::kafka::KafkaEventBus;
+use tubesum::adapters::mongo::MongoArtifactStore;
+use tubesum::adapters::postgres::testing::TestDatabase;
+use tubesum::adapters::rabbitmq::RabbitEventBus;
+use tubesum::adapters::{EventBus, EventStream};
+use tubesum::config::{AmqpSettings, KafkaSettings};
+use tubesum::domain::{Segment, VideoId};
+use tubesum::standin::media::{self, Container};
+use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+
+use crate::helpers::{TestApp, whisper_model};
+
+const CHANNEL: &str = "UCproductionproductionpr";
+const FIVE: [&str; 5] =
+    ["video_discovered", "video_downloaded", "audio_extracted", "transcription_completed", "summarization_completed"];
+
+struct Isolation {
+    db: TestDatabase,
+    mongo_db: String,
+    amqp: AmqpSettings,
+    kafka: KafkaSettings,
+}
+
+impl Isolation {
+    async fn new() -> Isolation {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let amqp_url =
+            std::env::var("AMQP_TEST_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        Isolation {
+            db: TestDatabase::create().await,
+            mongo_db: format!("tubesum_test_{tag}"),
+            amqp: AmqpSettings {
+                url: amqp_url.into(),
+                retry_delay_ms: 200,
+                max_deliveries: 5,
+                events_exchange: format!("tubesum.events.{tag}"),
+                queue_prefix: format!("t{tag}."),
+            },
+            kafka: KafkaSettings {
+                brokers: std::env::var("KAFKA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+                topic_prefix: format!("t{tag}_"),
+            },
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        use secrecy::ExposeSecret;
+        vec![
+            ("TUBESUM_BACKENDS", "production".into()),
+            ("TUBESUM_DATABASE__URL", self.db.settings.url.expose_secret().to_owned()),
+            ("TUBESUM_MONGODB__URL", mongo_url()),
+            ("TUBESUM_MONGODB__DATABASE", self.mongo_db.clone()),
+            ("TUBESUM_AMQP__URL", self.amqp.url.expose_secret().to_owned()),
+            ("TUBESUM_AMQP__EVENTS_EXCHANGE", self.amqp.events_exchange.clone()),
+            ("TUBESUM_AMQP__QUEUE_PREFIX", self.amqp.queue_prefix.clone()),
+            ("TUBESUM_AMQP__RETRY_DELAY_MS", "200".into()),
+            ("TUBESUM_KAFKA__BROKERS", self.kafka.brokers.clone()),
+            ("TUBESUM_KAFKA__TOPIC_PREFIX", self.kafka.topic_prefix.clone()),
+        ]
+    }
+}
+
+fn mongo_url() -> String {
+    std::env::var("MONGODB_TEST_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
+}
+
+/// Collects event types of `job_id` from a stream in the background.
+fn collect(mut stream: EventStream) -> std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = stream.next().await {
+            out.lock().unwrap().push((event.job_id.to_string(), event.payload.kind().to_owned()));
+        }
+    });
+    seen
+}
+
+fn kinds_of(seen: &std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>, job_id: &str) -> HashSet<String> {
+    seen.lock().unwrap().iter().filter(|(j, _)| j == job_id).map(|(_, k)| k.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_channel_completes_on_the_production_backends() {
+    let iso = Isolation::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("s.wav");
+    media::speak("The river carries sand down to the sea, where it builds wide beaches.", &wav).await.unwrap();
+    let spoken = dir.path().join("s.webm");
+    media::encode(&wav, &spoken, Container::WebmOpus).await.unwrap();
+    let captions = vec![
+        Segment { start: 0.0, end: 3.0, text: "Glaciers carve valleys into the shape of the letter U.".into() },
+        Segment { start: 3.0, end: 6.0, text: "Rivers carve valleys shaped like the letter V.".into() },
+    ];
+    let channel = StandInChannel::new(CHANNEL, "Production")
+        .video(StandInVideo::new("prodSpoken1", "Rivers").media(&spoken, Container::WebmOpus.content_type()))
+        .video(
+            StandInVideo::new("prodCaption", "Valleys")
+                .media(&spoken, Container::WebmOpus.content_type())
+                .captions(captions),
+        );
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = iso.env();
+    env.extend([
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+    ]);
+    let app = TestApp::spawn_configured(&env).await;
+
+    // Independent observers on both event channels.
+    let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
+    let on_fanout = collect(fanout.subscribe().await.unwrap());
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let on_kafka = collect(kafka.consume("test-observer").await.unwrap());
+
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+
+    // PostgreSQL holds the rows, MongoDB the artifacts.
+    let store = iso.db.store().await;
+    let videos = tubesum::adapters::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
+    assert_eq!(videos.len(), 2);
+    let mongo = MongoArtifactStore::connect(&mongo_url(), &iso.mongo_db).await.unwrap();
+    for id in ["prodSpoken1", "prodCaption"] {
+        let id = VideoId::parse(id).unwrap();
+        let artifacts: &dyn tubesum::adapters::ArtifactStore = &mongo;
+        assert!(artifacts.get_transcript(&id).await.unwrap().is_some(), "{id}");
+        assert!(artifacts.get_summary(&id).await.unwrap().is_some(), "{id}");
+    }
+    let (_, t) = app.get_json("/videos/prodSpoken1/transcript").await;
+    assert!(t["text"].as_str().unwrap().to_lowercase().contains("river"), "{t:#}");
+
+    // Each of the five event types was seen on Kafka and on the fanout exchange.
+    for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
+        let mut all = false;
+        for _ in 0..600 {
+            if FIVE.iter().all(|k| kinds_of(seen, &job_id).contains(*k)) {
+                all = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(all, "{name} saw only {:?}", kinds_of(seen, &job_id));
+    }
+    assert_eq!(tubesum::adapters::outbox::pending(store.pool()).await.unwrap(), 0, "the outbox drained");
+    app.shutdown().await;
+    iso.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn production_mode_names_the_missing_backend() {
+    let iso = Isolation::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = iso.env();
+    env.push(("TUBESUM_AMQP__URL", format!("amqp://guest:secretpw@127.0.0.1:{closed}/%2f")));
+    let data = tempfile::tempdir().unwrap();
+    let err = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &env))
+        .await
+        .err()
+        .expect("no broker there");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&format!("127.0.0.1:{closed}")) && msg.contains("production"), "{msg}");
+    assert!(!msg.contains("secretpw"), "{msg}");
+    iso.db.drop_now().await;
+}
