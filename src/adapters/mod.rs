@@ -4,8 +4,8 @@
 //! |-----------------|---------------------------|-------------------------------------------------|
 //! | [`JobStore`]      | SQLite ([`sqlite`])        | PostgreSQL                                       |
 //! | [`ArtifactStore`] | SQLite ([`sqlite`])        | MongoDB                                          |
-//! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues                                  |
-//! | [`EventBus`]      | in-process ([`in_process`]) | Kafka + RabbitMQ fanout                          |
+//! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues + retry/DLQ ([`rabbitmq`])        |
+//! | [`EventBus`]      | in-process ([`in_process`]) | Kafka + RabbitMQ fanout ([`rabbitmq`])            |
 //!
 //! Delivery is at-least-once by contract: a [`StageCommand`] carries the ids that make its handler
 //! idempotent, a handler commits its result before acking, and a consumer may see a command or an
@@ -13,6 +13,7 @@
 
 pub mod conformance;
 pub mod in_process;
+pub mod rabbitmq;
 pub mod sqlite;
 
 use std::pin::Pin;
