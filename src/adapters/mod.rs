@@ -2,10 +2,10 @@
 //!
 //! | port            | embedded (default)        | production (see the production-backends issue) |
 //! |-----------------|---------------------------|-------------------------------------------------|
-//! | [`JobStore`]      | SQLite ([`sqlite`])        | PostgreSQL                                       |
+//! | [`JobStore`]      | SQLite ([`sqlite`])        | PostgreSQL ([`postgres`])                         |
 //! | [`ArtifactStore`] | SQLite ([`sqlite`])        | MongoDB ([`mongo`])                               |
-//! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues                                  |
-//! | [`EventBus`]      | in-process ([`in_process`]) | Kafka + RabbitMQ fanout                          |
+//! | [`CommandBus`]    | in-process ([`in_process`]) | RabbitMQ queues + retry/DLQ ([`rabbitmq`])        |
+//! | [`EventBus`]      | in-process ([`in_process`]) | outbox ([`outbox`]) → RabbitMQ fanout ([`rabbitmq`]) + Kafka ([`kafka`]) |
 //!
 //! Delivery is at-least-once by contract: a [`StageCommand`] carries the ids that make its handler
 //! idempotent, a handler commits its result before acking, and a consumer may see a command or an
@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod mongo;
 pub mod outbox;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod sqlite;
 
 use std::pin::Pin;
