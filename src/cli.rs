@@ -236,23 +236,6 @@ async fn follow(mut events: EventStream, job_id: JobId) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stage_sets_parse() {
-        assert_eq!(parse_stages("all").unwrap().0, Stage::ALL.to_vec());
-        assert!(parse_stages("none").unwrap().0.is_empty());
-        assert_eq!(
-            parse_stages("transcription, summarization,transcription").unwrap().0,
-            vec![Stage::Transcription, Stage::Summarization]
-        );
-        let err = parse_stages("download,upload").unwrap_err();
-        assert!(err.contains("upload") && err.contains("audio_extraction"), "{err}");
-    }
-}
-
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").chars().take(80).collect()
 }
@@ -280,4 +263,21 @@ async fn demo(mut settings: Settings, out: &Path) -> anyhow::Result<()> {
     let result = summarize_channel(settings, &channel_id, out, true).await;
     let _ = server.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_sets_parse() {
+        assert_eq!(parse_stages("all").unwrap().0, Stage::ALL.to_vec());
+        assert!(parse_stages("none").unwrap().0.is_empty());
+        assert_eq!(
+            parse_stages("transcription, summarization,transcription").unwrap().0,
+            vec![Stage::Transcription, Stage::Summarization]
+        );
+        let err = parse_stages("download,upload").unwrap_err();
+        assert!(err.contains("upload") && err.contains("audio_extraction"), "{err}");
+    }
 }
