@@ -13,14 +13,14 @@ use crate::helpers::{TestApp, poll_until, videos};
 
 const CHANNEL: &str = "UCactorsactorsactorsacto";
 
-fn metas(ids: &[&str]) -> Vec<VideoMeta> {
+pub(crate) fn metas(ids: &[&str]) -> Vec<VideoMeta> {
     ids.iter()
         .map(|id| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: format!("video {id}"), published_at: None })
         .collect()
 }
 
 #[derive(Clone, Copy)]
-enum Fault {
+pub(crate) enum Fault {
     None,
     PanicOnce,
     Fail { retryable: bool },
@@ -28,11 +28,11 @@ enum Fault {
 }
 
 /// Wraps a stage: counts runs per video and injects a fault for one video.
-struct Faulty {
-    inner: Arc<dyn StageWork>,
-    target: Option<VideoId>,
-    fault: Fault,
-    runs: Arc<Mutex<HashMap<String, u32>>>,
+pub(crate) struct Faulty {
+    pub(crate) inner: Arc<dyn StageWork>,
+    pub(crate) target: Option<VideoId>,
+    pub(crate) fault: Fault,
+    pub(crate) runs: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 #[async_trait]

@@ -112,7 +112,16 @@ impl TestApp {
     }
 
     async fn with_deps(deps: Deps, data: tempfile::TempDir) -> TestApp {
-        let app = Application::with_deps(deps.clone()).await.expect("app builds");
+        TestApp::with_deps_and_stages(deps, data, tubesum::domain::Stage::ALL.to_vec()).await
+    }
+
+    /// An app on `deps` running only the `stages` pools (as `serve --stages`).
+    pub async fn with_deps_and_stages(
+        deps: Deps,
+        data: tempfile::TempDir,
+        stages: Vec<tubesum::domain::Stage>,
+    ) -> TestApp {
+        let app = Application::with_deps_and_stages(deps, stages).await.expect("app builds");
         let address = format!("http://{}", app.address());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {

@@ -173,3 +173,100 @@ async fn production_mode_names_the_missing_backend() {
     assert!(!msg.contains("secretpw"), "{msg}");
     iso.db.drop_now().await;
 }
+
+/// Two processes (two actor trees with their own pools) share the production backends: one runs
+/// the API with discovery and summarization, the other the media stages. With instant stage work,
+/// counted per process.
+#[tokio::test]
+async fn two_processes_share_the_work_of_one_channel() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tubesum::domain::Stage;
+    use tubesum::stages::{StageContext, instant};
+
+    use crate::actors::{Fault, Faulty, metas};
+
+    let iso = Isolation::new().await;
+    let ids = ["twoProc0001", "twoProc0002", "twoProc0003", "twoProc0004"];
+    type Runs = Arc<Mutex<HashMap<String, u32>>>;
+    let mut apps = Vec::new();
+    let mut counters: Vec<HashMap<Stage, Runs>> = Vec::new();
+    for pools in [
+        vec![Stage::Discovery, Stage::Summarization],
+        vec![Stage::Download, Stage::AudioExtraction, Stage::Transcription],
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut deps = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &iso.env())).await.unwrap();
+        let ctx = StageContext {
+            settings: deps.settings.clone(),
+            store: deps.store.clone(),
+            artifacts: deps.artifacts.clone(),
+        };
+        let mut stages = instant::stages(&ctx, metas(&ids));
+        let mut runs = HashMap::new();
+        for stage in Stage::ALL {
+            let counter: Runs = Arc::default();
+            runs.insert(*stage, counter.clone());
+            let wrapped = Faulty { inner: stages.get(*stage), target: None, fault: Fault::None, runs: counter };
+            stages = stages.with(*stage, Arc::new(wrapped));
+        }
+        deps.stages = stages;
+        counters.push(runs);
+        apps.push(TestApp::with_deps_and_stages(deps, data, pools).await);
+    }
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let on_kafka = {
+        let stream = kafka.consume("test-two-processes").await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(Ok(e)) = stream.next().await {
+                out.lock().unwrap().push(e);
+            }
+        });
+        seen
+    };
+
+    let job_id = apps[0].submit(CHANNEL, false).await;
+    let job = apps[0].wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    // The other process sees the same state.
+    let (_, seen_by_b) = apps[1].get_json(&format!("/jobs/{job_id}")).await;
+    assert_eq!(seen_by_b["status"], "completed");
+
+    // Each stage ran exactly once per video, in the process that runs its pool.
+    let total = |p: usize, s: Stage| counters[p][&s].lock().unwrap().values().sum::<u32>();
+    assert_eq!((total(0, Stage::Discovery), total(1, Stage::Discovery)), (1, 0));
+    for stage in [Stage::Download, Stage::AudioExtraction, Stage::Transcription] {
+        assert_eq!((total(0, stage), total(1, stage)), (0, ids.len() as u32), "{stage}");
+        assert!(counters[1][&stage].lock().unwrap().values().all(|n| *n == 1), "{stage} ran twice for a video");
+    }
+    assert_eq!((total(0, Stage::Summarization), total(1, Stage::Summarization)), (ids.len() as u32, 0));
+
+    // Every completion event was published once (none duplicated across processes).
+    let mut ok = false;
+    for _ in 0..600 {
+        let events = on_kafka.lock().unwrap().clone();
+        let ours: Vec<_> = events.iter().filter(|e| e.job_id.to_string() == job_id).collect();
+        if ours.iter().filter(|e| e.payload.kind() == "summarization_completed").count() == ids.len() {
+            let mut per_kind: HashMap<(String, Option<String>), usize> = HashMap::new();
+            for e in &ours {
+                *per_kind
+                    .entry((e.payload.kind().to_owned(), e.video_id.as_ref().map(ToString::to_string)))
+                    .or_default() += 1;
+            }
+            let dupes: Vec<_> = per_kind.iter().filter(|(_, n)| **n > 1).collect();
+            assert!(dupes.is_empty(), "duplicated events: {dupes:?}");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "not every summarization_completed reached Kafka");
+    for app in apps {
+        app.shutdown().await;
+    }
+    iso.db.drop_now().await;
+}
