@@ -61,6 +61,19 @@ pub enum Command {
     /// Whisper models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// N videos with instant stage work through the real actor tree and the configured backends
+    /// (`backends`): videos/s, stage transitions/s and p50/p99 stage latency.
+    Pipeline {
+        #[arg(long, default_value_t = 200)]
+        videos: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +132,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             summarize_channel(settings, &channel, &out, force).await
         }
         Command::Demo { out } => demo(Settings::from_env(cli.config.as_deref())?, &out).await,
+        Command::Bench(BenchCommand::Pipeline { videos }) => {
+            let report = crate::bench::pipeline(Settings::from_env(cli.config.as_deref())?, videos).await?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Models(ModelsCommand::Fetch { name, dir, base_url }) => {
             let path = models::fetch::fetch(&name, &dir, &base_url).await?;
             println!("{}", path.display());

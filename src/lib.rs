@@ -8,6 +8,7 @@ pub mod actors;
 pub mod adapters;
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

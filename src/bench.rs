@@ -1,0 +1,169 @@
+//! `tubesum bench pipeline --videos N`: the runtime's own overhead. A channel of N videos goes
+//! through the real actor tree and the configured backends (embedded, or production with queues,
+//! exchange and topics of its own) with instant stand-in stage work, so what is measured is
+//! dispatch, persistence, queueing and event routing — not media.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::actors::Deps;
+use crate::adapters::EventPayload;
+use crate::config::{Backends, Settings};
+use crate::domain::{ChannelId, JobStatus, Stage, VideoId, VideoMeta};
+use crate::pipeline::Pipeline;
+use crate::stages::{StageContext, instant};
+
+/// Persisted transitions per video: dispatch + completion for each of the four video stages.
+const TRANSITIONS_PER_VIDEO: usize = 8;
+const CHANNEL: &str = "UCbenchbenchbenchbenchbe";
+
+#[derive(Debug)]
+pub struct Report {
+    pub backends: Backends,
+    pub videos: usize,
+    pub elapsed: Duration,
+    /// Per video stage: (p50, p99) of the time from the previous stage's completion to this one's.
+    pub latency: Vec<(Stage, Duration, Duration)>,
+}
+
+impl Report {
+    pub fn videos_per_second(&self) -> f64 {
+        self.videos as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn transitions_per_second(&self) -> f64 {
+        (self.videos * TRANSITIONS_PER_VIDEO) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "backends: {:?}, {} videos in {:.2} s", self.backends, self.videos, self.elapsed.as_secs_f64())?;
+        writeln!(
+            f,
+            "  {:.1} videos/s, {:.1} stage transitions/s",
+            self.videos_per_second(),
+            self.transitions_per_second()
+        )?;
+        for (stage, p50, p99) in &self.latency {
+            writeln!(f, "  {:<17} p50 {:>8.2} ms   p99 {:>8.2} ms", stage.as_str(), ms(*p50), ms(*p99))?;
+        }
+        Ok(())
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark on the settings' backends with a throwaway data dir.
+pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<Report> {
+    let data = tempfile::tempdir().context("creating a temporary data dir")?;
+    settings.data_dir = data.path().to_owned();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    settings.amqp.queue_prefix = format!("bench-{tag}.");
+    settings.amqp.events_exchange = format!("tubesum.bench.{tag}");
+    settings.kafka.topic_prefix = format!("bench_{tag}_");
+    let backends = settings.backends;
+    let mut deps = Deps::from_settings(settings).await?;
+    let ctx =
+        StageContext { settings: deps.settings.clone(), store: deps.store.clone(), artifacts: deps.artifacts.clone() };
+    let metas: Vec<VideoMeta> = (0..videos)
+        .map(|i| VideoMeta {
+            video_id: VideoId::parse(&format!("bench{i:06}")).expect("valid synthetic id"),
+            title: format!("video {i}"),
+            published_at: None,
+        })
+        .collect();
+    deps.stages = instant::stages(&ctx, metas);
+    let pipeline = Pipeline::start(deps, Stage::ALL.to_vec()).await?;
+    let mut events = pipeline.deps.events.subscribe().await?;
+    let started = Instant::now();
+    let job = pipeline.submit(&ChannelId::parse(CHANNEL)?, true).await?;
+
+    let mut discovered_at: Option<DateTime<Utc>> = None;
+    let mut done: HashMap<VideoId, Vec<(Stage, DateTime<Utc>)>> = HashMap::new();
+    let status = loop {
+        let event = tokio::time::timeout(Duration::from_secs(300), events.next())
+            .await
+            .context("no progress for 300 s")?
+            .context("event stream ended")??;
+        if event.job_id != job.job_id {
+            continue;
+        }
+        let stage = match &event.payload {
+            EventPayload::DiscoveryCompleted { .. } => {
+                discovered_at = Some(event.occurred_at);
+                continue;
+            }
+            EventPayload::VideoDownloaded { .. } => Stage::Download,
+            EventPayload::AudioExtracted { .. } => Stage::AudioExtraction,
+            EventPayload::TranscriptionCompleted { .. } => Stage::Transcription,
+            EventPayload::SummarizationCompleted { .. } => Stage::Summarization,
+            EventPayload::JobFinished { status } => break *status,
+            EventPayload::VideoDiscovered { .. } | EventPayload::StageFailed { .. } => continue,
+        };
+        if let Some(video) = event.video_id {
+            done.entry(video).or_default().push((stage, event.occurred_at));
+        }
+    };
+    let elapsed = started.elapsed();
+    pipeline.shutdown().await;
+    anyhow::ensure!(status == JobStatus::Completed, "the benchmark job ended {status}");
+
+    let start = discovered_at.unwrap_or_else(Utc::now);
+    let mut per_stage: HashMap<Stage, Vec<Duration>> = HashMap::new();
+    for completions in done.values() {
+        let mut previous = start;
+        for (stage, at) in completions {
+            per_stage.entry(*stage).or_default().push((*at - previous).to_std().unwrap_or_default());
+            previous = *at;
+        }
+    }
+    let latency = [Stage::Download, Stage::AudioExtraction, Stage::Transcription, Stage::Summarization]
+        .into_iter()
+        .filter_map(|stage| {
+            let mut samples = per_stage.remove(&stage)?;
+            samples.sort();
+            Some((stage, percentile(&samples, 0.50), percentile(&samples, 0.99)))
+        })
+        .collect();
+    Ok(Report { backends, videos, elapsed, latency })
+}
+
+/// The nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&samples, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&samples[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_embedded_benchmark_runs_every_video_through() {
+        let settings = Settings::load(None, Vec::<(String, String)>::new()).unwrap();
+        let report = pipeline(settings, 20).await.unwrap();
+        assert_eq!(report.videos, 20);
+        assert_eq!(report.latency.len(), 4);
+        assert!(report.videos_per_second() > 0.0);
+        assert!(report.to_string().contains("transitions/s"));
+    }
+}
