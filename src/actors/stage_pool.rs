@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -122,11 +123,22 @@ impl Actor for StagePool {
     }
 }
 
-/// Runs one command and reports it: events first, ack after (at-least-once).
+/// Stages allowed to run longer than this are acknowledged when taken, not when done: brokers
+/// close a channel that holds a delivery too long (RabbitMQ: 30 minutes by default). Their safety
+/// net is the VideoActor's own deadline for the stage, which re-dispatches a command whose result
+/// never came; stages are idempotent, so that never redoes committed work.
+pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
+
+/// Runs one command and reports it: events first, ack after (at-least-once) — or ack first for
+/// stages that may outlast the broker's acknowledgement timeout (see [`EARLY_ACK_AFTER`]).
 async fn handle_delivery(deps: &Deps, work: Arc<dyn StageWork>, delivery: Delivery, stats: &PoolStats) {
     let command = delivery.command;
     let stage = command.stage;
     let timeout = deps.settings.stages.timeout(stage);
+    let early_ack = timeout > EARLY_ACK_AFTER;
+    if early_ack && let Err(e) = delivery.acker.ack().await {
+        tracing::warn!(%stage, error = %e, "early ack failed (the command may be redelivered; stages are idempotent)");
+    }
     let task_command = command.clone();
     // Its own task: a panic in the stage is caught here instead of taking the pool down.
     let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
@@ -153,10 +165,17 @@ async fn handle_delivery(deps: &Deps, work: Arc<dyn StageWork>, delivery: Delive
     };
     for event in events {
         if let Err(e) = deps.events.publish(event).await {
-            tracing::warn!(%stage, error = %e, "could not publish the result; redelivering the command");
-            let _ = delivery.acker.nack(true, &e.to_string()).await;
+            if early_ack {
+                tracing::warn!(%stage, error = %e, "could not publish the result; the video's stage deadline will retry it");
+            } else {
+                tracing::warn!(%stage, error = %e, "could not publish the result; redelivering the command");
+                let _ = delivery.acker.nack(true, &e.to_string()).await;
+            }
             return;
         }
+    }
+    if early_ack {
+        return;
     }
     if let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "ack failed (the command may be redelivered; stages are idempotent)");

@@ -286,3 +286,89 @@ async fn a_stage_pool_whose_consumer_breaks_is_restarted() {
     assert!(*consumers.lock().unwrap() >= 2, "the summarization pool was restarted and consumed again");
     app.shutdown().await;
 }
+
+/// A command bus that records which stages' deliveries were acknowledged.
+struct RecordsAcks {
+    inner: Arc<dyn CommandBus>,
+    acked: Arc<Mutex<Vec<Stage>>>,
+}
+
+struct RecordingAcker {
+    inner: Box<dyn tubesum::adapters::Acker>,
+    stage: Stage,
+    acked: Arc<Mutex<Vec<Stage>>>,
+}
+
+#[async_trait]
+impl tubesum::adapters::Acker for RecordingAcker {
+    async fn ack(&self) -> AdapterResult<()> {
+        self.acked.lock().unwrap().push(self.stage);
+        self.inner.ack().await
+    }
+    async fn nack(&self, requeue: bool, reason: &str) -> AdapterResult<()> {
+        self.inner.nack(requeue, reason).await
+    }
+}
+
+#[async_trait]
+impl CommandBus for RecordsAcks {
+    async fn send(&self, command: StageCommand) -> AdapterResult<()> {
+        self.inner.send(command).await
+    }
+    async fn consume(&self, stage: Stage, prefetch: usize) -> AdapterResult<DeliveryStream> {
+        use futures::StreamExt;
+        let acked = self.acked.clone();
+        let stream = self.inner.consume(stage, prefetch).await?.map(move |d| {
+            d.map(|d| tubesum::adapters::Delivery {
+                acker: Box::new(RecordingAcker { inner: d.acker, stage, acked: acked.clone() }),
+                command: d.command,
+            })
+        });
+        Ok(Box::pin(stream))
+    }
+}
+
+#[tokio::test]
+async fn long_stages_are_acknowledged_when_taken_short_ones_when_done() {
+    let acked: Arc<Mutex<Vec<Stage>>> = Arc::default();
+    let seen = acked.clone();
+    let (downloads, audio): (Arc<Mutex<HashMap<String, u32>>>, Arc<Mutex<HashMap<String, u32>>>) = Default::default();
+    let (d, a) = (downloads.clone(), audio.clone());
+    // Video a hangs in download (a 40-minute stage): acknowledged anyway. Video b hangs in audio
+    // extraction (a 10-minute stage): not acknowledged while it runs.
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
+    let env = [
+        ("TUBESUM_STAGES__DOWNLOAD__TIMEOUT_SECS", "2400".to_owned()),
+        ("TUBESUM_STAGES__AUDIO_EXTRACTION__TIMEOUT_SECS", "600".to_owned()),
+    ];
+    let app = TestApp::spawn_custom(
+        tempfile::tempdir().unwrap(),
+        &env,
+        |ctx| {
+            let stages = instant::stages(ctx, metas(&ids));
+            let hang_a = Faulty {
+                inner: stages.get(Stage::Download),
+                target: VideoId::parse(ids[0]).ok(),
+                fault: Fault::Hang,
+                runs: d,
+            };
+            let hang_b = Faulty {
+                inner: stages.get(Stage::AudioExtraction),
+                target: VideoId::parse(ids[1]).ok(),
+                fault: Fault::Hang,
+                runs: a,
+            };
+            stages.with(Stage::Download, Arc::new(hang_a)).with(Stage::AudioExtraction, Arc::new(hang_b))
+        },
+        |deps| deps.commands = Arc::new(RecordsAcks { inner: deps.commands.clone(), acked: seen }),
+    )
+    .await;
+    app.submit(CHANNEL, false).await;
+    assert!(poll_until(Duration::from_secs(20), || async { audio.lock().unwrap().contains_key(ids[1]) }).await);
+    assert!(downloads.lock().unwrap().contains_key(ids[0]));
+    let count = |stage| acked.lock().unwrap().iter().filter(|s| **s == stage).count();
+    assert_eq!(count(Stage::Download), 2, "both downloads acknowledged, the hung one included");
+    assert_eq!(count(Stage::AudioExtraction), 0, "a short stage is acknowledged only when done");
+    assert_eq!(count(Stage::Discovery), 1, "discovery was acknowledged after it finished");
+    app.shutdown().await;
+}
