@@ -332,7 +332,8 @@ impl CommandBus for RecordsAcks {
 async fn long_stages_are_acknowledged_when_taken_short_ones_when_done() {
     let acked: Arc<Mutex<Vec<Stage>>> = Arc::default();
     let seen = acked.clone();
-    let (downloads, audio): (Arc<Mutex<HashMap<String, u32>>>, Arc<Mutex<HashMap<String, u32>>>) = Default::default();
+    let downloads: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let audio: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let (d, a) = (downloads.clone(), audio.clone());
     // Video a hangs in download (a 40-minute stage): acknowledged anyway. Video b hangs in audio
     // extraction (a 10-minute stage): not acknowledged while it runs.
