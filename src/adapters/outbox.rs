@@ -79,15 +79,18 @@ pub async fn relay_once(pool: &PgPool, sinks: &[Arc<dyn EventBus>]) -> AdapterRe
         return Ok(0);
     }
     let mut ids = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         let payload: serde_json::Value = row.get("payload");
         let event: DomainEvent = serde_json::from_value(payload)
             .map_err(|e| AdapterError::Corrupt(format!("outbox row {}: {e}", row.get::<i64, _>("id"))))?;
-        for sink in sinks {
-            // A failure rolls the batch back: those rows stay unpublished and are retried.
-            sink.publish(event.clone()).await?;
-        }
         ids.push(row.get::<i64, _>("id"));
+        events.push(event);
+    }
+    for sink in sinks {
+        // The batch is in flight at once (publishes are started in order); a failure rolls the
+        // batch back: those rows stay unpublished and are retried.
+        futures::future::try_join_all(events.iter().map(|event| sink.publish(event.clone()))).await?;
     }
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&ids)
