@@ -38,8 +38,7 @@ impl Deps {
     /// Kafka (events). Fails at once, naming what is missing and the URL tried (without secrets),
     /// when any of them cannot be reached.
     pub async fn production(mut settings: Settings) -> anyhow::Result<Deps> {
-        settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
-        settings.audio.ffmpeg = crate::stages::process::resolve(&settings.audio.ffmpeg);
+        resolve_tools(&mut settings);
         let settings = Arc::new(settings);
         let production = "production backends (backends = \"production\")";
         let store = Arc::new(PgStore::connect(&settings.database).await.with_context(|| production)?);
@@ -80,8 +79,7 @@ impl Deps {
 
     /// The embedded backends under `data_dir` with the real stages.
     pub async fn embedded(mut settings: Settings) -> anyhow::Result<Deps> {
-        settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
-        settings.audio.ffmpeg = crate::stages::process::resolve(&settings.audio.ffmpeg);
+        resolve_tools(&mut settings);
         let settings = Arc::new(settings);
         let db = settings.database_path();
         let store = Arc::new(SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?);
@@ -97,6 +95,12 @@ impl Deps {
             background: Arc::default(),
         })
     }
+}
+
+/// yt-dlp and ffmpeg as the stages will run them (bare names found on PATH or in ./.venv/bin).
+fn resolve_tools(settings: &mut Settings) {
+    settings.download.yt_dlp = crate::stages::process::resolve(&settings.download.yt_dlp);
+    settings.audio.ffmpeg = crate::stages::process::resolve(&settings.audio.ffmpeg);
 }
 
 pub struct Pipeline {
@@ -158,23 +162,6 @@ impl Pipeline {
             self.deps.store.set_job_status(job_id, JobStatus::Cancelled, None).await?;
         }
         Ok(CancelOutcome::Cancelling)
-    }
-
-    /// Waits until the job is final or the deadline passes; returns its last record.
-    pub async fn wait(&self, job_id: JobId, deadline: Duration) -> Result<JobRecord, AdapterError> {
-        let until = tokio::time::Instant::now() + deadline;
-        loop {
-            let job = self
-                .deps
-                .store
-                .get_job(job_id)
-                .await?
-                .ok_or_else(|| AdapterError::NotFound(format!("job {job_id}")))?;
-            if job.status.is_final() || tokio::time::Instant::now() >= until {
-                return Ok(job);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// The running pools' counters.

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventPayload, EventStream};
+use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventStream};
 use crate::config::KafkaSettings;
 
 /// Every event type, i.e. every topic (before the prefix).
@@ -141,15 +141,10 @@ impl EventBus for KafkaEventBus {
     }
 }
 
-/// The topic an event goes to (without prefix).
-pub fn topic_of(payload: &EventPayload) -> &'static str {
-    payload.kind()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::conformance;
+    use crate::adapters::{EventPayload, conformance};
 
     /// `$KAFKA_TEST_BROKERS` or the local broker; a unique topic prefix per test.
     pub fn test_settings() -> KafkaSettings {
@@ -177,7 +172,7 @@ mod tests {
             EventPayload::JobFinished { status: crate::domain::JobStatus::Completed },
         ];
         for k in &kinds {
-            assert!(TOPICS.contains(&topic_of(k)), "{}", topic_of(k));
+            assert!(TOPICS.contains(&k.kind()), "{}", k.kind());
         }
         assert_eq!(kinds.len(), TOPICS.len());
     }
