@@ -21,6 +21,9 @@ pub const ENV_PREFIX: &str = "TUBESUM_";
 pub struct Settings {
     pub data_dir: PathBuf,
     pub backends: Backends,
+    /// Per-port overrides of `backends`.
+    pub ports: PortSettings,
+    pub event_log: EventLogSettings,
     pub server: ServerSettings,
     pub youtube: YoutubeSettings,
     pub discovery: DiscoverySettings,
@@ -43,6 +46,55 @@ pub struct Settings {
 pub enum Backends {
     Embedded,
     Production,
+}
+
+/// Which backend serves each port; unset ones follow `backends`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSettings {
+    /// Jobs, videos, stage attempts: SQLite (embedded) or PostgreSQL (production).
+    pub store: Option<Backends>,
+    /// Transcripts and summaries: SQLite (embedded) or MongoDB (production).
+    pub artifacts: Option<Backends>,
+    /// Stage queues: in-process (embedded) or RabbitMQ (production).
+    pub commands: Option<Backends>,
+    /// Domain events: in-process (embedded) or the PostgreSQL outbox relayed to the RabbitMQ fanout
+    /// exchange and Kafka (production; needs `store` on production too).
+    pub events: Option<Backends>,
+}
+
+/// The backend each port uses, after the overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortBackends {
+    pub store: Backends,
+    pub artifacts: Backends,
+    pub commands: Backends,
+    pub events: Backends,
+}
+
+impl Settings {
+    /// The backend of each port: `ports.<port>` where set, else `backends`.
+    pub fn port_backends(&self) -> PortBackends {
+        let or = |port: Option<Backends>| port.unwrap_or(self.backends);
+        PortBackends {
+            store: or(self.ports.store),
+            artifacts: or(self.ports.artifacts),
+            commands: or(self.ports.commands),
+            events: or(self.ports.events),
+        }
+    }
+
+    /// The structured event log's file, if any.
+    pub fn event_log_path(&self) -> Option<PathBuf> {
+        (!self.event_log.path.as_os_str().is_empty()).then(|| self.data_dir.join(&self.event_log.path))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogSettings {
+    /// JSON-lines file of every domain event, relative to `data_dir` (empty: traces only).
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +267,9 @@ pub struct StagesSettings {
     pub max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// How long a process's claim on a job lasts without renewal (renewed every third of it). When
+    /// a process dies, another takes its unfinished jobs over after at most this long.
+    pub job_lease_secs: u64,
     pub discovery: StagePoolSettings,
     pub download: StagePoolSettings,
     pub audio_extraction: StagePoolSettings,
@@ -239,6 +294,10 @@ impl StagesSettings {
             Stage::Transcription => &self.transcription,
             Stage::Summarization => &self.summarization,
         }
+    }
+
+    pub fn job_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.job_lease_secs.max(1))
     }
 
     /// The effective number of workers of a stage's pool (at least one).
@@ -317,6 +376,11 @@ impl Settings {
         rule(
             (0.0..=1.0).contains(&self.whisper.no_speech_threshold),
             "whisper.no_speech_threshold must be between 0 and 1",
+        )?;
+        let ports = self.port_backends();
+        rule(
+            ports.events == Backends::Embedded || ports.store == Backends::Production,
+            "production events need the production store: the outbox lives in PostgreSQL (set ports.store = \"production\")",
         )?;
         Ok(())
     }
@@ -422,6 +486,26 @@ mod tests {
         assert_eq!(s.backends, Backends::Embedded);
         let s = Settings::load(None, env(&[("TUBESUM_BACKENDS", "production")])).unwrap();
         assert_eq!(s.backends, Backends::Production);
+    }
+
+    #[test]
+    fn ports_follow_backends_unless_overridden() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.port_backends().store, Backends::Embedded);
+        let s =
+            Settings::load(None, env(&[("TUBESUM_BACKENDS", "production"), ("TUBESUM_PORTS__COMMANDS", "embedded")]))
+                .unwrap();
+        let ports = s.port_backends();
+        assert_eq!(
+            (ports.store, ports.artifacts, ports.commands, ports.events),
+            (Backends::Production, Backends::Production, Backends::Embedded, Backends::Production)
+        );
+        assert!(Settings::load(None, env(&[("TUBESUM_PORTS__STORE", "oracle")])).is_err());
+        let err = Settings::load(None, env(&[("TUBESUM_PORTS__EVENTS", "production")])).unwrap_err();
+        assert!(err.to_string().contains("outbox"), "{err}");
+        assert_eq!(s.event_log_path(), Some(s.data_dir.join("events.jsonl")));
+        let s = Settings::load(None, env(&[("TUBESUM_EVENT_LOG__PATH", "")])).unwrap();
+        assert_eq!(s.event_log_path(), None);
     }
 
     #[test]

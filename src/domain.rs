@@ -182,6 +182,16 @@ impl Stage {
 }
 
 text_enum!(
+    /// How a stage attempt ended.
+    AttemptOutcome {
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Crashed => "crashed",
+        TimedOut => "timed_out",
+    }
+);
+
+text_enum!(
     /// Where a transcript came from.
     TranscriptSource {
         Whisper => "whisper",

@@ -6,6 +6,7 @@
 
 pub mod actors;
 pub mod adapters;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod bench;

@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actors::Deps;
+use crate::actors::consumer::EventConsumerArgs;
 use crate::actors::root::{PoolStats, RootArgs, RootMsg, RootSupervisor};
-use crate::adapters::EventBus;
 use crate::adapters::in_process::{InProcessCommandBus, InProcessEventBus};
 use crate::adapters::kafka::KafkaEventBus;
 use crate::adapters::mongo::MongoArtifactStore;
@@ -19,6 +19,8 @@ use crate::adapters::postgres::PgStore;
 use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::{AdapterError, JobRecord};
+use crate::adapters::{ArtifactStore, CommandBus, EventBus, JobStore};
+use crate::analytics::{Analytics, EventLog};
 use crate::config::{Backends, Settings};
 use crate::domain::{ChannelId, JobId, JobStatus, Stage};
 use crate::stages::{StageContext, Stages};
@@ -26,75 +28,78 @@ use secrecy::ExposeSecret;
 use tokio_util::task::AbortOnDropHandle;
 
 impl Deps {
-    /// The backends the settings choose, with the real stages.
-    pub async fn from_settings(settings: Settings) -> anyhow::Result<Deps> {
-        match settings.backends {
-            Backends::Embedded => Deps::embedded(settings).await,
-            Backends::Production => Deps::production(settings).await,
-        }
-    }
-
-    /// PostgreSQL (state, outbox), MongoDB (artifacts), RabbitMQ (stage queues, event fanout) and
-    /// Kafka (events). Fails at once, naming what is missing and the URL tried (without secrets),
-    /// when any of them cannot be reached.
-    pub async fn production(mut settings: Settings) -> anyhow::Result<Deps> {
+    /// The backends the settings choose for each port (`backends`, `ports.*`), with the real
+    /// stages. Fails at once, naming what is missing and the URL tried (without secrets), when a
+    /// production backend cannot be reached.
+    pub async fn from_settings(mut settings: Settings) -> anyhow::Result<Deps> {
         resolve_tools(&mut settings);
         let settings = Arc::new(settings);
-        let production = "production backends (backends = \"production\")";
-        let store = Arc::new(PgStore::connect(&settings.database).await.with_context(|| production)?);
-        let artifacts = Arc::new(
-            MongoArtifactStore::connect(settings.mongodb.url.expose_secret(), &settings.mongodb.database)
-                .await
-                .with_context(|| production)?,
-        );
-        let commands = Arc::new(
-            RabbitCommandBus::connect(&settings.amqp, &settings.amqp.queue_prefix).await.with_context(|| production)?,
-        );
-        let fanout: Arc<dyn EventBus> = Arc::new(
-            RabbitEventBus::connect(&settings.amqp, &settings.amqp.events_exchange)
-                .await
-                .with_context(|| production)?,
-        );
-        let kafka: Arc<dyn EventBus> =
-            Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| production)?);
-        let pool = store.pool().clone();
-        let relay = tokio::spawn(outbox::run_relay(
-            pool.clone(),
-            vec![fanout.clone(), kafka],
-            Duration::from_secs(1),
-            settings.stages.backoff(),
-        ));
+        let ports = settings.port_backends();
+        let what = |port: &str| format!("{port} on the production backend (backends / ports.{port} = \"production\")");
+        let mut background = Vec::new();
+        let sqlite = match (ports.store, ports.artifacts) {
+            (Backends::Production, Backends::Production) => None,
+            _ => Some(Arc::new(open_sqlite(&settings).await?)),
+        };
+        let embedded = || sqlite.clone().expect("opened when a port is embedded");
+
+        let (store, outbox_pool): (Arc<dyn JobStore>, _) = match ports.store {
+            Backends::Embedded => (embedded(), None),
+            Backends::Production => {
+                let pg = PgStore::connect(&settings.database).await.with_context(|| what("store"))?;
+                let pool = pg.pool().clone();
+                (Arc::new(pg), Some(pool))
+            }
+        };
+        let artifacts: Arc<dyn ArtifactStore> = match ports.artifacts {
+            Backends::Embedded => embedded(),
+            Backends::Production => Arc::new(
+                MongoArtifactStore::connect(settings.mongodb.url.expose_secret(), &settings.mongodb.database)
+                    .await
+                    .with_context(|| what("artifacts"))?,
+            ),
+        };
+        let commands: Arc<dyn CommandBus> = match ports.commands {
+            Backends::Embedded => Arc::new(InProcessCommandBus::default()),
+            Backends::Production => Arc::new(
+                RabbitCommandBus::connect(&settings.amqp, &settings.amqp.queue_prefix)
+                    .await
+                    .with_context(|| what("commands"))?,
+            ),
+        };
+        let mut outbox = None;
+        let events: Arc<dyn EventBus> = match (ports.events, outbox_pool) {
+            (Backends::Embedded, _) => Arc::new(InProcessEventBus::default()),
+            (Backends::Production, Some(pool)) => {
+                let fanout: Arc<dyn EventBus> = Arc::new(
+                    RabbitEventBus::connect(&settings.amqp, &settings.amqp.events_exchange)
+                        .await
+                        .with_context(|| what("events"))?,
+                );
+                let kafka: Arc<dyn EventBus> =
+                    Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| what("events"))?);
+                let relay = outbox::run_relay(
+                    pool.clone(),
+                    vec![fanout.clone(), kafka.clone()],
+                    Duration::from_secs(1),
+                    settings.stages.backoff(),
+                );
+                background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
+                outbox = Some(pool.clone());
+                Arc::new(OutboxEventBus::new(pool, fanout, kafka))
+            }
+            (Backends::Production, None) => anyhow::bail!("production events need the production store (the outbox)"),
+        };
         let ctx = StageContext { settings: settings.clone(), store: store.clone(), artifacts: artifacts.clone() };
         let stages = Stages::real(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Deps {
-            settings,
-            store,
-            artifacts,
-            commands,
-            events: Arc::new(OutboxEventBus::new(pool, fanout)),
-            stages,
-            background: Arc::new(vec![AbortOnDropHandle::new(relay)]),
-        })
+        Ok(Deps { settings, store, artifacts, commands, events, stages, background: Arc::new(background), outbox })
     }
+}
 
-    /// The embedded backends under `data_dir` with the real stages.
-    pub async fn embedded(mut settings: Settings) -> anyhow::Result<Deps> {
-        resolve_tools(&mut settings);
-        let settings = Arc::new(settings);
-        let db = settings.database_path();
-        let store = Arc::new(SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?);
-        let ctx = StageContext { settings: settings.clone(), store: store.clone(), artifacts: store.clone() };
-        let stages = Stages::real(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Deps {
-            settings,
-            store: store.clone(),
-            artifacts: store,
-            commands: Arc::new(InProcessCommandBus::default()),
-            events: Arc::new(InProcessEventBus::default()),
-            stages,
-            background: Arc::default(),
-        })
-    }
+/// The embedded database under `data_dir`.
+async fn open_sqlite(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    let db = settings.database_path();
+    SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))
 }
 
 /// yt-dlp and ffmpeg as the stages will run them (bare names found on PATH or in ./.venv/bin).
@@ -105,6 +110,10 @@ fn resolve_tools(settings: &mut Settings) {
 
 pub struct Pipeline {
     pub deps: Deps,
+    /// This process's name in job leases and stage attempts.
+    pub node: String,
+    /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
+    pub analytics: Arc<Analytics>,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -132,12 +141,25 @@ impl Pipeline {
     pub async fn start(deps: Deps, stages: Vec<Stage>) -> anyhow::Result<Pipeline> {
         static INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let instance = format!("p{}", INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let node = node_name(&instance);
+        let analytics = Arc::new(Analytics::new());
+        // Groups are namespaced like the topics, so deployments sharing a broker stay apart.
+        let prefix = &deps.settings.kafka.topic_prefix;
+        let consumers = vec![
+            // This process's own group, from the oldest retained event: complete totals here.
+            EventConsumerArgs { group: format!("{prefix}tubesum-analytics-{node}"), sink: analytics.clone() },
+            // One group for the cluster: each event is logged once.
+            EventConsumerArgs {
+                group: format!("{prefix}tubesum-event-log"),
+                sink: Arc::new(EventLog::new(deps.settings.event_log_path())),
+            },
+        ];
         let root = RootSupervisor { deps: deps.clone() };
         let name = format!("{instance}/root-supervisor");
-        let (root, handle) = Actor::spawn(Some(name), root, RootArgs { stages, instance })
-            .await
-            .map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
-        Ok(Pipeline { deps, root, handle })
+        let args = RootArgs { stages, instance, node: node.clone(), consumers };
+        let (root, handle) =
+            Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
+        Ok(Pipeline { deps, node, analytics, root, handle })
     }
 
     /// Records a job and starts it.
@@ -169,6 +191,16 @@ impl Pipeline {
         ractor::call_t!(self.root, RootMsg::PoolStats, 2_000).unwrap_or_default()
     }
 
+    /// The Prometheus exposition of this process: event analytics, pools, outbox backlog.
+    pub async fn prometheus(&self) -> String {
+        let pools = self.pool_stats().await;
+        let pending = match &self.deps.outbox {
+            Some(pool) => outbox::pending(pool).await.ok().map(|n| n as u64),
+            None => None,
+        };
+        self.analytics.render_prometheus(&pools, pending)
+    }
+
     /// A snapshot of the live actor tree.
     pub fn tree(&self) -> ActorNode {
         snapshot(&self.root.get_cell())
@@ -179,6 +211,18 @@ impl Pipeline {
         let _ = ractor::call_t!(self.root, RootMsg::Shutdown, 30_000);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
     }
+}
+
+/// `host/pid/instance-random`: unique per running tree, readable in the job and attempt tables.
+fn node_name(instance: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{instance}-{}", std::process::id(), &random[..8])
 }
 
 fn snapshot(cell: &ActorCell) -> ActorNode {

@@ -1,48 +1,83 @@
-//! JobSupervisor: starts one JobActor per job and re-spawns a failed one after a capped backoff
-//! (its `pre_start` reloads the job). A JobActor that stops normally has finished its job. When a
-//! JobActor fails, its VideoActors are stopped too: the re-spawned JobActor starts fresh ones from
-//! the persisted state.
+//! JobSupervisor: starts one JobActor per job this process holds a lease on, and re-spawns a
+//! failed one after a capped backoff (its `pre_start` reloads the job). A JobActor that stops
+//! normally has finished its job. When a JobActor fails, its VideoActors are stopped too: the
+//! re-spawned JobActor starts fresh ones from the persisted state.
+//!
+//! Ownership: a job runs in one process at a time. Before starting a JobActor the supervisor
+//! claims the job's lease in the job store ([`JobStore::claim_job`]); every third of the lease
+//! ([`StagesSettings::job_lease`]) it renews its leases and claims the unfinished jobs nobody holds
+//! (at start: the jobs a stopped process left; later: those of a process that died). A job that
+//! it runs but no longer holds was cancelled elsewhere (it is cancelled here too) or taken over
+//! after this process failed to renew in time (its actors stop here). Leases are released on
+//! shutdown, so another process resumes the jobs at its next renewal.
+//!
+//! [`JobStore::claim_job`]: crate::adapters::JobStore::claim_job
+//! [`StagesSettings::job_lease`]: crate::config::StagesSettings::job_lease
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::backoff::Restarts;
 use super::job::{JobActor, JobArgs, JobMsg};
 use super::{Deps, job_actor_name};
-use crate::domain::JobId;
+use crate::domain::{JobId, JobStatus};
 
 pub struct JobSupervisor {
     pub deps: Deps,
 }
 
+pub struct JobSupervisorArgs {
+    /// This process's name in job leases and stage attempts.
+    pub node: String,
+}
+
 pub struct JobSupervisorState {
+    node: String,
     children: HashMap<ActorId, JobId>,
     jobs: HashMap<JobId, ActorRef<JobMsg>>,
     restarts: Restarts<JobId>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 pub enum JobSupervisorMsg {
-    /// Starts (or resumes) a job; a job already running is left alone.
+    /// Claims and starts (or resumes) a job; a job already running, or held elsewhere, is left alone.
     Start(JobId),
     /// Cancels a running job; replies false when it is not running here.
     Cancel(JobId, RpcReplyPort<bool>),
     /// The running jobs, for the ops console.
     Running(RpcReplyPort<Vec<JobId>>),
+    /// Renews this process's leases and claims the jobs nobody holds.
+    Tick,
 }
 
 impl Actor for JobSupervisor {
     type Msg = JobSupervisorMsg;
     type State = JobSupervisorState;
-    type Arguments = ();
+    type Arguments = JobSupervisorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: JobSupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(JobSupervisorState {
+            node: args.node,
             children: HashMap::new(),
             jobs: HashMap::new(),
             restarts: Restarts::new(self.deps.settings.stages.backoff()),
+            ticker: None,
         })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // The first tick resumes what is unfinished and unheld; then one every third of a lease.
+        myself.cast(JobSupervisorMsg::Tick)?;
+        let every = self.deps.settings.stages.job_lease() / 3;
+        state.ticker = Some(myself.send_interval(every.max(Duration::from_millis(100)), || JobSupervisorMsg::Tick));
+        Ok(())
     }
 
     async fn handle(
@@ -60,12 +95,22 @@ impl Actor for JobSupervisor {
             JobSupervisorMsg::Running(reply) => {
                 let _ = reply.send(state.jobs.keys().copied().collect());
             }
+            JobSupervisorMsg::Tick => self.tick(&myself, state).await,
         }
         Ok(())
     }
 
-    async fn post_stop(&self, myself: ActorRef<Self::Msg>, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        myself.stop_children_and_wait(Some("shutdown".into()), Some(std::time::Duration::from_secs(10))).await;
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        myself.stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
+        // Another process may resume them at once.
+        for job_id in state.jobs.keys() {
+            if let Err(e) = self.deps.store.release_job(*job_id, &state.node).await {
+                tracing::warn!(%job_id, error = %e, "could not release the job's lease; it frees itself when it runs out");
+            }
+        }
         Ok(())
     }
 
@@ -88,10 +133,7 @@ impl Actor for JobSupervisor {
                     return Ok(());
                 };
                 state.jobs.remove(&job_id);
-                for video in cell.get_children() {
-                    video.unlink(cell.clone());
-                    video.kill();
-                }
+                stop_videos(&cell);
                 let (restart, delay) = state.restarts.next(job_id);
                 tracing::warn!(%job_id, %error, restart, ?delay, "job actor failed; restarting it");
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
@@ -107,6 +149,20 @@ impl JobSupervisor {
         if state.jobs.contains_key(&job_id) {
             return;
         }
+        let lease = self.deps.settings.stages.job_lease();
+        match self.deps.store.claim_job(job_id, &state.node, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%job_id, "job is final or held by another process");
+                return;
+            }
+            Err(e) => {
+                let (_, delay) = state.restarts.next(job_id);
+                tracing::warn!(%job_id, error = %e, ?delay, "could not claim the job; retrying");
+                myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
+                return;
+            }
+        }
         let actor = JobActor { deps: self.deps.clone() };
         match Actor::spawn_linked(Some(job_actor_name(job_id)), actor, JobArgs { job_id }, myself.get_cell()).await {
             Ok((job_ref, _)) => {
@@ -119,5 +175,57 @@ impl JobSupervisor {
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
             }
         }
+    }
+
+    /// Renews the leases, lets go of jobs that are no longer ours, and claims unheld ones.
+    async fn tick(&self, myself: &ActorRef<JobSupervisorMsg>, state: &mut JobSupervisorState) {
+        let store = &self.deps.store;
+        let lease = self.deps.settings.stages.job_lease();
+        let held = match store.renew_leases(&state.node, lease).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Keep running: the leases last a while, and the next tick tries again.
+                tracing::warn!(error = %e, "could not renew job leases");
+                return;
+            }
+        };
+        let lost: Vec<JobId> = state.jobs.keys().filter(|id| !held.contains(id)).copied().collect();
+        for job_id in lost {
+            match store.get_job(job_id).await {
+                Ok(Some(job)) if job.status == JobStatus::Cancelled => {
+                    tracing::info!(%job_id, "job was cancelled elsewhere; cancelling it here");
+                    if let Some(job_ref) = state.jobs.get(&job_id) {
+                        let _ = job_ref.cast(JobMsg::Cancel);
+                    }
+                }
+                // Finishing here: its actor stops by itself.
+                Ok(Some(job)) if job.status.is_final() => {}
+                Ok(_) => {
+                    tracing::warn!(%job_id, "another process took the job over (lease not renewed in time); stopping it here");
+                    if let Some(job_ref) = state.jobs.remove(&job_id) {
+                        state.children.remove(&job_ref.get_id());
+                        stop_videos(&job_ref.get_cell());
+                        job_ref.stop(Some("lease lost".into()));
+                    }
+                }
+                Err(e) => tracing::warn!(%job_id, error = %e, "could not check a job whose lease was not renewed"),
+            }
+        }
+        match store.claimable_jobs().await {
+            Ok(jobs) => {
+                for job_id in jobs {
+                    self.start(myself, state, job_id).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list the jobs to resume"),
+        }
+    }
+}
+
+/// Stops a JobActor's VideoActors without telling the JobActor (it is going away).
+fn stop_videos(job: &ractor::ActorCell) {
+    for video in job.get_children() {
+        video.unlink(job.clone());
+        video.kill();
     }
 }

@@ -5,7 +5,9 @@
 //! ├─ EventRouter                        event bus → the JobActor / VideoActor an event is about
 //! ├─ StagePool{stage} × 5               consumes its stage's queue, N workers, publishes results
 //! │    discovery | download | audio_extraction | transcription | summarization
-//! └─ JobSupervisor                      one JobActor per running job; restarts a failed one
+//! ├─ EventConsumer{analytics, event-log} its own consumer group each: `/analytics`, `/metrics`,
+//! │                                     the JSON-lines event log
+//! └─ JobSupervisor                      one JobActor per job it holds a lease on; restarts a failed one
 //!    └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
 //!       │                               ends the job when every video is final
 //!       └─ VideoActor{job_id,video_id}  drives `video::state` through the stage pools;
@@ -24,6 +26,7 @@
 //! consumer breaks.
 
 pub mod backoff;
+pub mod consumer;
 pub mod job;
 pub mod job_supervisor;
 pub mod root;
@@ -50,6 +53,8 @@ pub struct Deps {
     /// Adapter tasks that live as long as the adapters (e.g. the outbox relay); aborted when the
     /// last clone is dropped.
     pub background: Arc<Vec<tokio_util::task::AbortOnDropHandle<()>>>,
+    /// The PostgreSQL outbox, when events go through it (for its backlog gauge).
+    pub outbox: Option<sqlx::PgPool>,
 }
 
 /// Registry name of a job's actor.

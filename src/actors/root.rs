@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::backoff::Restarts;
-use super::job_supervisor::{JobSupervisor, JobSupervisorMsg};
+use super::consumer::{EventConsumer, EventConsumerArgs};
+use super::job_supervisor::{JobSupervisor, JobSupervisorArgs, JobSupervisorMsg};
 use super::router::EventRouter;
 use super::stage_pool::{StagePool, StagePoolArgs, StagePoolMsg};
 use super::{Deps, fail};
@@ -17,13 +18,17 @@ pub struct RootSupervisor {
     pub deps: Deps,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RootArgs {
     /// The stage pools this process runs.
     pub stages: Vec<Stage>,
     /// Prefix of the children's registry names (names are process-global; several pipelines may
     /// share a process, as in tests).
     pub instance: String,
+    /// This process's name in job leases and stage attempts (unique per running tree).
+    pub node: String,
+    /// The decoupled event consumers (analytics, event log).
+    pub consumers: Vec<EventConsumerArgs>,
 }
 
 /// One running pool's counters.
@@ -42,6 +47,8 @@ pub enum Child {
     Router,
     Pool(Stage),
     Jobs,
+    /// An event consumer, by its index in [`RootArgs::consumers`].
+    Consumer(usize),
 }
 
 pub struct RootState {
@@ -49,6 +56,8 @@ pub struct RootState {
     restarts: Restarts<Child>,
     shutting_down: bool,
     instance: String,
+    node: String,
+    consumers: Vec<EventConsumerArgs>,
 }
 
 #[derive(Debug)]
@@ -74,11 +83,16 @@ impl Actor for RootSupervisor {
             restarts: Restarts::new(self.deps.settings.stages.backoff()),
             shutting_down: false,
             instance: args.instance.clone(),
+            node: args.node.clone(),
+            consumers: args.consumers.clone(),
         };
         // Router first: results must have somewhere to go before any work is taken.
         self.spawn_child(&myself, &mut state, Child::Router).await?;
         for stage in args.stages {
             self.spawn_child(&myself, &mut state, Child::Pool(stage)).await?;
+        }
+        for index in 0..state.consumers.len() {
+            self.spawn_child(&myself, &mut state, Child::Consumer(index)).await?;
         }
         self.spawn_child(&myself, &mut state, Child::Jobs).await?;
         Ok(state)
@@ -129,7 +143,8 @@ impl Actor for RootSupervisor {
                 let timeout = Some(std::time::Duration::from_secs(10));
                 for kind in [Child::Jobs, Child::Router] {
                     for (child, cell) in state.children.values() {
-                        if *child == kind || (kind == Child::Router && matches!(child, Child::Pool(_))) {
+                        let with_router = matches!(child, Child::Pool(_) | Child::Consumer(_));
+                        if *child == kind || (kind == Child::Router && with_router) {
                             cell.stop_and_wait(Some("shutdown".into()), timeout).await?;
                         }
                     }
@@ -191,24 +206,22 @@ impl RootSupervisor {
             }
             Child::Pool(stage) => {
                 let name = format!("{}/pool:{stage}", state.instance);
-                Actor::spawn_linked(Some(name), StagePool { deps }, StagePoolArgs { stage }, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                let args = StagePoolArgs { stage, node: state.node.clone() };
+                Actor::spawn_linked(Some(name), StagePool { deps }, args, supervisor).await?.0.get_cell()
             }
             Child::Jobs => {
                 let name = format!("{}/job-supervisor", state.instance);
-                Actor::spawn_linked(Some(name), JobSupervisor { deps }, (), supervisor).await?.0.get_cell()
+                let args = JobSupervisorArgs { node: state.node.clone() };
+                Actor::spawn_linked(Some(name), JobSupervisor { deps }, args, supervisor).await?.0.get_cell()
+            }
+            Child::Consumer(index) => {
+                let args = state.consumers[index].clone();
+                let name = format!("{}/consumer:{}", state.instance, args.sink.name());
+                Actor::spawn_linked(Some(name), EventConsumer { deps }, args, supervisor).await?.0.get_cell()
             }
         };
+        // A new JobSupervisor resumes the unfinished jobs nobody holds by itself.
         state.children.insert(cell.get_id(), (child, cell));
-        if child == Child::Jobs {
-            // A new JobSupervisor resumes every unfinished job.
-            let jobs = jobs_ref(state)?;
-            for job_id in self.deps.store.unfinished_jobs().await? {
-                jobs.cast(JobSupervisorMsg::Start(job_id))?;
-            }
-        }
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::{Deps, fail};
 use crate::adapters::{Delivery, DomainEvent, EventPayload};
-use crate::domain::Stage;
+use crate::domain::{AttemptOutcome, Stage};
 use crate::stages::{StageError, StageWork};
 
 pub struct StagePool {
@@ -25,6 +25,8 @@ pub struct StagePool {
 #[derive(Debug, Clone)]
 pub struct StagePoolArgs {
     pub stage: Stage,
+    /// This process's name in the stage attempts it records.
+    pub node: String,
 }
 
 pub struct StagePoolState {
@@ -66,6 +68,7 @@ impl Actor for StagePool {
         let deps = self.deps.clone();
         let stats = Arc::new(PoolStats::default());
         let task_stats = stats.clone();
+        let node: Arc<str> = args.node.into();
         let consumer = tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(workers));
             let reason = loop {
@@ -74,10 +77,10 @@ impl Actor for StagePool {
                 };
                 match deliveries.next().await {
                     Some(Ok(delivery)) => {
-                        let (deps, work, stats) = (deps.clone(), work.clone(), task_stats.clone());
+                        let (deps, work, stats, node) = (deps.clone(), work.clone(), task_stats.clone(), node.clone());
                         tokio::spawn(async move {
                             stats.running.fetch_add(1, Ordering::Relaxed);
-                            handle_delivery(&deps, work, delivery, &stats).await;
+                            handle_delivery(&deps, &node, work, delivery, &stats).await;
                             stats.running.fetch_sub(1, Ordering::Relaxed);
                             drop(permit);
                         });
@@ -131,7 +134,7 @@ pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
 
 /// Runs one command and reports it: events first, ack after (at-least-once) — or ack first for
 /// stages that may outlast the broker's acknowledgement timeout (see [`EARLY_ACK_AFTER`]).
-async fn handle_delivery(deps: &Deps, work: Arc<dyn StageWork>, delivery: Delivery, stats: &PoolStats) {
+async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, stats: &PoolStats) {
     let command = delivery.command;
     let stage = command.stage;
     let timeout = deps.settings.stages.timeout(stage);
@@ -139,30 +142,43 @@ async fn handle_delivery(deps: &Deps, work: Arc<dyn StageWork>, delivery: Delive
     if early_ack && let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "early ack failed (the command may be redelivered; stages are idempotent)");
     }
+    // Bookkeeping only: the work goes on without it.
+    if let Err(e) = deps.store.attempt_started(&command, node).await {
+        tracing::warn!(%stage, error = %e, "could not record the stage attempt");
+    }
     let task_command = command.clone();
+    let started = std::time::Instant::now();
     // Its own task: a panic in the stage is caught here instead of taking the pool down.
     let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
-    let events = match outcome {
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (attempt, mut events) = match outcome {
         Ok(Ok(Ok(events))) => {
             stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            events
+            ((AttemptOutcome::Succeeded, None), events)
         }
         Ok(Ok(Err(error))) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            vec![failed_event(&command, &error)]
+            ((AttemptOutcome::Failed, Some(error.to_string())), vec![failed_event(&command, &error)])
         }
         Ok(Err(join_error)) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             let reason = panic_message(join_error);
             tracing::error!(%stage, video_id = ?command.video_id, %reason, "stage panicked");
-            vec![failed_event(&command, &StageError::Retryable(format!("{stage} crashed: {reason}")))]
+            let error = StageError::Retryable(format!("{stage} crashed: {reason}"));
+            ((AttemptOutcome::Crashed, Some(error.to_string())), vec![failed_event(&command, &error)])
         }
         Err(_) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             let error = StageError::Retryable(format!("{stage} did not finish within {} s", timeout.as_secs()));
-            vec![failed_event(&command, &error)]
+            ((AttemptOutcome::TimedOut, Some(error.to_string())), vec![failed_event(&command, &error)])
         }
     };
+    for event in &mut events {
+        event.duration_ms = Some(duration_ms);
+    }
+    if let Err(e) = deps.store.attempt_finished(command.command_id, attempt.0, attempt.1.as_deref()).await {
+        tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
+    }
     for event in events {
         if let Err(e) = deps.events.publish(event).await {
             if early_ack {

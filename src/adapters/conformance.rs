@@ -8,8 +8,8 @@ use futures::StreamExt;
 
 use super::{ArtifactStore, CommandBus, DomainEvent, EventBus, EventPayload, JobStore, StageCommand, VideoUpdate};
 use crate::domain::{
-    ChannelId, JobId, JobStatus, KeyPoint, Segment, Stage, Summary, Transcript, TranscriptSource, VideoId, VideoMeta,
-    VideoStatus,
+    AttemptOutcome, ChannelId, JobId, JobStatus, KeyPoint, Segment, Stage, Summary, Transcript, TranscriptSource,
+    VideoId, VideoMeta, VideoStatus,
 };
 
 fn video(id: &str, title: &str) -> VideoMeta {
@@ -70,6 +70,72 @@ pub async fn job_store(store: &dyn JobStore) {
     assert!(pos(second) < pos(job), "newest first");
     store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
     assert!(!store.unfinished_jobs().await.unwrap().contains(&job));
+
+    leases(store, &channel).await;
+    attempts(store, &channel).await;
+}
+
+/// Job ownership: one live lease per unfinished job; an expired or released one may be taken.
+async fn leases(store: &dyn JobStore, channel: &ChannelId) {
+    let long = Duration::from_secs(600);
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    assert!(store.claimable_jobs().await.unwrap().contains(&job), "a new job is claimable");
+    assert!(store.claim_job(job, "node-a", long).await.unwrap());
+    assert!(store.claim_job(job, "node-a", long).await.unwrap(), "the holder may extend its lease");
+    assert!(!store.claim_job(job, "node-b", long).await.unwrap(), "a live lease is exclusive");
+    assert!(!store.claimable_jobs().await.unwrap().contains(&job));
+    assert!(!store.claim_job(JobId::new(), "node-a", long).await.unwrap(), "a missing job");
+    assert_eq!(store.renew_leases("node-a", long).await.unwrap(), vec![job]);
+    assert!(store.renew_leases("node-b", long).await.unwrap().is_empty());
+
+    // Released: another node takes it at once.
+    store.release_job(job, "node-b").await.unwrap();
+    assert!(!store.claim_job(job, "node-b", long).await.unwrap(), "only the holder releases");
+    store.release_job(job, "node-a").await.unwrap();
+    assert!(store.claimable_jobs().await.unwrap().contains(&job));
+    assert!(store.claim_job(job, "node-b", Duration::ZERO).await.unwrap());
+
+    // Expired (node-b stopped renewing): node-a takes it over, and node-b learns it lost it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.claimable_jobs().await.unwrap().contains(&job) {
+        assert!(std::time::Instant::now() < deadline, "a zero-length lease never expired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(store.claim_job(job, "node-a", long).await.unwrap());
+    assert!(store.renew_leases("node-b", long).await.unwrap().is_empty());
+
+    // A final job is neither claimable nor renewed.
+    store.set_job_status(job, JobStatus::Cancelled, None).await.unwrap();
+    assert!(store.renew_leases("node-a", long).await.unwrap().is_empty());
+    assert!(!store.claim_job(job, "node-a", long).await.unwrap());
+    assert!(!store.claimable_jobs().await.unwrap().contains(&job));
+}
+
+/// Stage attempts: who took a command and how it ended; a redelivery overwrites.
+async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    let first = StageCommand::new(job, None, Stage::Discovery, 1);
+    store.attempt_started(&first, "node-a").await.unwrap();
+    let second = StageCommand::new(job, Some(VideoId::parse("ddddddddddd").unwrap()), Stage::Download, 2);
+    store.attempt_started(&second, "node-a").await.unwrap();
+    store.attempt_started(&second, "node-b").await.unwrap();
+    store.attempt_finished(first.command_id, AttemptOutcome::Succeeded, None).await.unwrap();
+    store.attempt_finished(second.command_id, AttemptOutcome::Failed, Some("HTTP 403")).await.unwrap();
+    let rows = store.list_attempts(job).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let by_id = |id| rows.iter().find(|r| r.command_id == id).unwrap();
+    let a = by_id(first.command_id);
+    assert_eq!((a.stage, a.attempt, a.video_id.as_ref()), (Stage::Discovery, 1, None));
+    assert_eq!((a.outcome, a.claimed_by.as_str()), (Some(AttemptOutcome::Succeeded), "node-a"));
+    assert!(a.finished_at.is_some_and(|f| f >= a.started_at));
+    let b = by_id(second.command_id);
+    assert_eq!(b.video_id, second.video_id);
+    assert_eq!((b.stage, b.attempt), (Stage::Download, 2));
+    assert_eq!(b.claimed_by, "node-b", "the redelivery's taker");
+    assert_eq!((b.outcome, b.error.as_deref()), (Some(AttemptOutcome::Failed), Some("HTTP 403")));
+    assert!(store.list_attempts(JobId::new()).await.unwrap().is_empty());
 }
 
 pub async fn artifact_store(store: &dyn ArtifactStore) {

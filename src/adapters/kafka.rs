@@ -139,6 +139,10 @@ impl EventBus for KafkaEventBus {
     async fn subscribe(&self) -> AdapterResult<EventStream> {
         self.consume(&format!("tubesum-subscriber-{}", uuid::Uuid::new_v4())).await
     }
+
+    async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
+        self.consume(group).await
+    }
 }
 
 #[cfg(test)]

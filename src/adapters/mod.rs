@@ -21,6 +21,7 @@ pub mod rabbitmq;
 pub mod sqlite;
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    ChannelId, JobId, JobStatus, Stage, Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus,
+    AttemptOutcome, ChannelId, JobId, JobStatus, Stage, Summary, Transcript, TranscriptSource, VideoId, VideoMeta,
+    VideoStatus,
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
@@ -91,13 +93,53 @@ pub trait JobStore: Send + Sync + 'static {
     /// Newest first.
     async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)>;
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()>;
-    /// Jobs that are not final, for recovery at start.
+    /// Jobs that are not final.
     async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>>;
+    /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
+    /// stopped renewing), oldest first: the jobs a process may resume.
+    async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>>;
+    /// Takes, or extends, `owner`'s lease on an unfinished job for `lease`. False when the job is
+    /// final or missing, or another owner holds a lease on it that has not run out.
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> AdapterResult<bool>;
+    /// Extends every lease `owner` holds on an unfinished job; returns those jobs. A job `owner`
+    /// runs that is missing from the answer was finished, cancelled or taken over elsewhere.
+    async fn renew_leases(&self, owner: &str, lease: Duration) -> AdapterResult<Vec<JobId>>;
+    /// Gives up `owner`'s lease on a job, so that another process may claim it at once.
+    async fn release_job(&self, job_id: JobId, owner: &str) -> AdapterResult<()>;
+    /// Records that `owner` took a stage command (a redelivered command overwrites its row).
+    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> AdapterResult<()>;
+    /// Records how a stage command ended.
+    async fn attempt_finished(
+        &self,
+        command_id: Uuid,
+        outcome: AttemptOutcome,
+        error: Option<&str>,
+    ) -> AdapterResult<()>;
+    /// A job's stage attempts, oldest first.
+    async fn list_attempts(&self, job_id: JobId) -> AdapterResult<Vec<AttemptRecord>>;
     /// Records discovered videos; videos already recorded for the job are left as they are.
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()>;
     async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>>;
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>>;
     async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()>;
+}
+
+/// One stage command as a worker took it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptRecord {
+    #[schema(value_type = String)]
+    pub command_id: Uuid,
+    #[schema(value_type = Option<String>)]
+    pub video_id: Option<VideoId>,
+    pub stage: Stage,
+    pub attempt: u32,
+    /// The process (node id) whose worker took it.
+    pub claimed_by: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// None while it runs (or when its process died running it).
+    pub outcome: Option<AttemptOutcome>,
+    pub error: Option<String>,
 }
 
 /// Transcripts and summaries, one of each per video (the latest wins).
@@ -157,6 +199,9 @@ pub struct DomainEvent {
     pub occurred_at: DateTime<Utc>,
     pub job_id: JobId,
     pub video_id: Option<VideoId>,
+    /// How long the stage worked on the command this event reports (stage results only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     #[serde(flatten)]
     pub payload: EventPayload,
 }
@@ -214,7 +259,7 @@ impl EventPayload {
 
 impl DomainEvent {
     pub fn new(job_id: JobId, video_id: Option<VideoId>, payload: EventPayload) -> Self {
-        Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, payload }
+        Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, duration_ms: None, payload }
     }
 }
 
@@ -225,4 +270,11 @@ pub type EventStream = Pin<Box<dyn Stream<Item = AdapterResult<DomainEvent>> + S
 pub trait EventBus: Send + Sync + 'static {
     async fn publish(&self, event: DomainEvent) -> AdapterResult<()>;
     async fn subscribe(&self) -> AdapterResult<EventStream>;
+    /// A subscription as a member of consumer group `group`: each group sees every event, and the
+    /// members of one group share them. Where the bus has no groups, every subscriber sees every
+    /// event.
+    async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
+        let _ = group;
+        self.subscribe().await
+    }
 }

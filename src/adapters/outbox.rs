@@ -23,11 +23,14 @@ const BATCH: i64 = 200;
 pub struct OutboxEventBus {
     pool: PgPool,
     subscriptions: Arc<dyn EventBus>,
+    groups: Arc<dyn EventBus>,
 }
 
 impl OutboxEventBus {
-    pub fn new(pool: PgPool, subscriptions: Arc<dyn EventBus>) -> Self {
-        Self { pool, subscriptions }
+    /// Publishes into the outbox; `subscriptions` serves plain subscriptions (the fanout exchange)
+    /// and `groups` consumer-group subscriptions (Kafka).
+    pub fn new(pool: PgPool, subscriptions: Arc<dyn EventBus>, groups: Arc<dyn EventBus>) -> Self {
+        Self { pool, subscriptions, groups }
     }
 }
 
@@ -61,6 +64,10 @@ impl EventBus for OutboxEventBus {
 
     async fn subscribe(&self) -> AdapterResult<EventStream> {
         self.subscriptions.subscribe().await
+    }
+
+    async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
+        self.groups.subscribe_group(group).await
     }
 }
 
@@ -208,7 +215,7 @@ mod tests {
         let store = db.store().await;
         let pool = store.pool().clone();
         let fanout = Arc::new(InProcessEventBus::default());
-        let bus = OutboxEventBus::new(pool.clone(), fanout.clone());
+        let bus = OutboxEventBus::new(pool.clone(), fanout.clone(), fanout.clone());
         let events: Vec<DomainEvent> = (0..3).map(event).collect();
         for e in &events {
             bus.publish(e.clone()).await.unwrap();

@@ -11,9 +11,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use super::{AdapterError, AdapterResult, JobRecord, JobStore, VideoRecord, VideoUpdate};
+use super::{AdapterError, AdapterResult, AttemptRecord, JobRecord, JobStore, StageCommand, VideoRecord, VideoUpdate};
 use crate::config::{DatabaseSettings, redact_url};
-use crate::domain::{ChannelId, JobId, JobStatus, VideoId, VideoMeta};
+use crate::domain::{AttemptOutcome, ChannelId, JobId, JobStatus, VideoId, VideoMeta};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -167,6 +167,117 @@ impl JobStore for PgStore {
         .await
         .map_err(translate)?;
         Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
+             AND (owner IS NULL OR lease_until < now()) ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> AdapterResult<bool> {
+        // The database's clock decides, so that the processes' clocks need not agree.
+        let done = sqlx::query(
+            "UPDATE jobs SET owner = $2, lease_until = now() + make_interval(secs => $3) \
+             WHERE job_id = $1 AND status IN ('pending', 'discovering', 'running') \
+             AND (owner IS NULL OR owner = $2 OR lease_until < now())",
+        )
+        .bind(job_id.0)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn renew_leases(&self, owner: &str, lease: Duration) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
+             WHERE owner = $1 AND status IN ('pending', 'discovering', 'running') RETURNING job_id",
+        )
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn release_job(&self, job_id: JobId, owner: &str) -> AdapterResult<()> {
+        sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE job_id = $1 AND owner = $2")
+            .bind(job_id.0)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> AdapterResult<()> {
+        sqlx::query(
+            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, now()) \
+             ON CONFLICT (command_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, \
+             started_at = EXCLUDED.started_at, finished_at = NULL, outcome = NULL, error = NULL",
+        )
+        .bind(command.command_id)
+        .bind(command.job_id.0)
+        .bind(command.video_id.as_ref().map(VideoId::as_str))
+        .bind(command.stage.as_str())
+        .bind(i32::try_from(command.attempt).unwrap_or(i32::MAX))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_finished(
+        &self,
+        command_id: Uuid,
+        outcome: AttemptOutcome,
+        error: Option<&str>,
+    ) -> AdapterResult<()> {
+        sqlx::query("UPDATE stage_attempts SET finished_at = now(), outcome = $2, error = $3 WHERE command_id = $1")
+            .bind(command_id)
+            .bind(outcome.as_str())
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, job_id: JobId) -> AdapterResult<Vec<AttemptRecord>> {
+        let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = $1 ORDER BY started_at, command_id")
+            .bind(job_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        rows.iter()
+            .map(|row| {
+                let video_id: Option<String> = row.get("video_id");
+                let stage: String = row.get("stage");
+                let outcome: Option<String> = row.get("outcome");
+                Ok(AttemptRecord {
+                    command_id: row.get("command_id"),
+                    video_id: video_id.as_deref().map(|v| parse("video id", v)).transpose()?,
+                    stage: parse("stage", &stage)?,
+                    attempt: u32::try_from(row.get::<i32, _>("attempt")).unwrap_or(0),
+                    claimed_by: row.get("claimed_by"),
+                    started_at: row.get("started_at"),
+                    finished_at: row.get("finished_at"),
+                    outcome: outcome.as_deref().map(|o| parse("outcome", o)).transpose()?,
+                    error: row.get("error"),
+                })
+            })
+            .collect()
     }
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {

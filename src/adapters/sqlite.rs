@@ -2,14 +2,20 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{AdapterError, AdapterResult, ArtifactStore, JobRecord, JobStore, VideoRecord, VideoUpdate};
-use crate::domain::{ChannelId, JobId, JobStatus, Summary, Transcript, VideoId, VideoMeta};
+use uuid::Uuid;
+
+use super::{
+    AdapterError, AdapterResult, ArtifactStore, AttemptRecord, JobRecord, JobStore, StageCommand, VideoRecord,
+    VideoUpdate,
+};
+use crate::domain::{AttemptOutcome, ChannelId, JobId, JobStatus, Summary, Transcript, VideoId, VideoMeta};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -68,7 +74,16 @@ fn parse_time(raw: &str) -> AdapterResult<DateTime<Utc>> {
 }
 
 fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    timestamp(Utc::now())
+}
+
+/// `lease` from now (leases compare as text: one fixed-width UTC format).
+fn after(lease: Duration) -> String {
+    timestamp(Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1)))
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<JobRecord> {
@@ -174,6 +189,124 @@ impl JobStore for SqliteStore {
         .await
         .map_err(translate)?;
         ids.iter().map(|id| parse("job id", id)).collect()
+    }
+
+    async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
+             AND (owner IS NULL OR lease_until < ?) ORDER BY created_at",
+        )
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        ids.iter().map(|id| parse("job id", id)).collect()
+    }
+
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> AdapterResult<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET owner = ?, lease_until = ? \
+             WHERE job_id = ? AND status IN ('pending', 'discovering', 'running') \
+             AND (owner IS NULL OR owner = ? OR lease_until < ?)",
+        )
+        .bind(owner)
+        .bind(after(lease))
+        .bind(job_id.to_string())
+        .bind(owner)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn renew_leases(&self, owner: &str, lease: Duration) -> AdapterResult<Vec<JobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = ? \
+             WHERE owner = ? AND status IN ('pending', 'discovering', 'running') RETURNING job_id",
+        )
+        .bind(after(lease))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        ids.iter().map(|id| parse("job id", id)).collect()
+    }
+
+    async fn release_job(&self, job_id: JobId, owner: &str) -> AdapterResult<()> {
+        sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE job_id = ? AND owner = ?")
+            .bind(job_id.to_string())
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> AdapterResult<()> {
+        sqlx::query(
+            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
+             started_at = excluded.started_at, finished_at = NULL, outcome = NULL, error = NULL",
+        )
+        .bind(command.command_id.to_string())
+        .bind(command.job_id.to_string())
+        .bind(command.video_id.as_ref().map(VideoId::as_str))
+        .bind(command.stage.as_str())
+        .bind(i64::from(command.attempt))
+        .bind(owner)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_finished(
+        &self,
+        command_id: Uuid,
+        outcome: AttemptOutcome,
+        error: Option<&str>,
+    ) -> AdapterResult<()> {
+        sqlx::query("UPDATE stage_attempts SET finished_at = ?, outcome = ?, error = ? WHERE command_id = ?")
+            .bind(now())
+            .bind(outcome.as_str())
+            .bind(error)
+            .bind(command_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, job_id: JobId) -> AdapterResult<Vec<AttemptRecord>> {
+        let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = ? ORDER BY started_at, command_id")
+            .bind(job_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        rows.iter()
+            .map(|row| {
+                let command_id: String = row.get("command_id");
+                let video_id: Option<String> = row.get("video_id");
+                let stage: String = row.get("stage");
+                let started: String = row.get("started_at");
+                let finished: Option<String> = row.get("finished_at");
+                let outcome: Option<String> = row.get("outcome");
+                Ok(AttemptRecord {
+                    command_id: parse("command id", &command_id)?,
+                    video_id: video_id.as_deref().map(|v| parse("video id", v)).transpose()?,
+                    stage: parse("stage", &stage)?,
+                    attempt: u32::try_from(row.get::<i64, _>("attempt")).unwrap_or(0),
+                    claimed_by: row.get("claimed_by"),
+                    started_at: parse_time(&started)?,
+                    finished_at: finished.as_deref().map(parse_time).transpose()?,
+                    outcome: outcome.as_deref().map(|o| parse("outcome", o)).transpose()?,
+                    error: row.get("error"),
+                })
+            })
+            .collect()
     }
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::adapters::{JobRecord, VideoRecord};
+use crate::adapters::{AttemptRecord, JobRecord, VideoRecord};
 use crate::domain::{ChannelId, JobId, JobStatus, VideoStatus};
 use crate::pipeline::CancelOutcome;
 
@@ -154,6 +154,20 @@ pub async fn get_job(State(app): State<AppState>, Path(job_id): Path<String>) ->
     let job = store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
     let videos = store.list_videos(job_id).await?;
     Ok(Json(job_view(job, videos)))
+}
+
+/// A job's stage attempts, oldest first: which process took each stage command and how it ended.
+#[utoipa::path(get, path = "/jobs/{job_id}/attempts", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = Vec<AttemptRecord>), (status = 404, body = ErrorBody)))]
+pub async fn list_attempts(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Vec<AttemptRecord>>, ApiError> {
+    let job_id = parse_job_id(&job_id)?;
+    let store = &app.pipeline.deps.store;
+    store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+    Ok(Json(store.list_attempts(job_id).await?))
 }
 
 /// Jobs, newest first.

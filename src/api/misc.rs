@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::analytics::AnalyticsReport;
 use crate::domain::Segment;
 use crate::pipeline::ActorNode;
 
@@ -93,4 +94,29 @@ pub async fn console_tree(State(app): State<AppState>) -> Json<ConsoleTree> {
 /// The ops console page: the live actor tree, refreshed every second.
 pub async fn console_page() -> impl IntoResponse {
     Html(include_str!("console.html"))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AnalyticsQuery {
+    /// Only this job's events.
+    pub job_id: Option<String>,
+}
+
+/// What the analytics consumer counted from the event stream: per-stage completions, failures and
+/// durations, jobs finished. Overall (every event retained on the event log) or for one job.
+#[utoipa::path(get, path = "/analytics", tag = "ops", params(AnalyticsQuery),
+    responses((status = 200, body = AnalyticsReport), (status = 400, body = ErrorBody)))]
+pub async fn analytics(
+    State(app): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<AnalyticsQuery>,
+) -> Result<Json<AnalyticsReport>, ApiError> {
+    let job_id = query.job_id.as_deref().map(super::jobs::parse_job_id).transpose()?;
+    Ok(Json(app.pipeline.analytics.report(job_id)))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let body = app.pipeline.prometheus().await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -35,13 +35,14 @@ pub struct AppState {
 #[openapi(
     info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
     paths(
-        jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
+        jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         videos::transcript, videos::summary,
-        misc::healthz, misc::summarize_text, misc::console_tree,
+        misc::healthz, misc::summarize_text, misc::console_tree, misc::analytics, misc::metrics,
     ),
     components(schemas(
         jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
+        crate::adapters::AttemptRecord, crate::analytics::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail,
     )),
     modifiers(&BearerAuth),
@@ -65,6 +66,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let protected = Router::new()
         .route("/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .route("/jobs/{job_id}/attempts", get(jobs::list_attempts))
+        .route("/analytics", get(misc::analytics))
+        .route("/metrics", get(misc::metrics))
         .route("/videos/{video_id}/transcript", get(videos::transcript))
         .route("/videos/{video_id}/summary", get(videos::summary))
         .route("/summarize-text", post(misc::summarize_text))

@@ -62,9 +62,7 @@ pub fn settings(data: &tempfile::TempDir, env: &[(&str, String)]) -> Settings {
 impl TestApp {
     /// The real embedded stack.
     pub async fn spawn(env: &[(&str, String)]) -> TestApp {
-        let data = tempfile::tempdir().unwrap();
-        let deps = Deps::embedded(settings(&data, env)).await.expect("embedded deps");
-        TestApp::with_deps(deps, data).await
+        TestApp::spawn_configured(env).await
     }
 
     /// The stack the settings choose (`TUBESUM_BACKENDS`), real stages.
@@ -106,6 +104,7 @@ impl TestApp {
             commands: Arc::new(InProcessCommandBus::default()),
             events: Arc::new(InProcessEventBus::default()),
             background: Arc::default(),
+            outbox: None,
         };
         adjust(&mut deps);
         TestApp::with_deps(deps, data).await
