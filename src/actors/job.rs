@@ -40,10 +40,16 @@ pub struct JobState {
 #[derive(Debug)]
 pub enum JobMsg {
     Event(DomainEvent),
-    RetryDiscovery { attempt: u32 },
-    DiscoveryDeadline { attempt: u32 },
+    RetryDiscovery {
+        attempt: u32,
+    },
+    DiscoveryDeadline {
+        attempt: u32,
+    },
     SpawnVideo(VideoId),
     Cancel,
+    /// Results may have been missed (the event subscription broke): ask again for what is awaited.
+    Resync,
 }
 
 impl Actor for JobActor {
@@ -112,6 +118,18 @@ impl Actor for JobActor {
                 self.finish_if_done(&myself, state).await
             }
             JobMsg::Cancel => self.cancel(&myself, state).await,
+            JobMsg::Resync => {
+                if let Some(attempt) = state.discovery_attempt {
+                    let command = StageCommand::new(state.job_id, None, Stage::Discovery, attempt);
+                    if let Err(e) = self.deps.commands.send(command).await {
+                        tracing::warn!(job_id = %state.job_id, error = %e, "could not re-send discovery");
+                    }
+                }
+                for (_, video) in state.children.values() {
+                    let _ = video.cast(VideoMsg::Resync);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -296,7 +314,7 @@ impl JobActor {
     ) -> Result<(), ActorProcessingErr> {
         self.deps.store.set_job_status(state.job_id, status, error.as_deref()).await?;
         tracing::info!(job_id = %state.job_id, %status, "job finished");
-        let event = DomainEvent::new(state.job_id, None, EventPayload::JobFinished { status });
+        let event = DomainEvent::new(state.job_id, None, EventPayload::JobFinished { status }).stable();
         if let Err(e) = self.deps.events.publish(event).await {
             tracing::warn!(job_id = %state.job_id, error = %e, "could not publish job_finished");
         }

@@ -51,6 +51,8 @@ pub enum JobSupervisorMsg {
     Running(RpcReplyPort<Vec<JobId>>),
     /// Renews this process's leases and claims the jobs nobody holds.
     Tick,
+    /// Passes [`JobMsg::Resync`] to every running job.
+    Resync,
 }
 
 impl Actor for JobSupervisor {
@@ -96,6 +98,11 @@ impl Actor for JobSupervisor {
                 let _ = reply.send(state.jobs.keys().copied().collect());
             }
             JobSupervisorMsg::Tick => self.tick(&myself, state).await,
+            JobSupervisorMsg::Resync => {
+                for job in state.jobs.values() {
+                    let _ = job.cast(JobMsg::Resync);
+                }
+            }
         }
         Ok(())
     }

@@ -154,11 +154,16 @@ impl Actor for RootSupervisor {
                 myself.stop(Some("shutdown".into()));
             }
             RootMsg::Respawn(_) if state.shutting_down => {}
-            RootMsg::Respawn(child) => {
-                if let Err(e) = self.spawn_child(&myself, state, child).await {
-                    self.schedule_respawn(&myself, state, child, &e.to_string());
+            RootMsg::Respawn(child) => match self.spawn_child(&myself, state, child).await {
+                // Results published while the router was away reached no one: the jobs ask again.
+                Ok(()) if child == Child::Router => {
+                    if let Ok(jobs) = jobs_ref(state) {
+                        jobs.cast(JobSupervisorMsg::Resync)?;
+                    }
                 }
-            }
+                Ok(()) => {}
+                Err(e) => self.schedule_respawn(&myself, state, child, &e.to_string()),
+            },
         }
         Ok(())
     }

@@ -151,7 +151,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     // Its own task: a panic in the stage is caught here instead of taking the pool down.
     let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (attempt, mut events) = match outcome {
+    let (attempt, events) = match outcome {
         Ok(Ok(Ok(events))) => {
             stats.succeeded.fetch_add(1, Ordering::Relaxed);
             ((AttemptOutcome::Succeeded, None), events)
@@ -173,9 +173,13 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
             ((AttemptOutcome::TimedOut, Some(error.to_string())), vec![failed_event(&command, &error)])
         }
     };
-    for event in &mut events {
-        event.duration_ms = Some(duration_ms);
-    }
+    let events: Vec<DomainEvent> = events
+        .into_iter()
+        .map(|mut event| {
+            event.duration_ms = Some(duration_ms);
+            event.stable()
+        })
+        .collect();
     if let Err(e) = deps.store.attempt_finished(command.command_id, attempt.0, attempt.1.as_deref()).await {
         tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
     }

@@ -257,9 +257,26 @@ impl EventPayload {
     }
 }
 
+/// Namespace of [`DomainEvent::stable`] ids.
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8f0c_54a1_6a43_4d8e_9a1f_4c1b_7d2e_3f60);
+
 impl DomainEvent {
     pub fn new(job_id: JobId, video_id: Option<VideoId>, payload: EventPayload) -> Self {
         Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, duration_ms: None, payload }
+    }
+
+    /// Gives the event the id it has whenever it is produced again: a redelivered command or a
+    /// re-dispatched stage whose work is already committed, a restarted actor. The id is derived
+    /// from the job, the video and the event type, which happen once per job, so consumers that
+    /// deduplicate by `event_id` see a redone stage once. A `stage_failed` event keeps its own id:
+    /// each failed attempt is news.
+    pub fn stable(mut self) -> Self {
+        if !matches!(self.payload, EventPayload::StageFailed { .. }) {
+            let video = self.video_id.as_ref().map_or("", VideoId::as_str);
+            let name = format!("{}/{video}/{}", self.job_id, self.payload.kind());
+            self.event_id = Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes());
+        }
+        self
     }
 }
 
@@ -276,5 +293,33 @@ pub trait EventBus: Send + Sync + 'static {
     async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
         let _ = group;
         self.subscribe().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stable_event_id_is_the_same_whenever_the_event_recurs() {
+        let job = JobId::new();
+        let video = Some(VideoId::parse("aaaaaaaaaaa").unwrap());
+        let done = |seconds| DomainEvent::new(job, video.clone(), EventPayload::AudioExtracted { seconds }).stable();
+        assert_eq!(done(1.0).event_id, done(2.0).event_id, "the same stage of the same video");
+        let other_kind =
+            DomainEvent::new(job, video.clone(), EventPayload::VideoDownloaded { captions: false }).stable();
+        assert_ne!(done(1.0).event_id, other_kind.event_id);
+        let other_job =
+            DomainEvent::new(JobId::new(), video.clone(), EventPayload::AudioExtracted { seconds: 1.0 }).stable();
+        assert_ne!(done(1.0).event_id, other_job.event_id);
+        let failed = |attempt| {
+            DomainEvent::new(
+                job,
+                video.clone(),
+                EventPayload::StageFailed { stage: Stage::Download, attempt, retryable: true, reason: "x".into() },
+            )
+            .stable()
+        };
+        assert_ne!(failed(1).event_id, failed(1).event_id, "each failure is its own event");
     }
 }

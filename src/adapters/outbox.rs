@@ -34,8 +34,10 @@ impl OutboxEventBus {
     }
 }
 
-/// Inserts `event` into the outbox within `executor` (a transaction or the pool); a second insert
-/// of the same `event_id` is a no-op.
+/// Inserts `event` into the outbox within `executor` (a transaction or the pool). A second insert
+/// of the same `event_id` (a stage redone after a redelivery: see [`DomainEvent::stable`]) keeps
+/// the first event as it was and publishes it again, so that whoever waits for it hears it, and
+/// consumers deduplicating by `event_id` see it once.
 pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent) -> AdapterResult<()>
 where
     E: sqlx::PgExecutor<'e>,
@@ -43,7 +45,8 @@ where
     let payload = serde_json::to_value(event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
     sqlx::query(
         "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (event_id) DO NOTHING RETURNING 1) SELECT pg_notify($5, '') FROM ins",
+         ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING 1) \
+         SELECT pg_notify($5, '') FROM ins",
     )
     .bind(event.event_id)
     .bind(event.payload.kind())
@@ -236,6 +239,14 @@ mod tests {
         let first = subscription.next().await.unwrap().unwrap();
         assert_eq!(first, events[0]);
         assert!(published_at(&pool, events[2].event_id).await.unwrap().unwrap().is_some());
+
+        // The same event produced again (a redone stage) is published again, as it first was.
+        let mut again = events[0].clone();
+        again.duration_ms = Some(99);
+        bus.publish(again).await.unwrap();
+        assert_eq!(pending(&pool).await.unwrap(), 1);
+        assert_eq!(relay_once(&pool, &sinks).await.unwrap(), 1);
+        assert_eq!(sink.taken.lock().unwrap().last(), Some(&events[0]));
         db.drop_now().await;
     }
 

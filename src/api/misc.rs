@@ -110,7 +110,11 @@ pub async fn analytics(
     State(app): State<AppState>,
     axum::extract::Query(query): axum::extract::Query<AnalyticsQuery>,
 ) -> Result<Json<AnalyticsReport>, ApiError> {
-    let job_id = query.job_id.as_deref().map(super::jobs::parse_job_id).transpose()?;
+    let job_id = query
+        .job_id
+        .as_deref()
+        .map(|raw| raw.parse().map_err(|_| ApiError::BadRequest(format!("job_id: {raw:?} is not a job id"))))
+        .transpose()?;
     Ok(Json(app.pipeline.analytics.report(job_id)))
 }
 

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tubesum::adapters::{AdapterResult, CommandBus, DeliveryStream, StageCommand};
+use tubesum::adapters::{
+    AdapterError, AdapterResult, CommandBus, DeliveryStream, DomainEvent, EventBus, EventStream, StageCommand,
+};
 use tubesum::domain::{Stage, VideoId, VideoMeta};
 use tubesum::stages::{StageError, StageResult, StageWork, instant};
 
@@ -371,5 +373,233 @@ async fn long_stages_are_acknowledged_when_taken_short_ones_when_done() {
     assert_eq!(count(Stage::Download), 2, "both downloads acknowledged, the hung one included");
     assert_eq!(count(Stage::AudioExtraction), 0, "a short stage is acknowledged only when done");
     assert_eq!(count(Stage::Discovery), 1, "discovery was acknowledged after it finished");
+    app.shutdown().await;
+}
+
+/// An event bus whose subscriptions can be broken and refused, to lose events on purpose.
+struct Unreliable {
+    inner: Arc<dyn EventBus>,
+    /// While true, live subscriptions end with an error and new ones are refused.
+    down: Arc<std::sync::atomic::AtomicBool>,
+    published: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl EventBus for Unreliable {
+    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+        self.published.lock().unwrap().push(format!(
+            "{}:{}",
+            event.payload.kind(),
+            event.video_id.as_ref().map_or("", |v| v.as_str())
+        ));
+        self.inner.publish(event).await
+    }
+
+    async fn subscribe(&self) -> AdapterResult<EventStream> {
+        use futures::StreamExt;
+        use std::sync::atomic::Ordering;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(AdapterError::Unavailable("broker down".into()));
+        }
+        let down = self.down.clone();
+        let inner = self.inner.subscribe().await?;
+        // Ends (with an error) at the first event after the bus went down, like a dead channel.
+        let stream =
+            inner
+                .map(move |e| {
+                    if down.load(Ordering::SeqCst) {
+                        Err(AdapterError::Unavailable("connection lost".into()))
+                    } else {
+                        e
+                    }
+                })
+                .take_while(|e| std::future::ready(e.is_ok()))
+                .chain(futures::stream::once(async { Err(AdapterError::Unavailable("connection lost".into())) }));
+        Ok(Box::pin(stream))
+    }
+}
+
+/// A stage that waits for a gate to open before doing its work.
+struct Gated {
+    inner: Arc<dyn StageWork>,
+    gate: Arc<tokio::sync::Semaphore>,
+    runs: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl StageWork for Gated {
+    async fn run(&self, command: &StageCommand) -> StageResult {
+        *self.runs.lock().unwrap() += 1;
+        drop(self.gate.acquire().await);
+        self.inner.run(command).await
+    }
+}
+
+/// Results published while the event router was away are asked for again once it is back: the
+/// job completes without waiting for the stage deadline (two hours for transcription).
+#[tokio::test]
+async fn results_missed_while_the_router_was_away_are_asked_for_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ids = ["aaaaaaaaaaa"];
+    let down = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let runs = Arc::new(Mutex::new(0));
+    let (down2, published2, gate2, runs2) = (down.clone(), published.clone(), gate.clone(), runs.clone());
+    let app = TestApp::spawn_custom(
+        tempfile::tempdir().unwrap(),
+        &[("TUBESUM_STAGES__TRANSCRIPTION__TIMEOUT_SECS", "7200".into())],
+        move |ctx| {
+            let stages = instant::stages(ctx, metas(&ids));
+            let gated = Gated { inner: stages.get(Stage::Transcription), gate: gate2, runs: runs2 };
+            stages.with(Stage::Transcription, Arc::new(gated))
+        },
+        move |deps| {
+            deps.events = Arc::new(Unreliable { inner: deps.events.clone(), down: down2, published: published2 });
+        },
+    )
+    .await;
+    let job_id = app.submit(CHANNEL, false).await;
+    assert!(poll_until(Duration::from_secs(20), || async { *runs.lock().unwrap() == 1 }).await);
+
+    // The bus goes down; the transcription finishes and its result reaches no subscriber.
+    down.store(true, Ordering::SeqCst);
+    gate.add_permits(1000);
+    let done = "transcription_completed:aaaaaaaaaaa".to_owned();
+    assert!(poll_until(Duration::from_secs(20), || async { published.lock().unwrap().contains(&done) }).await);
+    down.store(false, Ordering::SeqCst);
+
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    assert_eq!(*runs.lock().unwrap(), 2, "asked again once, after the router came back");
+    app.shutdown().await;
+}
+
+/// A job whose holder died (it never released its lease) is resumed by another process only once
+/// the lease has run out.
+#[tokio::test]
+async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
+    use tubesum::adapters::JobStore;
+    let data = tempfile::tempdir().unwrap();
+    let env = [("TUBESUM_STAGES__JOB_LEASE_SECS", "1".to_owned())];
+    let store = tubesum::adapters::sqlite::SqliteStore::open(&crate::helpers::settings(&data, &env).database_path())
+        .await
+        .unwrap();
+    let job_id = tubesum::domain::JobId::new();
+    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    let claimed_at = chrono::Utc::now();
+    assert!(store.claim_job(job_id, "dead-node", Duration::from_secs(3)).await.unwrap());
+
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
+    let app = TestApp::spawn_with_stages_in(data, &env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let job = app.wait_for_job(&job_id.to_string(), Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let attempts = store.list_attempts(job_id).await.unwrap();
+    assert_eq!(attempts.len(), 1 + 4 * ids.len(), "{attempts:#?}");
+    for attempt in &attempts {
+        assert!(
+            attempt.started_at >= claimed_at + chrono::Duration::seconds(3),
+            "started before the lease ran out: {attempt:?}"
+        );
+        assert_ne!(attempt.claimed_by, "dead-node");
+        assert_eq!(attempt.outcome, Some(tubesum::domain::AttemptOutcome::Succeeded));
+    }
+    let (_, listed) = app.get_json(&format!("/jobs/{job_id}/attempts")).await;
+    assert_eq!(listed.as_array().unwrap().len(), attempts.len());
+    app.shutdown().await;
+}
+
+/// A job cancelled through a process that does not run it stops where it runs.
+#[tokio::test]
+async fn a_job_cancelled_through_another_process_stops_where_it_runs() {
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
+    let env = [("TUBESUM_STAGES__JOB_LEASE_SECS", "1".to_owned())];
+    let (runner, runs) = app_with(&env, &ids, Stage::Transcription, "bbbbbbbbbbb", Fault::Hang).await;
+    let job_id = runner.submit(CHANNEL, false).await;
+    assert!(
+        poll_until(Duration::from_secs(20), || async { runs_of(&runs, Stage::Transcription, "bbbbbbbbbbb") == 1 })
+            .await
+    );
+    // Another process on the same database (its own pools and buses) serves the API call.
+    let mut other_env = env.to_vec();
+    other_env.push(("TUBESUM_DATA_DIR", runner.data.path().display().to_string()));
+    let other = TestApp::spawn_with_stages(&other_env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let response = other.client.delete(other.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+
+    let job = runner.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "cancelled", "{job:#}");
+    let gone = poll_until(Duration::from_secs(20), || async {
+        let (_, tree) = runner.get_json("/console/tree").await;
+        !tree.to_string().contains(&format!("job:{job_id}"))
+    })
+    .await;
+    assert!(gone, "the job's actors stopped where it ran");
+    let (_, job) = runner.get_json(&format!("/jobs/{job_id}")).await;
+    let hung = videos(&job).into_iter().find(|v| v.0 == "bbbbbbbbbbb").unwrap();
+    assert_eq!(hung.1, "cancelled", "{job:#}");
+    other.shutdown().await;
+    runner.shutdown().await;
+}
+
+/// The analytics consumer counts each stage per video with its duration; `/metrics` says the same
+/// in Prometheus' format; the event log holds each event once.
+#[tokio::test]
+async fn analytics_metrics_and_the_event_log_follow_the_events() {
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"];
+    let (app, _) = app_with(&[], &ids, Stage::Download, "ccccccccccc", Fault::Fail { retryable: false }).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "completed_with_errors", "{job:#}");
+
+    let path = format!("/analytics?job_id={job_id}");
+    let counted = poll_until(Duration::from_secs(20), || async {
+        let (_, a) = app.get_json(&path).await;
+        a["jobs_finished"]["completed_with_errors"] == 1
+    })
+    .await;
+    assert!(counted, "the analytics consumer saw the job finish");
+    let (status, a) = app.get_json(&path).await;
+    assert_eq!(status, 200);
+    let stage = |name: &str| a["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap().clone();
+    assert_eq!(stage("discovery")["completed"], 1);
+    assert_eq!((stage("download")["completed"].as_u64(), stage("download")["failed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(stage("download")["permanent_failures"], 1);
+    for name in ["audio_extraction", "transcription", "summarization"] {
+        assert_eq!(stage(name)["completed"], 2, "{name}: {a:#}");
+        assert_eq!(stage(name)["duration_ms"]["count"], 2, "{name}: {a:#}");
+        assert!(stage(name)["duration_ms"]["p99"].is_u64(), "{name}: {a:#}");
+    }
+    assert_eq!(a["videos_discovered"], 3);
+    let (status, _) = app.get_json("/analytics?job_id=nope").await;
+    assert_eq!(status, 400);
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        r#"tubesum_stage_completed_total{stage="summarization"} 2"#,
+        r#"tubesum_stage_failed_total{stage="download",retryable="false"} 1"#,
+        r#"tubesum_stage_duration_seconds_count{stage="transcription"} 2"#,
+        r#"tubesum_jobs_finished_total{status="completed_with_errors"} 1"#,
+        r#"tubesum_pool_workers{stage="download"}"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+
+    let log = app.data.path().join("events.jsonl");
+    let logged = poll_until(Duration::from_secs(20), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("job_finished"))
+    })
+    .await;
+    assert!(logged, "the event log has the job's events");
+    let events: Vec<DomainEvent> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut ids_seen: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    ids_seen.sort();
+    ids_seen.dedup();
+    assert_eq!(ids_seen.len(), events.len(), "each event logged once");
+    // discovered ×3, discovery_completed, downloaded ×2, failed, then 3 stages ×2, job_finished.
+    assert_eq!(events.len(), 3 + 1 + 2 + 1 + 6 + 1, "{events:#?}");
     app.shutdown().await;
 }

@@ -39,8 +39,14 @@ pub struct VideoState {
 #[derive(Debug)]
 pub enum VideoMsg {
     Event(DomainEvent),
-    Deadline { stage: Stage, attempt: u32 },
+    Deadline {
+        stage: Stage,
+        attempt: u32,
+    },
     Cancel,
+    /// Results may have been missed: send the awaited stage's command again (same attempt; the
+    /// stage is idempotent, so committed work is only reported again).
+    Resync,
 }
 
 impl Actor for VideoActor {
@@ -77,6 +83,16 @@ impl Actor for VideoActor {
                 let timeout = self.deps.settings.stages.timeout(stage);
                 let reason = format!("{stage} did not finish within {} s", timeout.as_secs());
                 self.on_failure(&myself, state, stage, true, reason).await
+            }
+            VideoMsg::Resync => {
+                if let Some((stage, attempt)) = state.awaiting {
+                    let record = &state.record;
+                    let command = StageCommand::new(record.job_id, Some(record.video_id.clone()), stage, attempt);
+                    if let Err(e) = self.deps.commands.send(command).await {
+                        tracing::warn!(video_id = %record.video_id, %stage, error = %e, "could not re-send the stage");
+                    }
+                }
+                Ok(())
             }
             VideoMsg::Cancel => {
                 state.awaiting = None;
@@ -122,9 +138,11 @@ impl VideoActor {
             }
             (None, None) => return Err(fail(format!("video in state {status} has nowhere to go"))),
         };
-        self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
+        // Sent before the attempt is counted: a broker that is down fails this actor, and the
+        // re-spawned one tries the same attempt again (an outage spends no attempts).
         let command = StageCommand::new(state.record.job_id, Some(state.record.video_id.clone()), stage, attempts);
         self.deps.commands.send(command).await?;
+        self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
         state.awaiting = Some((stage, attempts));
         if let Some(old) = state.deadline.take() {
             old.abort();
