@@ -420,10 +420,10 @@ impl EventBus for Unreliable {
 }
 
 /// A stage that waits for a gate to open before doing its work.
-struct Gated {
-    inner: Arc<dyn StageWork>,
-    gate: Arc<tokio::sync::Semaphore>,
-    runs: Arc<Mutex<u32>>,
+pub(crate) struct Gated {
+    pub(crate) inner: Arc<dyn StageWork>,
+    pub(crate) gate: Arc<tokio::sync::Semaphore>,
+    pub(crate) runs: Arc<Mutex<u32>>,
 }
 
 #[async_trait]

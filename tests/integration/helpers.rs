@@ -2,13 +2,10 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tubesum::actors::Deps;
-use tubesum::adapters::in_process::{InProcessCommandBus, InProcessEventBus};
-use tubesum::adapters::sqlite::SqliteStore;
 use tubesum::app::Application;
 use tubesum::config::Settings;
 use tubesum::stages::{StageContext, Stages};
@@ -72,7 +69,7 @@ impl TestApp {
         TestApp::with_deps(deps, data).await
     }
 
-    /// The embedded stack with stages from `make` (fakes, fault injection).
+    /// The stack the settings choose with stages from `make` (fakes, fault injection).
     pub async fn spawn_with_stages(env: &[(&str, String)], make: impl FnOnce(&StageContext) -> Stages) -> TestApp {
         TestApp::spawn_with_stages_in(tempfile::tempdir().unwrap(), env, make).await
     }
@@ -86,26 +83,21 @@ impl TestApp {
         TestApp::spawn_custom(data, env, make, |_| {}).await
     }
 
-    /// The embedded stack with stages from `make`, then `adjust` (e.g. wrapping a bus).
+    /// The stack the settings choose (embedded by default) with stages from `make`, then `adjust`
+    /// (e.g. wrapping a bus).
     pub async fn spawn_custom(
         data: tempfile::TempDir,
         env: &[(&str, String)],
         make: impl FnOnce(&StageContext) -> Stages,
         adjust: impl FnOnce(&mut Deps),
     ) -> TestApp {
-        let settings = Arc::new(settings(&data, env));
-        let store = Arc::new(SqliteStore::open(&settings.database_path()).await.unwrap());
-        let ctx = StageContext { settings: settings.clone(), store: store.clone(), artifacts: store.clone() };
-        let mut deps = Deps {
-            stages: make(&ctx),
-            settings,
-            store: store.clone(),
-            artifacts: store,
-            commands: Arc::new(InProcessCommandBus::default()),
-            events: Arc::new(InProcessEventBus::default()),
-            background: Arc::default(),
-            outbox: None,
+        let mut deps = Deps::from_settings(settings(&data, env)).await.expect("deps");
+        let ctx = StageContext {
+            settings: deps.settings.clone(),
+            store: deps.store.clone(),
+            artifacts: deps.artifacts.clone(),
         };
+        deps.stages = make(&ctx);
         adjust(&mut deps);
         TestApp::with_deps(deps, data).await
     }

@@ -16,6 +16,13 @@ use tubesum::domain::{Segment, VideoId};
 use tubesum::standin::media::{self, Container};
 use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
 
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tubesum::domain::Stage;
+use tubesum::stages::{StageContext, instant};
+
+use crate::actors::{Gated, metas};
 use crate::helpers::{TestApp, whisper_model};
 
 const CHANNEL: &str = "UCproductionproductionpr";
@@ -153,6 +160,15 @@ async fn a_channel_completes_on_the_production_backends() {
         assert!(all, "{name} saw only {:?}", kinds_of(seen, &job_id));
     }
     assert_eq!(tubesum::adapters::outbox::pending(store.pool()).await.unwrap(), 0, "the outbox drained");
+
+    // The analytics consumer (its own Kafka consumer group) counted the job's stages.
+    let path = format!("/analytics?job_id={job_id}");
+    let counted = crate::helpers::poll_until(Duration::from_secs(60), || async {
+        let (_, a) = app.get_json(&path).await;
+        a["stages"].as_array().is_some_and(|s| s.iter().any(|s| s["stage"] == "summarization" && s["completed"] == 2))
+    })
+    .await;
+    assert!(counted, "analytics: {:#}", app.get_json(&path).await.1);
     app.shutdown().await;
     iso.db.drop_now().await;
 }
@@ -268,5 +284,91 @@ async fn two_processes_share_the_work_of_one_channel() {
     for app in apps {
         app.shutdown().await;
     }
+    iso.db.drop_now().await;
+}
+
+/// An app on the production backends with instant stages; transcription waits for `gate`.
+async fn gated_app(iso: &Isolation, extra: &[(&'static str, String)], ids: &[&str], gate: Arc<Semaphore>) -> TestApp {
+    let data = tempfile::tempdir().unwrap();
+    let mut env = iso.env();
+    env.extend(extra.iter().cloned());
+    let mut deps = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &env)).await.unwrap();
+    let ctx =
+        StageContext { settings: deps.settings.clone(), store: deps.store.clone(), artifacts: deps.artifacts.clone() };
+    let stages = instant::stages(&ctx, metas(ids));
+    let gated = Gated { inner: stages.get(Stage::Transcription), gate, runs: Arc::default() };
+    deps.stages = stages.with(Stage::Transcription, Arc::new(gated));
+    TestApp::with_deps_and_stages(deps, data, Stage::ALL.to_vec()).await
+}
+
+fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {
+    tree.to_string().contains(&format!("job:{job_id}"))
+}
+
+/// One process runs a job (holds its lease) while another idles beside it; when the first stops,
+/// the second takes the job over and finishes it.
+#[tokio::test]
+async fn a_job_runs_in_one_process_and_is_handed_over_when_it_stops() {
+    let iso = Isolation::new().await;
+    let lease = [("TUBESUM_STAGES__JOB_LEASE_SECS", "3".to_owned())];
+    let ids = ["handOver001", "handOver002"];
+    let (gate_a, gate_b) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let a = gated_app(&iso, &lease, &ids, gate_a.clone()).await;
+    let b = gated_app(&iso, &lease, &ids, gate_b.clone()).await;
+
+    let job_id = a.submit(CHANNEL, false).await;
+    let store = iso.db.store().await;
+    let transcribing = crate::helpers::poll_until(Duration::from_secs(60), || async {
+        let videos = tubesum::adapters::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
+        videos.len() == ids.len() && videos.iter().all(|v| v.status.as_str() == "transcribing")
+    })
+    .await;
+    assert!(transcribing);
+    // Several lease renewals later, only A runs it.
+    let (_, tree_b) = b.get_json("/console/tree").await;
+    assert!(runs_job(&a.get_json("/console/tree").await.1, &job_id));
+    assert!(!runs_job(&tree_b, &job_id), "{tree_b:#}");
+
+    a.shutdown().await;
+    gate_a.add_permits(1000);
+    gate_b.add_permits(1000);
+    let job = b.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let attempts = tubesum::adapters::JobStore::list_attempts(&store, job_id.parse().unwrap()).await.unwrap();
+    let nodes: HashSet<&str> = attempts.iter().map(|a| a.claimed_by.as_str()).collect();
+    assert!(nodes.len() >= 2, "both processes took stage work: {nodes:?}");
+    b.shutdown().await;
+    iso.db.drop_now().await;
+}
+
+/// `ports.store = "production"` alone: PostgreSQL state, everything else embedded.
+#[tokio::test]
+async fn one_port_on_production_the_rest_embedded() {
+    use secrecy::ExposeSecret;
+    let iso = Isolation::new().await;
+    let env = [
+        ("TUBESUM_PORTS__STORE", "production".to_owned()),
+        ("TUBESUM_DATABASE__URL", iso.db.settings.url.expose_secret().to_owned()),
+        // Nothing listens there: only the store may be production.
+        ("TUBESUM_AMQP__URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+        (
+            "TUBESUM_MONGODB__URL",
+            "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=500".to_owned(),
+        ),
+    ];
+    let ids = ["portMix0001"];
+    let app = TestApp::spawn_with_stages(&env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let store = iso.db.store().await;
+    let record = tubesum::adapters::JobStore::get_job(&store, job_id.parse().unwrap()).await.unwrap();
+    assert_eq!(record.map(|j| j.status.as_str()), Some("completed"), "the job lives in PostgreSQL");
+    // Artifacts are embedded: the SQLite file holds the summary, not the job.
+    let sqlite = tubesum::adapters::sqlite::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
+    assert!(tubesum::adapters::JobStore::get_job(&sqlite, job_id.parse().unwrap()).await.unwrap().is_none());
+    let summary = tubesum::adapters::ArtifactStore::get_summary(&sqlite, &VideoId::parse(ids[0]).unwrap()).await;
+    assert!(summary.unwrap().is_some());
+    app.shutdown().await;
     iso.db.drop_now().await;
 }
