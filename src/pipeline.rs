@@ -14,7 +14,7 @@ use crate::actors::root::{PoolStats, RootArgs, RootMsg, RootSupervisor};
 use crate::adapters::in_process::{InProcessCommandBus, InProcessEventBus};
 use crate::adapters::kafka::KafkaEventBus;
 use crate::adapters::mongo::MongoArtifactStore;
-use crate::adapters::outbox::{self, OutboxEventBus};
+use crate::adapters::outbox::{self, OutboxEventBus, Sink};
 use crate::adapters::postgres::PgStore;
 use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
@@ -78,15 +78,12 @@ impl Deps {
                 );
                 let kafka: Arc<dyn EventBus> =
                     Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| what("events"))?);
-                let relay = outbox::run_relay(
-                    pool.clone(),
-                    vec![fanout.clone(), kafka.clone()],
-                    Duration::from_secs(1),
-                    settings.stages.backoff(),
-                );
+                let sinks = [Sink::new("fanout", fanout.clone()), Sink::new("kafka", kafka.clone())];
+                let relay =
+                    outbox::run_relay(pool.clone(), sinks.to_vec(), Duration::from_secs(1), settings.stages.backoff());
                 background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
                 outbox = Some(pool.clone());
-                Arc::new(OutboxEventBus::new(pool, fanout, kafka))
+                Arc::new(OutboxEventBus::new(pool, &sinks, fanout, kafka))
             }
             (Backends::Production, None) => anyhow::bail!("production events need the production store (the outbox)"),
         };

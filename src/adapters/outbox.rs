@@ -1,9 +1,11 @@
 //! The transactional outbox (PostgreSQL): in production, publishing a domain event means inserting
-//! it into `outbox` (in the transaction of the change it reports, where there is one), and a relay
-//! publishes unpublished rows to the brokers (the RabbitMQ fanout exchange, Kafka) and marks them.
-//! A broker that is down only delays events: they wait in the table. Several relays (one per
-//! process) share the table with `FOR UPDATE SKIP LOCKED`. Delivery is at-least-once (a crash
-//! between publishing and marking republishes), so consumers deduplicate by `event_id`.
+//! it into `outbox` (in the transaction of the change it reports, where there is one) together with
+//! one `outbox_pending` row per sink (the RabbitMQ fanout exchange, Kafka). One relay loop per sink
+//! publishes that sink's pending rows and deletes them, so a broker that is down only delays its
+//! own events: they wait in the table while the other sink carries on (the actors route results
+//! through the fanout exchange, so a Kafka outage does not stall the pipeline). Several processes
+//! share the table with `FOR UPDATE SKIP LOCKED` on the pending rows. Delivery is at-least-once (a
+//! crash between publishing and deleting republishes), so consumers deduplicate by `event_id`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,39 +21,56 @@ use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventStream};
 const NOTIFY_CHANNEL: &str = "tubesum_outbox";
 const BATCH: i64 = 200;
 
-/// Publishes into the outbox; subscribes through `subscriptions` (the fanout exchange).
+/// A broker the relay publishes to, and the name its pending rows are kept under.
+#[derive(Clone)]
+pub struct Sink {
+    pub name: String,
+    pub bus: Arc<dyn EventBus>,
+}
+
+impl Sink {
+    pub fn new(name: &str, bus: Arc<dyn EventBus>) -> Self {
+        Self { name: name.to_owned(), bus }
+    }
+}
+
+/// Publishes into the outbox, for every sink named; subscribes through `subscriptions` (the fanout
+/// exchange) and, as a consumer group, through `groups` (Kafka).
 pub struct OutboxEventBus {
     pool: PgPool,
+    sinks: Vec<String>,
     subscriptions: Arc<dyn EventBus>,
     groups: Arc<dyn EventBus>,
 }
 
 impl OutboxEventBus {
-    /// Publishes into the outbox; `subscriptions` serves plain subscriptions (the fanout exchange)
-    /// and `groups` consumer-group subscriptions (Kafka).
-    pub fn new(pool: PgPool, subscriptions: Arc<dyn EventBus>, groups: Arc<dyn EventBus>) -> Self {
-        Self { pool, subscriptions, groups }
+    pub fn new(pool: PgPool, sinks: &[Sink], subscriptions: Arc<dyn EventBus>, groups: Arc<dyn EventBus>) -> Self {
+        Self { pool, sinks: sinks.iter().map(|s| s.name.clone()).collect(), subscriptions, groups }
     }
 }
 
-/// Inserts `event` into the outbox within `executor` (a transaction or the pool). A second insert
-/// of the same `event_id` (a stage redone after a redelivery: see [`DomainEvent::stable`]) keeps
-/// the first event as it was and publishes it again, so that whoever waits for it hears it, and
-/// consumers deduplicating by `event_id` see it once.
-pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent) -> AdapterResult<()>
+/// Inserts `event` into the outbox, pending for each of `sinks`, within `executor` (a
+/// transaction or the pool). A second insert of the same `event_id` (a stage redone after a
+/// redelivery: see [`DomainEvent::stable`]) keeps the first event as it was and makes it pending
+/// again, so that whoever waits for it hears it, and consumers deduplicating by `event_id` see it
+/// once.
+pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent, sinks: &[String]) -> AdapterResult<()>
 where
     E: sqlx::PgExecutor<'e>,
 {
     let payload = serde_json::to_value(event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
     sqlx::query(
         "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING 1) \
-         SELECT pg_notify($5, '') FROM ins",
+         ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING id), \
+         pending AS (INSERT INTO outbox_pending (outbox_id, sink) SELECT ins.id, sink FROM ins, unnest($5::text[]) AS sink \
+         ON CONFLICT DO NOTHING) \
+         SELECT pg_notify($6, '') FROM ins",
     )
     .bind(event.event_id)
     .bind(event.payload.kind())
     .bind(event.video_id.as_ref().map(|v| v.to_string()))
     .bind(payload)
+    .bind(sinks)
     .bind(NOTIFY_CHANNEL)
     .execute(executor)
     .await
@@ -62,7 +81,7 @@ where
 #[async_trait]
 impl EventBus for OutboxEventBus {
     async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
-        enqueue(&self.pool, &event).await
+        enqueue(&self.pool, &event, &self.sinks).await
     }
 
     async fn subscribe(&self) -> AdapterResult<EventStream> {
@@ -74,13 +93,15 @@ impl EventBus for OutboxEventBus {
     }
 }
 
-/// Publishes one batch of unpublished events, oldest first, to every sink; marks them published
-/// only if every sink took them. Returns how many were published.
-pub async fn relay_once(pool: &PgPool, sinks: &[Arc<dyn EventBus>]) -> AdapterResult<usize> {
+/// Publishes one batch of `sink`'s pending events, oldest first, and takes them off its list only
+/// if the sink took them all. Returns how many were published.
+pub async fn relay_once(pool: &PgPool, sink: &Sink) -> AdapterResult<usize> {
     let mut tx = pool.begin().await.map_err(translate)?;
     let rows = sqlx::query(
-        "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT p.outbox_id, o.payload FROM outbox_pending p JOIN outbox o ON o.id = p.outbox_id \
+         WHERE p.sink = $1 ORDER BY p.outbox_id LIMIT $2 FOR UPDATE OF p SKIP LOCKED",
     )
+    .bind(&sink.name)
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await
@@ -91,17 +112,23 @@ pub async fn relay_once(pool: &PgPool, sinks: &[Arc<dyn EventBus>]) -> AdapterRe
     let mut ids = Vec::with_capacity(rows.len());
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
+        let id: i64 = row.get("outbox_id");
         let payload: serde_json::Value = row.get("payload");
-        let event: DomainEvent = serde_json::from_value(payload)
-            .map_err(|e| AdapterError::Corrupt(format!("outbox row {}: {e}", row.get::<i64, _>("id"))))?;
-        ids.push(row.get::<i64, _>("id"));
+        let event: DomainEvent =
+            serde_json::from_value(payload).map_err(|e| AdapterError::Corrupt(format!("outbox row {id}: {e}")))?;
+        ids.push(id);
         events.push(event);
     }
-    for sink in sinks {
-        // The batch is in flight at once (publishes are started in order); a failure rolls the
-        // batch back: those rows stay unpublished and are retried.
-        futures::future::try_join_all(events.iter().map(|event| sink.publish(event.clone()))).await?;
-    }
+    // The batch is in flight at once (publishes are started in order); a failure rolls the batch
+    // back: those rows stay pending and are retried.
+    futures::future::try_join_all(events.iter().map(|event| sink.bus.publish(event.clone()))).await?;
+    sqlx::query("DELETE FROM outbox_pending WHERE sink = $1 AND outbox_id = ANY($2)")
+        .bind(&sink.name)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    // When it last went out (to any sink); pending rows say what still waits.
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&ids)
         .execute(&mut *tx)
@@ -111,22 +138,19 @@ pub async fn relay_once(pool: &PgPool, sinks: &[Arc<dyn EventBus>]) -> AdapterRe
     Ok(ids.len())
 }
 
-/// How many events wait in the outbox.
+/// How many events wait in the outbox for at least one sink.
 pub async fn pending(pool: &PgPool) -> AdapterResult<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(translate)
+    sqlx::query_scalar("SELECT COUNT(DISTINCT outbox_id) FROM outbox_pending").fetch_one(pool).await.map_err(translate)
 }
 
-/// Runs the relay until the task is dropped: woken by NOTIFY or every `poll`, backing off while a
-/// sink or the database is unavailable.
-pub async fn run_relay(
-    pool: PgPool,
-    sinks: Vec<Arc<dyn EventBus>>,
-    poll: Duration,
-    backoff: crate::actors::backoff::Backoff,
-) {
+/// Runs one relay loop per sink until the task is dropped.
+pub async fn run_relay(pool: PgPool, sinks: Vec<Sink>, poll: Duration, backoff: crate::actors::backoff::Backoff) {
+    futures::future::join_all(sinks.into_iter().map(|sink| relay_loop(pool.clone(), sink, poll, backoff))).await;
+}
+
+/// Relays `sink`'s events: woken by NOTIFY or every `poll`, backing off while the sink or the
+/// database is unavailable.
+async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: crate::actors::backoff::Backoff) {
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.ok();
     if let Some(l) = listener.as_mut()
         && l.listen(NOTIFY_CHANNEL).await.is_err()
@@ -135,7 +159,7 @@ pub async fn run_relay(
     }
     let mut failures = 0u32;
     loop {
-        match relay_once(&pool, &sinks).await {
+        match relay_once(&pool, &sink).await {
             Ok(n) if n > 0 => {
                 failures = 0;
                 continue;
@@ -144,7 +168,7 @@ pub async fn run_relay(
             Err(e) => {
                 failures += 1;
                 let delay = backoff.delay(failures);
-                tracing::warn!(error = %e, ?delay, "outbox relay: publishing failed; events wait in the outbox");
+                tracing::warn!(sink = %sink.name, error = %e, ?delay, "outbox relay: publishing failed; events wait in the outbox");
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -158,16 +182,20 @@ pub async fn run_relay(
     }
 }
 
-/// When an event was published: `None` if it is not in the outbox, `Some(None)` while it waits.
+/// When an event was published: `None` if it is not in the outbox, `Some(None)` while a sink
+/// still waits for it.
 pub async fn published_at(
     pool: &PgPool,
     event_id: Uuid,
 ) -> AdapterResult<Option<Option<chrono::DateTime<chrono::Utc>>>> {
-    let row = sqlx::query("SELECT published_at FROM outbox WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(translate)?;
+    let row = sqlx::query(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id) THEN NULL \
+         ELSE o.published_at END AS published_at FROM outbox o WHERE o.event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(translate)?;
     Ok(row.map(|r| r.get("published_at")))
 }
 
@@ -213,12 +241,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_wait_in_the_outbox_while_the_broker_is_down() {
+    async fn events_wait_in_the_outbox_while_their_broker_is_down() {
         let db = TestDatabase::create().await;
         let store = db.store().await;
         let pool = store.pool().clone();
         let fanout = Arc::new(InProcessEventBus::default());
-        let bus = OutboxEventBus::new(pool.clone(), fanout.clone(), fanout.clone());
+        let down = Arc::new(Switchable::default());
+        let (to_down, to_fanout) = (Sink::new("down", down.clone()), Sink::new("fanout", fanout.clone()));
+        let bus =
+            OutboxEventBus::new(pool.clone(), &[to_down.clone(), to_fanout.clone()], fanout.clone(), fanout.clone());
         let events: Vec<DomainEvent> = (0..3).map(event).collect();
         for e in &events {
             bus.publish(e.clone()).await.unwrap();
@@ -226,27 +257,30 @@ mod tests {
         bus.publish(events[0].clone()).await.unwrap(); // a duplicate is one row
         assert_eq!(pending(&pool).await.unwrap(), 3);
 
-        let sink = Arc::new(Switchable::default());
-        let sinks: Vec<Arc<dyn EventBus>> = vec![sink.clone(), fanout.clone()];
-        assert!(relay_once(&pool, &sinks).await.is_err());
-        assert_eq!(pending(&pool).await.unwrap(), 3, "nothing is lost while the broker is down");
-
+        // One broker down holds back only its own events.
         let mut subscription = bus.subscribe().await.unwrap();
-        *sink.up.lock().unwrap() = true;
-        assert_eq!(relay_once(&pool, &sinks).await.unwrap(), 3);
+        assert!(relay_once(&pool, &to_down).await.is_err());
+        assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 3);
+        assert_eq!(subscription.next().await.unwrap().unwrap(), events[0]);
+        assert_eq!(pending(&pool).await.unwrap(), 3, "nothing is lost while a broker is down");
+        assert_eq!(published_at(&pool, events[2].event_id).await.unwrap(), Some(None));
+
+        *down.up.lock().unwrap() = true;
+        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 3);
+        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 0);
         assert_eq!(pending(&pool).await.unwrap(), 0);
-        assert_eq!(*sink.taken.lock().unwrap(), events, "published once each, in order");
-        let first = subscription.next().await.unwrap().unwrap();
-        assert_eq!(first, events[0]);
+        assert_eq!(*down.taken.lock().unwrap(), events, "published once each, in order");
         assert!(published_at(&pool, events[2].event_id).await.unwrap().unwrap().is_some());
+        assert_eq!(published_at(&pool, Uuid::new_v4()).await.unwrap(), None);
 
         // The same event produced again (a redone stage) is published again, as it first was.
         let mut again = events[0].clone();
         again.duration_ms = Some(99);
         bus.publish(again).await.unwrap();
         assert_eq!(pending(&pool).await.unwrap(), 1);
-        assert_eq!(relay_once(&pool, &sinks).await.unwrap(), 1);
-        assert_eq!(sink.taken.lock().unwrap().last(), Some(&events[0]));
+        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 1);
+        assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 1);
+        assert_eq!(down.taken.lock().unwrap().last(), Some(&events[0]));
         db.drop_now().await;
     }
 
@@ -258,14 +292,10 @@ mod tests {
         *sink.up.lock().unwrap() = true;
         let backoff =
             crate::actors::backoff::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
-        let relay = tokio::spawn(run_relay(
-            pool.clone(),
-            vec![sink.clone() as Arc<dyn EventBus>],
-            Duration::from_secs(30),
-            backoff,
-        ));
+        let relay =
+            tokio::spawn(run_relay(pool.clone(), vec![Sink::new("s", sink.clone())], Duration::from_secs(30), backoff));
         let e = event(7);
-        enqueue(&pool, &e).await.unwrap();
+        enqueue(&pool, &e, &["s".to_owned()]).await.unwrap();
         // NOTIFY wakes the relay long before its 30 s poll.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while sink.taken.lock().unwrap().is_empty() {
