@@ -27,7 +27,14 @@ case "${1:-}" in
     cargo fmt --check
     cargo clippy --all-targets --quiet -- -D warnings
     # CT2_MODEL_DIR: the converter test checks the real model converts to the published size.
-    CT2_MODEL_DIR=$(scripts/ct2-model-dir) RUST_BACKTRACE=0 cargo test --all-targets "$@"
+    export CT2_MODEL_DIR=$(scripts/ct2-model-dir) RUST_BACKTRACE=0
+    if (($#)); then
+      cargo test --all-targets "$@"
+    else
+      cargo test --all-targets -- --skip faults::
+      # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
+      cargo test --test integration faults:: -- --test-threads=1
+    fi
     ;;
   *)
     echo "usage: scripts/dev.sh demo|test|serve [args…]" >&2

@@ -1,7 +1,9 @@
 //! EventRouter: subscribes to the event bus and hands each stage result to the actor it concerns
 //! (looked up by registry name). An event for an actor that is not running here — restarting, or
 //! living in another process — is dropped: that actor re-dispatches from persisted state, and stages
-//! are idempotent. If the subscription breaks, the router fails and is restarted.
+//! are idempotent. If the subscription breaks, the router fails and is restarted, and the
+//! RootSupervisor then has every running job ask again for the results it waits for
+//! ([`super::job::JobMsg::Resync`]): events published while no subscription existed reached no one.
 
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};

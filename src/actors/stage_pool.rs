@@ -184,7 +184,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
         tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
     }
     for event in events {
-        if let Err(e) = deps.events.publish(event).await {
+        if let Err(e) = publish_patiently(deps, event).await {
             if early_ack {
                 tracing::warn!(%stage, error = %e, "could not publish the result; the video's stage deadline will retry it");
             } else {
@@ -199,6 +199,30 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     }
     if let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "ack failed (the command may be redelivered; stages are idempotent)");
+    }
+}
+
+/// How long a worker keeps trying to publish a result whose work is done (the event store or
+/// broker briefly down) before it gives the command back; giving it back costs one of the
+/// command's deliveries, and redoing committed work only reports it again.
+const RESULT_PATIENCE: Duration = Duration::from_secs(120);
+
+async fn publish_patiently(deps: &Deps, event: DomainEvent) -> Result<(), crate::adapters::AdapterError> {
+    let backoff = deps.settings.stages.backoff();
+    let give_up_at = tokio::time::Instant::now() + RESULT_PATIENCE;
+    let mut failures = 0;
+    loop {
+        match deps.events.publish(event.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e @ crate::adapters::AdapterError::Unavailable(_)) if tokio::time::Instant::now() < give_up_at => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(kind = event.payload.kind(), error = %e, "could not publish a result; retrying");
+                }
+                tokio::time::sleep(backoff.delay(failures)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -101,7 +101,15 @@ impl KafkaEventBus {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
             let mut messages = consumer.stream();
-            while let Some(message) = messages.next().await {
+            loop {
+                // Ends with the subscriber: the consumer leaves its group instead of lingering.
+                let message = tokio::select! {
+                    () = tx.closed() => break,
+                    message = messages.next() => match message {
+                        Some(message) => message,
+                        None => break,
+                    },
+                };
                 let item = match message {
                     Ok(m) => match m.payload().map(serde_json::from_slice::<DomainEvent>) {
                         Some(Ok(event)) => Ok(event),
@@ -117,6 +125,9 @@ impl KafkaEventBus {
                     break;
                 }
             }
+            drop(messages);
+            // Closing leaves the group, a round trip to the broker: not on an async worker.
+            tokio::task::spawn_blocking(move || drop(consumer));
         });
         Ok(ReceiverStream::new(rx).boxed())
     }

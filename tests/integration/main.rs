@@ -6,6 +6,7 @@
 mod actors;
 mod api;
 mod cli;
+mod faults;
 mod helpers;
 mod llm;
 mod pipeline;

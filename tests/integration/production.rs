@@ -29,15 +29,15 @@ const CHANNEL: &str = "UCproductionproductionpr";
 const FIVE: [&str; 5] =
     ["video_discovered", "video_downloaded", "audio_extracted", "transcription_completed", "summarization_completed"];
 
-struct Isolation {
-    db: TestDatabase,
-    mongo_db: String,
-    amqp: AmqpSettings,
-    kafka: KafkaSettings,
+pub(crate) struct Isolation {
+    pub(crate) db: TestDatabase,
+    pub(crate) mongo_db: String,
+    pub(crate) amqp: AmqpSettings,
+    pub(crate) kafka: KafkaSettings,
 }
 
 impl Isolation {
-    async fn new() -> Isolation {
+    pub(crate) async fn new() -> Isolation {
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let amqp_url =
             std::env::var("AMQP_TEST_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
@@ -58,7 +58,7 @@ impl Isolation {
         }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         use secrecy::ExposeSecret;
         vec![
             ("TUBESUM_BACKENDS", "production".into()),
@@ -75,7 +75,7 @@ impl Isolation {
     }
 }
 
-fn mongo_url() -> String {
+pub(crate) fn mongo_url() -> String {
     std::env::var("MONGODB_TEST_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
 }
 
@@ -288,7 +288,12 @@ async fn two_processes_share_the_work_of_one_channel() {
 }
 
 /// An app on the production backends with instant stages; transcription waits for `gate`.
-async fn gated_app(iso: &Isolation, extra: &[(&'static str, String)], ids: &[&str], gate: Arc<Semaphore>) -> TestApp {
+pub(crate) async fn gated_app(
+    iso: &Isolation,
+    extra: &[(&'static str, String)],
+    ids: &[&str],
+    gate: Arc<Semaphore>,
+) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let mut env = iso.env();
     env.extend(extra.iter().cloned());
@@ -301,7 +306,7 @@ async fn gated_app(iso: &Isolation, extra: &[(&'static str, String)], ids: &[&st
     TestApp::with_deps_and_stages(deps, data, Stage::ALL.to_vec()).await
 }
 
-fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {
+pub(crate) fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {
     tree.to_string().contains(&format!("job:{job_id}"))
 }
 
@@ -369,6 +374,57 @@ async fn one_port_on_production_the_rest_embedded() {
     assert!(tubesum::adapters::JobStore::get_job(&sqlite, job_id.parse().unwrap()).await.unwrap().is_none());
     let summary = tubesum::adapters::ArtifactStore::get_summary(&sqlite, &VideoId::parse(ids[0]).unwrap()).await;
     assert!(summary.unwrap().is_some());
+    app.shutdown().await;
+    iso.db.drop_now().await;
+}
+
+/// A message on a stage queue that is not a command of that stage (a poison command) ends in the
+/// stage's dead-letter queue with the reason in its headers, and the pipeline goes on.
+#[tokio::test]
+async fn a_poison_command_ends_in_the_dead_letter_queue_with_its_reason() {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::AMQPValue;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use secrecy::ExposeSecret;
+
+    let iso = Isolation::new().await;
+    let ids = ["poisonPill1"];
+    let app = gated_app(&iso, &[], &ids, Arc::new(Semaphore::new(1000))).await;
+    let connection = Connection::connect(iso.amqp.url.expose_secret(), ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let queue = format!("{}download_queue", iso.amqp.queue_prefix);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"{not json",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    assert!(confirm.await.unwrap().is_ack());
+
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "the pipeline goes on: {job:#}");
+
+    let dlq = format!("{queue}.dlq");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        if let Some(message) = channel.basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            break message;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing in {dlq}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.delivery.data, b"{not json");
+    let reason = dead.delivery.properties.headers().as_ref().and_then(|h| h.inner().get("x-tubesum-reason").cloned());
+    match reason {
+        Some(AMQPValue::LongString(why)) => assert!(why.to_string().starts_with("invalid command"), "{why}"),
+        other => panic!("no reason header: {other:?}"),
+    }
     app.shutdown().await;
     iso.db.drop_now().await;
 }

