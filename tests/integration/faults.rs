@@ -103,31 +103,52 @@ impl Drop for RabbitAppGuard {
     }
 }
 
+/// A job on the production backends whose videos all wait in (gated) transcription, watched on
+/// Kafka.
+struct MidRun {
+    iso: Isolation,
+    app: TestApp,
+    gate: Arc<Semaphore>,
+    job_id: String,
+    ids: Vec<&'static str>,
+    seen: Seen,
+    _observer: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl MidRun {
+    async fn start(ids: &[&'static str]) -> MidRun {
+        let iso = Isolation::new().await;
+        let gate = Arc::new(Semaphore::new(0));
+        let app = gated_app(&iso, &[], ids, gate.clone()).await;
+        let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+        let (seen, _observer) = collect(kafka.consume("faults-observer").await.unwrap());
+        let job_id = app.submit(CHANNEL, false).await;
+        all_videos(&iso, &job_id, ids.len(), "transcribing").await;
+        MidRun { iso, app, gate, job_id, ids: ids.to_vec(), seen, _observer }
+    }
+
+    /// The job completes, nothing lost or duplicated.
+    async fn completes(self) {
+        let job = self.app.wait_for_job(&self.job_id, Duration::from_secs(180)).await;
+        assert_eq!(job["status"], "completed", "{job:#}");
+        each_event_once(&self.seen, &self.job_id, &self.ids).await;
+        artifacts_of_every_video(&self.iso, &self.ids).await;
+        self.app.shutdown().await;
+        self.iso.db.drop_now().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rabbitmq_restart_mid_run_loses_and_duplicates_nothing() {
-    let iso = Isolation::new().await;
-    let ids = ["rabbitDown1", "rabbitDown2", "rabbitDown3"];
-    let gate = Arc::new(Semaphore::new(0));
-    let app = gated_app(&iso, &[], &ids, gate.clone()).await;
-    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let (seen, _observer) = collect(kafka.consume("faults-rabbit-observer").await.unwrap());
-    let job_id = app.submit(CHANNEL, false).await;
-    all_videos(&iso, &job_id, ids.len(), "transcribing").await;
-
+    let mid = MidRun::start(&["rabbitDown1", "rabbitDown2", "rabbitDown3"]).await;
     // Every video waits in transcription while the broker goes away and comes back.
     let _guard = RabbitAppGuard;
     run("rabbitmqctl", &["-q", "stop_app"]);
     assert!(port_is("127.0.0.1:5672", false).await);
     run("rabbitmqctl", &["-q", "start_app"]);
     assert!(port_is("127.0.0.1:5672", true).await);
-    gate.add_permits(1000);
-
-    let job = app.wait_for_job(&job_id, Duration::from_secs(180)).await;
-    assert_eq!(job["status"], "completed", "{job:#}");
-    each_event_once(&seen, &job_id, &ids).await;
-    artifacts_of_every_video(&iso, &ids).await;
-    app.shutdown().await;
-    iso.db.drop_now().await;
+    mid.gate.add_permits(1000);
+    mid.completes().await;
 }
 
 /// The installed PostgreSQL cluster (Debian's layout).
@@ -155,31 +176,17 @@ impl Drop for PostgresGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_run_loses_and_duplicates_nothing() {
-    let iso = Isolation::new().await;
-    let ids = ["pgDown00001", "pgDown00002", "pgDown00003"];
-    let gate = Arc::new(Semaphore::new(0));
-    let app = gated_app(&iso, &[], &ids, gate.clone()).await;
-    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let (seen, _observer) = collect(kafka.consume("faults-pg-observer").await.unwrap());
-    let job_id = app.submit(CHANNEL, false).await;
-    all_videos(&iso, &job_id, ids.len(), "transcribing").await;
-
+    let mid = MidRun::start(&["pgDown00001", "pgDown00002", "pgDown00003"]).await;
     // The transcriptions finish as the database goes down: their results, the videos' state
     // changes and the outbox all meet a dead connection.
     let cluster = pg_cluster();
     let _guard = PostgresGuard(cluster.clone());
-    gate.add_permits(1000);
+    mid.gate.add_permits(1000);
     run("pg_ctlcluster", &["--skip-systemctl-redirect", &cluster, "main", "stop", "-m", "fast"]);
     assert!(port_is("127.0.0.1:5432", false).await);
     run("pg_ctlcluster", &["--skip-systemctl-redirect", &cluster, "main", "start"]);
     assert!(port_is("127.0.0.1:5432", true).await);
-
-    let job = app.wait_for_job(&job_id, Duration::from_secs(180)).await;
-    assert_eq!(job["status"], "completed", "{job:#}");
-    each_event_once(&seen, &job_id, &ids).await;
-    artifacts_of_every_video(&iso, &ids).await;
-    app.shutdown().await;
-    iso.db.drop_now().await;
+    mid.completes().await;
 }
 
 /// The Tansu broker that `scripts/services.sh` installs (`$TANSU` overrides).
