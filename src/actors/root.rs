@@ -106,8 +106,11 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::StartJob(job_id) => {
-                let jobs = jobs_ref(state)?;
-                jobs.cast(JobSupervisorMsg::Start(job_id))?;
+                // While the JobSupervisor restarts, the job waits unclaimed: the new one's first
+                // lease round takes it.
+                if let Ok(jobs) = jobs_ref(state) {
+                    jobs.cast(JobSupervisorMsg::Start(job_id))?;
+                }
             }
             RootMsg::CancelJob(job_id, reply) => match jobs_ref(state) {
                 Ok(jobs) => {
