@@ -18,7 +18,7 @@ use crate::adapters::outbox::{self, OutboxEventBus, Sink};
 use crate::adapters::postgres::PgStore;
 use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
-use crate::adapters::{AdapterError, JobRecord};
+use crate::adapters::{AdapterError, DomainEvent, EventPayload, JobRecord};
 use crate::adapters::{ArtifactStore, CommandBus, EventBus, JobStore};
 use crate::analytics::{Analytics, EventLog};
 use crate::config::{Backends, Settings};
@@ -177,8 +177,13 @@ impl Pipeline {
         }
         let running = ractor::call_t!(self.root, RootMsg::CancelJob, 5_000, job_id).unwrap_or(false);
         if !running {
-            // Not running here (e.g. waiting for a restart): cancel it in the store.
-            self.deps.store.set_job_status(job_id, JobStatus::Cancelled, None).await?;
+            // Not running here: cancel it in the store. Where another process runs it, that
+            // process cancels it at its next lease renewal and reports it; where none does, this
+            // is the job's end, reported here (a stable id: consumers see it once either way).
+            let status = JobStatus::Cancelled;
+            let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
+            self.deps.events.publish(event).await?;
+            self.deps.store.set_job_status(job_id, status, None).await?;
         }
         Ok(CancelOutcome::Cancelling)
     }

@@ -603,3 +603,29 @@ async fn analytics_metrics_and_the_event_log_follow_the_events() {
     assert_eq!(events.len(), 3 + 1 + 2 + 1 + 6 + 1, "{events:#?}");
     app.shutdown().await;
 }
+
+/// Cancelling a job that no process here runs ends it in the store and reports `job_finished`.
+#[tokio::test]
+async fn cancelling_a_job_run_elsewhere_reports_its_end() {
+    use tubesum::adapters::JobStore;
+    let data = tempfile::tempdir().unwrap();
+    let store = tubesum::adapters::sqlite::SqliteStore::open(&crate::helpers::settings(&data, &[]).database_path())
+        .await
+        .unwrap();
+    let job_id = tubesum::domain::JobId::new();
+    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    assert!(store.claim_job(job_id, "elsewhere", Duration::from_secs(600)).await.unwrap());
+    let app = TestApp::spawn_with_stages_in(data, &[], |ctx| instant::stages(ctx, metas(&["aaaaaaaaaaa"]))).await;
+
+    let response = app.client.delete(app.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let job = app.wait_for_job(&job_id.to_string(), Duration::from_secs(10)).await;
+    assert_eq!(job["status"], "cancelled");
+    let path = format!("/analytics?job_id={job_id}");
+    let reported = poll_until(Duration::from_secs(10), || async {
+        app.get_json(&path).await.1["jobs_finished"]["cancelled"] == 1
+    })
+    .await;
+    assert!(reported, "{:#}", app.get_json(&path).await.1);
+    app.shutdown().await;
+}
