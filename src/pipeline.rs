@@ -46,7 +46,10 @@ impl Deps {
         let (store, outbox_pool): (Arc<dyn JobStore>, _) = match ports.store {
             Backends::Embedded => (embedded(), None),
             Backends::Production => {
-                let pg = PgStore::connect(&settings.database).await.with_context(|| what("store"))?;
+                let mut pg = PgStore::connect(&settings.database).await.with_context(|| what("store"))?;
+                if ports.events == Backends::Production {
+                    pg = pg.with_outbox(&OUTBOX_SINKS);
+                }
                 let pool = pg.pool().clone();
                 (Arc::new(pg), Some(pool))
             }
@@ -78,7 +81,7 @@ impl Deps {
                 );
                 let kafka: Arc<dyn EventBus> =
                     Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| what("events"))?);
-                let sinks = [Sink::new("fanout", fanout.clone()), Sink::new("kafka", kafka.clone())];
+                let sinks = [Sink::new(OUTBOX_SINKS[0], fanout.clone()), Sink::new(OUTBOX_SINKS[1], kafka.clone())];
                 let relay =
                     outbox::run_relay(pool.clone(), sinks.to_vec(), Duration::from_secs(1), settings.stages.backoff());
                 background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
@@ -92,6 +95,9 @@ impl Deps {
         Ok(Deps { settings, store, artifacts, commands, events, stages, background: Arc::new(background), outbox })
     }
 }
+
+/// The outbox's sinks in production: the RabbitMQ fanout exchange and Kafka.
+const OUTBOX_SINKS: [&str; 2] = ["fanout", "kafka"];
 
 /// The embedded database under `data_dir`.
 async fn open_sqlite(settings: &Settings) -> anyhow::Result<SqliteStore> {
@@ -182,8 +188,9 @@ impl Pipeline {
             // is the job's end, reported here (a stable id: consumers see it once either way).
             let status = JobStatus::Cancelled;
             let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
-            self.deps.events.publish(event).await?;
-            self.deps.store.set_job_status(job_id, status, None).await?;
+            if !self.deps.store.finish_job(job_id, status, None, &event).await? {
+                self.deps.events.publish(event).await?;
+            }
         }
         Ok(CancelOutcome::Cancelling)
     }

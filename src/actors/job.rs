@@ -312,11 +312,12 @@ impl JobActor {
         status: JobStatus,
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
-        // The event first: should the status write fail, or the process die before it, the job
-        // is still unfinished, its actor runs again and publishes the same event (a stable id).
         let event = DomainEvent::new(state.job_id, None, EventPayload::JobFinished { status }).stable();
-        self.deps.events.publish(event).await?;
-        self.deps.store.set_job_status(state.job_id, status, error.as_deref()).await?;
+        // With the outbox, the status and the event are one transaction; otherwise the event
+        // follows the status (the in-process bus keeps nothing across a crash anyway).
+        if !self.deps.store.finish_job(state.job_id, status, error.as_deref(), &event).await? {
+            self.deps.events.publish(event).await?;
+        }
         tracing::info!(job_id = %state.job_id, %status, "job finished");
         myself.stop(Some(status.to_string()));
         Ok(())

@@ -93,6 +93,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// Newest first.
     async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)>;
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()>;
+    /// Ends a job: its final status and the event that reports it. A store with a transactional
+    /// outbox writes both in one transaction and returns true; otherwise it writes the status and
+    /// returns false, and the caller publishes the event.
+    async fn finish_job(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        event: &DomainEvent,
+    ) -> AdapterResult<bool> {
+        let _ = event;
+        self.set_job_status(job_id, status, error).await?;
+        Ok(false)
+    }
     /// Jobs that are not final.
     async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>>;
     /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder

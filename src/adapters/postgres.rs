@@ -11,7 +11,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use super::{AdapterError, AdapterResult, AttemptRecord, JobRecord, JobStore, StageCommand, VideoRecord, VideoUpdate};
+use super::{
+    AdapterError, AdapterResult, AttemptRecord, DomainEvent, JobRecord, JobStore, StageCommand, VideoRecord,
+    VideoUpdate,
+};
 use crate::config::{DatabaseSettings, redact_url};
 use crate::domain::{AttemptOutcome, ChannelId, JobId, JobStatus, VideoId, VideoMeta};
 
@@ -21,6 +24,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The outbox's sinks, when events go through the outbox: job endings are then written with
+    /// their event in one transaction.
+    outbox_sinks: Option<Vec<String>>,
 }
 
 impl PgStore {
@@ -38,11 +44,18 @@ impl PgStore {
             .await
             .map_err(|e| unavailable(&e))?;
         MIGRATOR.run(&pool).await.map_err(|e| unavailable(&format!("migrations failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, outbox_sinks: None })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Writes job endings and their `job_finished` event in one transaction, the event pending for
+    /// `sinks` in the outbox.
+    pub fn with_outbox(mut self, sinks: &[&str]) -> Self {
+        self.outbox_sinks = Some(sinks.iter().map(|s| (*s).to_owned()).collect());
+        self
     }
 }
 
@@ -167,6 +180,33 @@ impl JobStore for PgStore {
         .await
         .map_err(translate)?;
         Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        event: &DomainEvent,
+    ) -> AdapterResult<bool> {
+        let Some(sinks) = &self.outbox_sinks else {
+            self.set_job_status(job_id, status, error).await?;
+            return Ok(false);
+        };
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let done = sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = now() WHERE job_id = $3")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(job_id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if done.rows_affected() == 0 {
+            return Err(AdapterError::NotFound(format!("job {job_id}")));
+        }
+        super::outbox::enqueue(&mut *tx, event, sinks).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(true)
     }
 
     async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
@@ -403,6 +443,33 @@ mod tests {
     async fn postgres_job_store_conforms() {
         let db = TestDatabase::create().await;
         conformance::job_store(&db.store().await).await;
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn a_job_ends_with_its_event_in_one_transaction() {
+        use crate::adapters::{EventPayload, outbox};
+        let db = TestDatabase::create().await;
+        let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
+        let finished = |job| DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Completed });
+
+        let plain = db.store().await;
+        let job = JobId::new();
+        plain.create_job(job, &channel, false).await.unwrap();
+        assert!(!plain.finish_job(job, JobStatus::Completed, None, &finished(job)).await.unwrap(), "no outbox");
+        assert_eq!(outbox::pending(plain.pool()).await.unwrap(), 0);
+
+        let store = db.store().await.with_outbox(&["fanout", "kafka"]);
+        let job = JobId::new();
+        store.create_job(job, &channel, false).await.unwrap();
+        let event = finished(job);
+        assert!(store.finish_job(job, JobStatus::Failed, Some("gone"), &event).await.unwrap());
+        let record = store.get_job(job).await.unwrap().unwrap();
+        assert_eq!((record.status, record.error.as_deref()), (JobStatus::Failed, Some("gone")));
+        assert_eq!(outbox::published_at(store.pool(), event.event_id).await.unwrap(), Some(None), "pending");
+        let missing = JobId::new();
+        assert!(store.finish_job(missing, JobStatus::Failed, None, &finished(missing)).await.is_err());
+        assert_eq!(outbox::pending(store.pool()).await.unwrap(), 1, "nothing enqueued for a missing job");
         db.drop_now().await;
     }
 
