@@ -102,6 +102,8 @@ pub struct EventLogSettings {
 pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
+    /// How long events stay in the outbox once every broker has them (0 = for ever).
+    pub outbox_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -82,8 +82,10 @@ impl Deps {
                 let kafka: Arc<dyn EventBus> =
                     Arc::new(KafkaEventBus::connect(&settings.kafka).await.with_context(|| what("events"))?);
                 let sinks = [Sink::new(OUTBOX_SINKS[0], fanout.clone()), Sink::new(OUTBOX_SINKS[1], kafka.clone())];
-                let relay =
-                    outbox::run_relay(pool.clone(), sinks.to_vec(), Duration::from_secs(1), settings.stages.backoff());
+                let hours = settings.database.outbox_retention_hours;
+                let retention = (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600)));
+                let backoff = settings.stages.backoff();
+                let relay = outbox::run_relay(pool.clone(), sinks.to_vec(), Duration::from_secs(1), backoff, retention);
                 background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
                 outbox = Some(pool.clone());
                 Arc::new(OutboxEventBus::new(pool, &sinks, fanout, kafka))

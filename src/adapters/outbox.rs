@@ -143,9 +143,42 @@ pub async fn pending(pool: &PgPool) -> AdapterResult<i64> {
     sqlx::query_scalar("SELECT COUNT(DISTINCT outbox_id) FROM outbox_pending").fetch_one(pool).await.map_err(translate)
 }
 
-/// Runs one relay loop per sink until the task is dropped.
-pub async fn run_relay(pool: PgPool, sinks: Vec<Sink>, poll: Duration, backoff: crate::actors::backoff::Backoff) {
-    futures::future::join_all(sinks.into_iter().map(|sink| relay_loop(pool.clone(), sink, poll, backoff))).await;
+/// Deletes the events every sink published more than `retention` ago; returns how many.
+pub async fn prune(pool: &PgPool, retention: Duration) -> AdapterResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM outbox o WHERE o.published_at < now() - make_interval(secs => $1) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id)",
+    )
+    .bind(retention.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(translate)?;
+    Ok(done.rows_affected())
+}
+
+/// Runs one relay loop per sink until the task is dropped, and prunes published events older
+/// than `retention` (when set) every hour.
+pub async fn run_relay(
+    pool: PgPool,
+    sinks: Vec<Sink>,
+    poll: Duration,
+    backoff: crate::actors::backoff::Backoff,
+    retention: Option<Duration>,
+) {
+    let pruner = async {
+        let Some(retention) = retention else { return };
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match prune(&pool, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(events = n, "outbox: pruned published events"),
+                Err(e) => tracing::warn!(error = %e, "outbox: pruning failed"),
+            }
+        }
+    };
+    let relays = futures::future::join_all(sinks.into_iter().map(|sink| relay_loop(pool.clone(), sink, poll, backoff)));
+    tokio::join!(pruner, relays);
 }
 
 /// Relays `sink`'s events: woken by NOTIFY or every `poll`, backing off while the sink or the
@@ -281,6 +314,13 @@ mod tests {
         assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 1);
         assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 1);
         assert_eq!(down.taken.lock().unwrap().last(), Some(&events[0]));
+
+        // Pruning takes only what every sink has, and only once it is old enough.
+        bus.publish(event(9)).await.unwrap();
+        assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 0, "too young");
+        sqlx::query("UPDATE outbox SET published_at = now() - interval '2 hours'").execute(&pool).await.unwrap();
+        assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 3, "the waiting one stays");
+        assert_eq!(pending(&pool).await.unwrap(), 1);
         db.drop_now().await;
     }
 
@@ -292,8 +332,13 @@ mod tests {
         *sink.up.lock().unwrap() = true;
         let backoff =
             crate::actors::backoff::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
-        let relay =
-            tokio::spawn(run_relay(pool.clone(), vec![Sink::new("s", sink.clone())], Duration::from_secs(30), backoff));
+        let relay = tokio::spawn(run_relay(
+            pool.clone(),
+            vec![Sink::new("s", sink.clone())],
+            Duration::from_secs(30),
+            backoff,
+            None,
+        ));
         let e = event(7);
         enqueue(&pool, &e, &["s".to_owned()]).await.unwrap();
         // NOTIFY wakes the relay long before its 30 s poll.

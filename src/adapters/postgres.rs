@@ -413,7 +413,8 @@ pub mod testing {
                 .execute(&mut admin)
                 .await
                 .expect("create test database");
-            let settings = DatabaseSettings { url: SecretString::from(format!("{server}/{name}")), max_connections: 5 };
+            let url = SecretString::from(format!("{server}/{name}"));
+            let settings = DatabaseSettings { url, max_connections: 5, outbox_retention_hours: 0 };
             TestDatabase { name, settings }
         }
 
@@ -492,6 +493,7 @@ mod tests {
         let settings = DatabaseSettings {
             url: SecretString::from(format!("postgres://user:hunter2@127.0.0.1:{port}/db")),
             max_connections: 1,
+            outbox_retention_hours: 0,
         };
         let err = PgStore::connect(&settings).await.err().expect("nothing listens there");
         let msg = err.to_string();
