@@ -75,7 +75,7 @@ fn completed_stage(payload: &EventPayload) -> Option<Stage> {
     }
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct StageTally {
     completed: u64,
     failed: u64,
@@ -87,7 +87,7 @@ struct StageTally {
     duration_max_ms: u64,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Tally {
     events: u64,
     by_type: HashMap<&'static str, u64>,
@@ -132,10 +132,11 @@ impl Tally {
     }
 
     fn report(&self, job_id: Option<JobId>) -> AnalyticsReport {
+        let none = StageTally::default();
         let stages = Stage::ALL
             .iter()
             .map(|stage| {
-                let t = self.stages.get(stage).cloned().unwrap_or_default();
+                let t = self.stages.get(stage).unwrap_or(&none);
                 let mut sorted: Vec<u64> = t.durations_ms.iter().copied().collect();
                 sorted.sort_unstable();
                 let pct =
@@ -254,7 +255,7 @@ impl Analytics {
         let state = self.state.lock().expect("analytics lock");
         match job_id {
             None => state.all.report(None),
-            Some(id) => state.jobs.get(&id).cloned().unwrap_or_default().report(Some(id)),
+            Some(id) => state.jobs.get(&id).map_or_else(|| Tally::default().report(Some(id)), |t| t.report(Some(id))),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::adapters::outbox::{self, OutboxEventBus, Sink};
 use crate::adapters::postgres::PgStore;
 use crate::adapters::rabbitmq::{RabbitCommandBus, RabbitEventBus};
 use crate::adapters::sqlite::SqliteStore;
-use crate::adapters::{AdapterError, DomainEvent, EventPayload, JobRecord};
+use crate::adapters::{AdapterError, JobRecord};
 use crate::adapters::{ArtifactStore, CommandBus, EventBus, JobStore};
 use crate::analytics::{Analytics, EventLog};
 use crate::config::{Backends, Settings};
@@ -43,15 +43,17 @@ impl Deps {
         };
         let embedded = || sqlite.clone().expect("opened when a port is embedded");
 
-        let (store, outbox_pool): (Arc<dyn JobStore>, _) = match ports.store {
+        // The outbox lives in the production store; events go through it when they are production too.
+        let (store, outbox): (Arc<dyn JobStore>, _) = match ports.store {
             Backends::Embedded => (embedded(), None),
             Backends::Production => {
-                let mut pg = PgStore::connect(&settings.database).await.with_context(|| what("store"))?;
+                let pg = PgStore::connect(&settings.database).await.with_context(|| what("store"))?;
                 if ports.events == Backends::Production {
-                    pg = pg.with_outbox(&OUTBOX_SINKS);
+                    let pool = pg.pool().clone();
+                    (Arc::new(pg.with_outbox(&OUTBOX_SINKS)), Some(pool))
+                } else {
+                    (Arc::new(pg), None)
                 }
-                let pool = pg.pool().clone();
-                (Arc::new(pg), Some(pool))
             }
         };
         let artifacts: Arc<dyn ArtifactStore> = match ports.artifacts {
@@ -70,8 +72,7 @@ impl Deps {
                     .with_context(|| what("commands"))?,
             ),
         };
-        let mut outbox = None;
-        let events: Arc<dyn EventBus> = match (ports.events, outbox_pool) {
+        let events: Arc<dyn EventBus> = match (ports.events, outbox.clone()) {
             (Backends::Embedded, _) => Arc::new(InProcessEventBus::default()),
             (Backends::Production, Some(pool)) => {
                 let fanout: Arc<dyn EventBus> = Arc::new(
@@ -87,7 +88,6 @@ impl Deps {
                 let backoff = settings.stages.backoff();
                 let relay = outbox::run_relay(pool.clone(), sinks.to_vec(), Duration::from_secs(1), backoff, retention);
                 background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
-                outbox = Some(pool.clone());
                 Arc::new(OutboxEventBus::new(pool, &sinks, fanout, kafka))
             }
             (Backends::Production, None) => anyhow::bail!("production events need the production store (the outbox)"),
@@ -188,11 +188,7 @@ impl Pipeline {
             // Not running here: cancel it in the store. Where another process runs it, that
             // process cancels it at its next lease renewal and reports it; where none does, this
             // is the job's end, reported here (a stable id: consumers see it once either way).
-            let status = JobStatus::Cancelled;
-            let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
-            if !self.deps.store.finish_job(job_id, status, None, &event).await? {
-                self.deps.events.publish(event).await?;
-            }
+            self.deps.finish_job(job_id, JobStatus::Cancelled, None).await?;
         }
         Ok(CancelOutcome::Cancelling)
     }

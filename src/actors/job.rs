@@ -312,12 +312,7 @@ impl JobActor {
         status: JobStatus,
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
-        let event = DomainEvent::new(state.job_id, None, EventPayload::JobFinished { status }).stable();
-        // With the outbox, the status and the event are one transaction; otherwise the event
-        // follows the status (the in-process bus keeps nothing across a crash anyway).
-        if !self.deps.store.finish_job(state.job_id, status, error.as_deref(), &event).await? {
-            self.deps.events.publish(event).await?;
-        }
+        self.deps.finish_job(state.job_id, status, error.as_deref()).await?;
         tracing::info!(job_id = %state.job_id, %status, "job finished");
         myself.stop(Some(status.to_string()));
         Ok(())

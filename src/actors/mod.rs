@@ -57,6 +57,25 @@ pub struct Deps {
     pub outbox: Option<sqlx::PgPool>,
 }
 
+impl Deps {
+    /// Ends a job: writes its final status and publishes `job_finished` (a stable id, so a repeat
+    /// after a crash is seen once). With the outbox the two are one transaction; otherwise the
+    /// event follows the status (the in-process bus keeps nothing across a crash anyway).
+    pub async fn finish_job(
+        &self,
+        job_id: JobId,
+        status: crate::domain::JobStatus,
+        error: Option<&str>,
+    ) -> crate::adapters::AdapterResult<()> {
+        use crate::adapters::{DomainEvent, EventPayload};
+        let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
+        if !self.store.finish_job(job_id, status, error, &event).await? {
+            self.events.publish(event).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Registry name of a job's actor.
 pub fn job_actor_name(job_id: JobId) -> String {
     format!("job:{job_id}")

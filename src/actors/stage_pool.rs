@@ -151,38 +151,36 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     // Its own task: a panic in the stage is caught here instead of taking the pool down.
     let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (attempt, events) = match outcome {
-        Ok(Ok(Ok(events))) => {
-            stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            ((AttemptOutcome::Succeeded, None), events)
-        }
-        Ok(Ok(Err(error))) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-            ((AttemptOutcome::Failed, Some(error.to_string())), vec![failed_event(&command, &error)])
-        }
+    let result = match outcome {
+        Ok(Ok(Ok(events))) => Ok(events),
+        Ok(Ok(Err(error))) => Err((AttemptOutcome::Failed, error)),
         Ok(Err(join_error)) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
             let reason = panic_message(join_error);
             tracing::error!(%stage, video_id = ?command.video_id, %reason, "stage panicked");
-            let error = StageError::Retryable(format!("{stage} crashed: {reason}"));
-            ((AttemptOutcome::Crashed, Some(error.to_string())), vec![failed_event(&command, &error)])
+            Err((AttemptOutcome::Crashed, StageError::Retryable(format!("{stage} crashed: {reason}"))))
         }
         Err(_) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
             let error = StageError::Retryable(format!("{stage} did not finish within {} s", timeout.as_secs()));
-            ((AttemptOutcome::TimedOut, Some(error.to_string())), vec![failed_event(&command, &error)])
+            Err((AttemptOutcome::TimedOut, error))
         }
     };
-    let events: Vec<DomainEvent> = events
-        .into_iter()
-        .map(|mut event| {
-            event.duration_ms = Some(duration_ms);
-            event.stable()
-        })
-        .collect();
-    if let Err(e) = deps.store.attempt_finished(command.command_id, attempt.0, attempt.1.as_deref()).await {
+    let (attempt, error, events) = match result {
+        Ok(events) => {
+            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            (AttemptOutcome::Succeeded, None, events)
+        }
+        Err((attempt, error)) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            (attempt, Some(error.to_string()), vec![failed_event(&command, &error)])
+        }
+    };
+    if let Err(e) = deps.store.attempt_finished(command.command_id, attempt, error.as_deref()).await {
         tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
     }
+    let events = events.into_iter().map(|mut event| {
+        event.duration_ms = Some(duration_ms);
+        event.stable()
+    });
     for event in events {
         if let Err(e) = publish_patiently(deps, event).await {
             if early_ack {

@@ -35,7 +35,7 @@ pub async fn job_store(store: &dyn JobStore) {
     assert_eq!(got.error.as_deref(), Some("channel not found"));
     assert!(store.set_job_status(JobId::new(), JobStatus::Failed, None).await.is_err());
     store.set_job_status(job, JobStatus::Running, None).await.unwrap();
-    assert!(store.unfinished_jobs().await.unwrap().contains(&job));
+    assert!(store.claimable_jobs().await.unwrap().contains(&job), "an unfinished, unheld job");
 
     let videos = [video("aaaaaaaaaaa", "First & <best>"), video("bbbbbbbbbbb", "Second")];
     store.add_videos(job, &videos).await.unwrap();
@@ -69,7 +69,7 @@ pub async fn job_store(store: &dyn JobStore) {
     let pos = |id| all.iter().position(|j| j.job_id == id).unwrap();
     assert!(pos(second) < pos(job), "newest first");
     store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
-    assert!(!store.unfinished_jobs().await.unwrap().contains(&job));
+    assert!(!store.claimable_jobs().await.unwrap().contains(&job), "a final job");
 
     leases(store, &channel).await;
     attempts(store, &channel).await;

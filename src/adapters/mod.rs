@@ -107,8 +107,6 @@ pub trait JobStore: Send + Sync + 'static {
         self.set_job_status(job_id, status, error).await?;
         Ok(false)
     }
-    /// Jobs that are not final.
-    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>>;
     /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
     /// stopped renewing), oldest first: the jobs a process may resume.
     async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>>;

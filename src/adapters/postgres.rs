@@ -172,16 +172,6 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
     async fn finish_job(
         &self,
         job_id: JobId,

@@ -181,16 +181,6 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn unfinished_jobs(&self) -> AdapterResult<Vec<JobId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
-        ids.iter().map(|id| parse("job id", id)).collect()
-    }
-
     async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
