@@ -7,36 +7,19 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Semaphore;
+use tubesum::adapters::JobStore;
 use tubesum::adapters::kafka::KafkaEventBus;
-use tubesum::adapters::{DomainEvent, EventStream, JobStore};
 
-use crate::helpers::{TestApp, poll_until};
+use crate::helpers::{Seen, TestApp, collect, poll_until};
 use crate::production::{Isolation, gated_app};
 
 const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
 const FIVE: [&str; 5] =
     ["video_discovered", "video_downloaded", "audio_extracted", "transcription_completed", "summarization_completed"];
-
-type Seen = Arc<Mutex<Vec<DomainEvent>>>;
-
-/// Collects a stream's events until the handle is dropped.
-fn collect(mut stream: EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
-    let seen: Seen = Arc::default();
-    let out = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Some(item) = stream.next().await {
-            if let Ok(event) = item {
-                out.lock().unwrap().push(event);
-            }
-        }
-    });
-    (seen, tokio_util::task::AbortOnDropHandle::new(task))
-}
 
 /// Every video of the job got each of the five events, each under one event id (redeliveries of
 /// the same id are what consumers deduplicate).

@@ -217,3 +217,21 @@ pub fn videos(job: &Value) -> Vec<(String, String, u64, Option<String>)> {
         })
         .collect()
 }
+
+/// Events a subscription delivered, as they come.
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<tubesum::adapters::DomainEvent>>>;
+
+/// Collects a stream's events in the background until the handle is dropped.
+pub fn collect(mut stream: tubesum::adapters::EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
+    use futures::StreamExt;
+    let seen: Seen = std::sync::Arc::default();
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if let Ok(event) = item {
+                out.lock().unwrap().push(event);
+            }
+        }
+    });
+    (seen, tokio_util::task::AbortOnDropHandle::new(task))
+}

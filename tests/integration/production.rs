@@ -5,12 +5,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::StreamExt;
+use tubesum::adapters::EventBus;
 use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::adapters::mongo::MongoArtifactStore;
 use tubesum::adapters::postgres::testing::TestDatabase;
 use tubesum::adapters::rabbitmq::RabbitEventBus;
-use tubesum::adapters::{EventBus, EventStream};
 use tubesum::config::{AmqpSettings, KafkaSettings};
 use tubesum::domain::{Segment, VideoId};
 use tubesum::standin::media::{self, Container};
@@ -23,7 +22,7 @@ use tubesum::domain::Stage;
 use tubesum::stages::{StageContext, instant};
 
 use crate::actors::{Gated, metas};
-use crate::helpers::{TestApp, whisper_model};
+use crate::helpers::{Seen, TestApp, collect, whisper_model};
 
 const CHANNEL: &str = "UCproductionproductionpr";
 const FIVE: [&str; 5] =
@@ -79,20 +78,13 @@ pub(crate) fn mongo_url() -> String {
     std::env::var("MONGODB_TEST_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
 }
 
-/// Collects event types of `job_id` from a stream in the background.
-fn collect(mut stream: EventStream) -> std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = seen.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(event)) = stream.next().await {
-            out.lock().unwrap().push((event.job_id.to_string(), event.payload.kind().to_owned()));
-        }
-    });
-    seen
-}
-
-fn kinds_of(seen: &std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>, job_id: &str) -> HashSet<String> {
-    seen.lock().unwrap().iter().filter(|(j, _)| j == job_id).map(|(_, k)| k.clone()).collect()
+fn kinds_of(seen: &Seen, job_id: &str) -> HashSet<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.job_id.to_string() == job_id)
+        .map(|e| e.payload.kind().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -125,9 +117,9 @@ async fn a_channel_completes_on_the_production_backends() {
 
     // Independent observers on both event channels.
     let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
-    let on_fanout = collect(fanout.subscribe().await.unwrap());
+    let (on_fanout, _fanout_observer) = collect(fanout.subscribe().await.unwrap());
     let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let on_kafka = collect(kafka.consume("test-observer").await.unwrap());
+    let (on_kafka, _kafka_observer) = collect(kafka.consume("test-observer").await.unwrap());
 
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(300)).await;
@@ -232,18 +224,7 @@ async fn two_processes_share_the_work_of_one_channel() {
         apps.push(TestApp::with_deps_and_stages(deps, data, pools).await);
     }
     let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let on_kafka = {
-        let stream = kafka.consume("test-two-processes").await.unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let out = seen.clone();
-        tokio::spawn(async move {
-            let mut stream = stream;
-            while let Some(Ok(e)) = stream.next().await {
-                out.lock().unwrap().push(e);
-            }
-        });
-        seen
-    };
+    let (on_kafka, _observer) = collect(kafka.consume("test-two-processes").await.unwrap());
 
     let job_id = apps[0].submit(CHANNEL, false).await;
     let job = apps[0].wait_for_job(&job_id, Duration::from_secs(120)).await;
