@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The two commands of the README, each doing all set-up first:
 #   scripts/dev.sh demo    builds a local demo channel and summarizes it (no internet needed)
-#   scripts/dev.sh test    runs every test (unit, actor, end-to-end), plus fmt and clippy, starting
-#                          the local services they need (scripts/services.sh)
+#   scripts/dev.sh test    runs every test (unit, actor, end-to-end, both builds), plus fmt and
+#                          clippy, starting the local services they need (scripts/services.sh)
 # and, for convenience:
 #   scripts/dev.sh serve   runs the HTTP API on 127.0.0.1:8080
 set -euo pipefail
@@ -14,7 +14,8 @@ export WHISPER_MODEL="$PWD/models/ggml-tiny.en.bin"
 case "${1:-}" in
   demo)
     shift
-    cargo run --quiet -- demo "$@"
+    # The laptop build: no production drivers to compile (see the README's build table).
+    cargo run --quiet --no-default-features --features embedded -- demo "$@"
     ;;
   serve)
     shift
@@ -24,17 +25,25 @@ case "${1:-}" in
     shift
     # The servers the adapters' tests talk to (MongoDB protocol, …); the tests fail without them.
     scripts/services.sh
-    cargo fmt --check
-    cargo clippy --all-targets --quiet -- -D warnings
+    cargo fmt --all --check
     # CT2_MODEL_DIR: the converter test checks the real model converts to the published size.
     export CT2_MODEL_DIR=$(scripts/ct2-model-dir) RUST_BACKTRACE=0
     if (($#)); then
-      cargo test --all-targets "$@"
-    else
-      cargo test --all-targets -- --skip faults::
-      # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
-      cargo test --test integration faults:: -- --test-threads=1
+      cargo test --workspace --all-targets "$@"
+      exit
     fi
+    # The embedded build (what `scripts/dev.sh demo` and a laptop get): no lapin, mongodb, rdkafka
+    # or sqlx-postgres. Its lints, its unit tests, and the binary end to end (summarize, serve,
+    # demo, and refusing a backend it was built without).
+    embedded=(--no-default-features --features embedded)
+    cargo clippy "${embedded[@]}" --all-targets --quiet -- -D warnings
+    cargo test "${embedded[@]}" --lib
+    cargo test "${embedded[@]}" --test integration -- cli:: layers::
+    # The default build: every backend. The layer check runs with the rest.
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    cargo test --workspace --all-targets -- --skip faults::
+    # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
+    cargo test --test integration faults:: -- --test-threads=1
     ;;
   *)
     echo "usage: scripts/dev.sh demo|test|serve [args…]" >&2

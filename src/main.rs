@@ -7,9 +7,9 @@ async fn main() -> std::process::ExitCode {
     // The server logs its work; the one-shot commands show progress bars and only warnings.
     let default_filter = match cli.command {
         Command::Serve { .. } => "warn,tubesum=info",
-        Command::Summarize { .. } | Command::Demo { .. } | Command::Models(_) | Command::Bench(_) => "warn",
+        _ => "warn",
     };
-    tubesum::telemetry::init(default_filter);
+    tubesum::observability::telemetry::init(default_filter);
     match tubesum::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,16 +1,24 @@
-//! EventConsumer: one per decoupled event consumer (analytics, event log). Subscribes to the event
-//! bus in its own consumer group and feeds every event to its sink; if the subscription breaks
-//! the consumer fails and the RootSupervisor restarts it (the sink keeps its state and drops the
-//! events it sees again).
+//! EventConsumer: one per decoupled event consumer (analytics, the event log). Subscribes to the
+//! event bus in its own consumer group and feeds every event to its [`EventSink`]; if the
+//! subscription breaks the consumer fails and the RootSupervisor restarts it (the sink keeps its
+//! state and drops the events it sees again).
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 
+use super::pump::{self, Pump};
 use super::{Deps, fail};
-use crate::analytics::EventSink;
+use crate::domain::DomainEvent;
+
+/// Something fed every event a consumer group delivers (delivery is at-least-once: a sink sees
+/// duplicates and drops them by `event_id`).
+pub trait EventSink: Send + Sync + 'static {
+    /// A short name for logs and the actor tree.
+    fn name(&self) -> &'static str;
+    /// Handles one delivery (possibly a duplicate).
+    fn accept(&self, event: &DomainEvent);
+}
 
 pub struct EventConsumer {
     pub deps: Deps,
@@ -24,7 +32,7 @@ pub struct EventConsumerArgs {
 }
 
 pub struct EventConsumerState {
-    task: JoinHandle<()>,
+    _pump: Pump,
 }
 
 #[derive(Debug)]
@@ -42,38 +50,22 @@ impl Actor for EventConsumer {
         myself: ActorRef<EventConsumerMsg>,
         args: EventConsumerArgs,
     ) -> Result<EventConsumerState, ActorProcessingErr> {
-        let mut events = self.deps.events.subscribe_group(&args.group).await?;
+        let events = self.deps.events.subscribe_group(&args.group).await?;
         let sink = args.sink;
-        let task = tokio::spawn(async move {
-            let reason = loop {
-                match events.next().await {
-                    Some(Ok(event)) => sink.accept(&event),
-                    Some(Err(e)) => break format!("{}: event stream error: {e}", sink.name()),
-                    None => break format!("{}: event stream closed", sink.name()),
-                }
-            };
-            let _ = myself.cast(EventConsumerMsg::SubscriptionEnded(reason));
-        });
-        Ok(EventConsumerState { task })
+        let drain = move |event: DomainEvent| sink.accept(&event);
+        Ok(EventConsumerState { _pump: pump::spawn(myself, events, drain, EventConsumerMsg::SubscriptionEnded) })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<EventConsumerMsg>,
+        myself: ActorRef<EventConsumerMsg>,
         msg: EventConsumerMsg,
         _state: &mut EventConsumerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EventConsumerMsg::SubscriptionEnded(reason) => Err(fail(reason)),
+            EventConsumerMsg::SubscriptionEnded(reason) => {
+                Err(fail(format!("{}: event {reason}", myself.get_name().unwrap_or_default())))
+            }
         }
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<EventConsumerMsg>,
-        state: &mut EventConsumerState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.task.abort();
-        Ok(())
     }
 }

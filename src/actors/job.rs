@@ -8,11 +8,13 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::backoff::Restarts;
-use super::video::{VideoActor, VideoArgs, VideoMsg, state};
+use super::restarts::Restarts;
+use super::video::{VideoActor, VideoArgs, VideoMsg};
 use super::{Deps, fail, video_actor_name};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand, VideoUpdate};
-use crate::domain::{JobId, JobStatus, Stage, VideoId, VideoStatus};
+use crate::domain::workflow::{self, VideoEvent};
+use crate::domain::{
+    DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoStatus, VideoUpdate,
+};
 
 pub struct JobActor {
     pub deps: Deps,
@@ -69,7 +71,7 @@ impl Actor for JobActor {
             force: job.force,
             discovery_attempt: None,
             children: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.stages.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff()),
             pending: 0,
             cancelled: false,
         })
@@ -98,7 +100,7 @@ impl Actor for JobActor {
             JobMsg::RetryDiscovery { attempt } => self.discover(&myself, state, attempt).await,
             JobMsg::DiscoveryDeadline { attempt } => {
                 if state.discovery_attempt == Some(attempt) {
-                    let secs = self.deps.settings.stages.timeout(Stage::Discovery).as_secs();
+                    let secs = self.deps.settings.timeout(Stage::Discovery).as_secs();
                     self.discovery_failed(
                         &myself,
                         state,
@@ -176,7 +178,7 @@ impl JobActor {
         self.deps.store.set_job_status(state.job_id, JobStatus::Discovering, None).await?;
         self.deps.commands.send(StageCommand::new(state.job_id, None, Stage::Discovery, attempt)).await?;
         state.discovery_attempt = Some(attempt);
-        let timeout = self.deps.settings.stages.timeout(Stage::Discovery);
+        let timeout = self.deps.settings.timeout(Stage::Discovery);
         myself.send_after(timeout, move || JobMsg::DiscoveryDeadline { attempt });
         Ok(())
     }
@@ -221,9 +223,9 @@ impl JobActor {
         reason: String,
     ) -> Result<(), ActorProcessingErr> {
         state.discovery_attempt = None;
-        let max = self.deps.settings.stages.max_attempts;
+        let max = self.deps.settings.max_attempts;
         if retryable && attempt < max {
-            let delay = self.deps.settings.stages.backoff().delay(attempt);
+            let delay = self.deps.settings.backoff().delay(attempt);
             tracing::warn!(job_id = %state.job_id, attempt, %reason, ?delay, "discovery failed; will retry");
             myself.send_after(delay, move || JobMsg::RetryDiscovery { attempt: attempt + 1 });
             return Ok(());
@@ -235,14 +237,14 @@ impl JobActor {
     /// Spawns a VideoActor for every video with work left (reusing earlier summaries unless forced).
     async fn run_videos(&self, myself: &ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
         for video in self.deps.store.list_videos(state.job_id).await? {
-            if state::is_final(video.status) {
+            if workflow::is_final(video.status) {
                 continue;
             }
             if video.status == VideoStatus::Discovered
                 && !state.force
                 && self.deps.artifacts.get_summary(&video.video_id).await?.is_some()
             {
-                let to = state::on(video.status, state::VideoEvent::Reuse)?;
+                let to = workflow::on(video.status, VideoEvent::Reuse)?;
                 let update = VideoUpdate { status: to, attempts: 0, error: None };
                 self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
                 continue;
@@ -282,16 +284,16 @@ impl JobActor {
         }
         let mut videos = self.deps.store.list_videos(state.job_id).await?;
         if state.cancelled {
-            for video in videos.iter_mut().filter(|v| !state::is_final(v.status)) {
-                let to = state::on(video.status, state::VideoEvent::Cancel)?;
+            for video in videos.iter_mut().filter(|v| !workflow::is_final(v.status)) {
+                let to = workflow::on(video.status, VideoEvent::Cancel)?;
                 let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
                 self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
             }
             return self.finish(myself, state, JobStatus::Cancelled, None).await;
         }
-        if videos.iter().any(|v| !state::is_final(v.status)) {
+        if videos.iter().any(|v| !workflow::is_final(v.status)) {
             // A video with work left and no actor (e.g. after a restart race): drive it.
-            for v in videos.into_iter().filter(|v| !state::is_final(v.status)) {
+            for v in videos.into_iter().filter(|v| !workflow::is_final(v.status)) {
                 self.spawn_video(myself, state, v.video_id).await?;
             }
             return Ok(());

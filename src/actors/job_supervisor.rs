@@ -11,16 +11,16 @@
 //! after this process failed to renew in time (its actors stop here). Leases are released on
 //! shutdown, so another process resumes the jobs at its next renewal.
 //!
-//! [`JobStore::claim_job`]: crate::adapters::JobStore::claim_job
-//! [`StagesSettings::job_lease`]: crate::config::StagesSettings::job_lease
+//! [`JobStore::claim_job`]: crate::ports::JobStore::claim_job
+//! [`StagesSettings::job_lease`]: crate::stages::StagesSettings::job_lease
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::backoff::Restarts;
 use super::job::{JobActor, JobArgs, JobMsg};
+use super::restarts::Restarts;
 use super::{Deps, job_actor_name};
 use crate::domain::{JobId, JobStatus};
 
@@ -69,7 +69,7 @@ impl Actor for JobSupervisor {
             node: args.node,
             children: HashMap::new(),
             jobs: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.stages.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff()),
             ticker: None,
         })
     }
@@ -77,7 +77,7 @@ impl Actor for JobSupervisor {
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // The first tick resumes what is unfinished and unheld; then one every third of a lease.
         myself.cast(JobSupervisorMsg::Tick)?;
-        let every = self.deps.settings.stages.job_lease() / 3;
+        let every = self.deps.settings.job_lease() / 3;
         state.ticker = Some(myself.send_interval(every.max(Duration::from_millis(100)), || JobSupervisorMsg::Tick));
         Ok(())
     }
@@ -156,7 +156,7 @@ impl JobSupervisor {
         if state.jobs.contains_key(&job_id) {
             return;
         }
-        let lease = self.deps.settings.stages.job_lease();
+        let lease = self.deps.settings.job_lease();
         match self.deps.store.claim_job(job_id, &state.node, lease).await {
             Ok(true) => {}
             Ok(false) => {
@@ -187,7 +187,7 @@ impl JobSupervisor {
     /// Renews the leases, lets go of jobs that are no longer ours, and claims unheld ones.
     async fn tick(&self, myself: &ActorRef<JobSupervisorMsg>, state: &mut JobSupervisorState) {
         let store = &self.deps.store;
-        let lease = self.deps.settings.stages.job_lease();
+        let lease = self.deps.settings.job_lease();
         let held = match store.renew_leases(&state.node, lease).await {
             Ok(held) => held,
             Err(e) => {

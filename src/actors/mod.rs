@@ -5,12 +5,11 @@
 //! ├─ EventRouter                        event bus → the JobActor / VideoActor an event is about
 //! ├─ StagePool{stage} × 5               consumes its stage's queue, N workers, publishes results
 //! │    discovery | download | audio_extraction | transcription | summarization
-//! ├─ EventConsumer{analytics, event-log} its own consumer group each: `/analytics`, `/metrics`,
-//! │                                     the JSON-lines event log
+//! ├─ EventConsumer{analytics, event-log} its own consumer group each, feeding an [`EventSink`]
 //! └─ JobSupervisor                      one JobActor per job it holds a lease on; restarts a failed one
 //!    └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
 //!       │                               ends the job when every video is final
-//!       └─ VideoActor{job_id,video_id}  drives `video::state` through the stage pools;
+//!       └─ VideoActor{job_id,video_id}  drives `domain::workflow` through the stage pools;
 //!                                       restarted alone, from its persisted state, when it fails
 //! ```
 //!
@@ -21,14 +20,16 @@
 //! the job goes on. A panic anywhere in a VideoActor is handled the same way. Nothing above the
 //! failed actor restarts.
 //!
-//! Adapters (stores, buses) are shared `Arc<dyn Port>`s; the actors that hold their long-lived
-//! consumers (EventRouter, StagePools) are restarted with backoff by the RootSupervisor when a
-//! consumer breaks.
+//! The ports (stores, buses) are shared `Arc<dyn Port>`s in [`Deps`]; the actors that hold a
+//! long-lived subscription (EventRouter, StagePools, EventConsumers) pump it with [`pump`] and fail
+//! when it breaks, and the RootSupervisor re-creates them with backoff. The runtime knows nothing
+//! of which adapters are behind the ports, nor of what the event sinks do with events.
 
-pub mod backoff;
 pub mod consumer;
 pub mod job;
 pub mod job_supervisor;
+pub mod pump;
+pub mod restarts;
 pub mod root;
 pub mod router;
 pub mod stage_pool;
@@ -36,38 +37,30 @@ pub mod video;
 
 use std::sync::Arc;
 
-use crate::adapters::{ArtifactStore, CommandBus, EventBus, JobStore};
-use crate::config::Settings;
-use crate::domain::{JobId, VideoId};
-use crate::stages::Stages;
+pub use consumer::{EventConsumerArgs, EventSink};
+pub use stage_pool::PoolStats;
 
-/// What actors share (read-only).
+use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, VideoId};
+use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, PortResult};
+use crate::stages::{Stages, StagesSettings};
+
+/// What actors share (read-only): the runtime's settings, the ports, and the stage work.
 #[derive(Clone)]
 pub struct Deps {
-    pub settings: Arc<Settings>,
+    /// `[stages]`: pool sizes, deadlines, attempts, backoff, job leases.
+    pub settings: Arc<StagesSettings>,
     pub store: Arc<dyn JobStore>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub commands: Arc<dyn CommandBus>,
     pub events: Arc<dyn EventBus>,
     pub stages: Stages,
-    /// Adapter tasks that live as long as the adapters (e.g. the outbox relay); aborted when the
-    /// last clone is dropped.
-    pub background: Arc<Vec<tokio_util::task::AbortOnDropHandle<()>>>,
-    /// The PostgreSQL outbox, when events go through it (for its backlog gauge).
-    pub outbox: Option<sqlx::PgPool>,
 }
 
 impl Deps {
     /// Ends a job: writes its final status and publishes `job_finished` (a stable id, so a repeat
     /// after a crash is seen once). With the outbox the two are one transaction; otherwise the
     /// event follows the status (the in-process bus keeps nothing across a crash anyway).
-    pub async fn finish_job(
-        &self,
-        job_id: JobId,
-        status: crate::domain::JobStatus,
-        error: Option<&str>,
-    ) -> crate::adapters::AdapterResult<()> {
-        use crate::adapters::{DomainEvent, EventPayload};
+    pub async fn finish_job(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
         let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
         if !self.store.finish_job(job_id, status, error, &event).await? {
             self.events.publish(event).await?;

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::backoff::Restarts;
 use super::consumer::{EventConsumer, EventConsumerArgs};
 use super::job_supervisor::{JobSupervisor, JobSupervisorArgs, JobSupervisorMsg};
+use super::restarts::Restarts;
 use super::router::EventRouter;
-use super::stage_pool::{StagePool, StagePoolArgs, StagePoolMsg};
+use super::stage_pool::{PoolStats, StagePool, StagePoolArgs, StagePoolMsg};
 use super::{Deps, fail};
 use crate::domain::{JobId, Stage};
 
@@ -29,16 +29,6 @@ pub struct RootArgs {
     pub node: String,
     /// The decoupled event consumers (analytics, event log).
     pub consumers: Vec<EventConsumerArgs>,
-}
-
-/// One running pool's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    pub stage: Stage,
-    pub workers: usize,
-    pub running: u64,
-    pub succeeded: u64,
-    pub failed: u64,
 }
 
 /// The root's children.
@@ -80,7 +70,7 @@ impl Actor for RootSupervisor {
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
             children: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.stages.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff()),
             shutting_down: false,
             instance: args.instance.clone(),
             node: args.node.clone(),
@@ -130,11 +120,10 @@ impl Actor for RootSupervisor {
             RootMsg::PoolStats(reply) => {
                 let mut out = Vec::new();
                 for (child, cell) in state.children.values() {
-                    if let Child::Pool(stage) = child {
+                    if let Child::Pool(_) = child {
                         let pool: ActorRef<StagePoolMsg> = cell.clone().into();
-                        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000);
-                        if let Ok((workers, running, ok, failed)) = stats {
-                            out.push(PoolStats { stage: *stage, workers, running, succeeded: ok, failed });
+                        if let Ok(stats) = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000) {
+                            out.push(stats);
                         }
                     }
                 }

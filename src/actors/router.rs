@@ -5,21 +5,20 @@
 //! RootSupervisor then has every running job ask again for the results it waits for
 //! ([`super::job::JobMsg::Resync`]): events published while no subscription existed reached no one.
 
-use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 
 use super::job::JobMsg;
+use super::pump::{self, Pump};
 use super::video::VideoMsg;
 use super::{Deps, fail, job_actor_name, video_actor_name};
-use crate::adapters::{DomainEvent, EventPayload};
+use crate::domain::{DomainEvent, EventPayload};
 
 pub struct EventRouter {
     pub deps: Deps,
 }
 
 pub struct EventRouterState {
-    task: JoinHandle<()>,
+    _pump: Pump,
 }
 
 #[derive(Debug)]
@@ -33,18 +32,8 @@ impl Actor for EventRouter {
     type Arguments = ();
 
     async fn pre_start(&self, myself: ActorRef<EventRouterMsg>, _: ()) -> Result<EventRouterState, ActorProcessingErr> {
-        let mut events = self.deps.events.subscribe().await?;
-        let task = tokio::spawn(async move {
-            let reason = loop {
-                match events.next().await {
-                    Some(Ok(event)) => route(event),
-                    Some(Err(e)) => break format!("event stream error: {e}"),
-                    None => break "event stream closed".to_owned(),
-                }
-            };
-            let _ = myself.cast(EventRouterMsg::SubscriptionEnded(reason));
-        });
-        Ok(EventRouterState { task })
+        let events = self.deps.events.subscribe().await?;
+        Ok(EventRouterState { _pump: pump::spawn(myself, events, route, EventRouterMsg::SubscriptionEnded) })
     }
 
     async fn handle(
@@ -54,17 +43,8 @@ impl Actor for EventRouter {
         _state: &mut EventRouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EventRouterMsg::SubscriptionEnded(reason) => Err(fail(format!("event router: {reason}"))),
+            EventRouterMsg::SubscriptionEnded(reason) => Err(fail(format!("event router: event {reason}"))),
         }
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<EventRouterMsg>,
-        state: &mut EventRouterState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.task.abort();
-        Ok(())
     }
 }
 

@@ -3,19 +3,25 @@
 //! own task so a panic is contained, bounds it by the stage timeout, publishes the resulting events
 //! (or a `stage_failed` event) and only then acknowledges the delivery. If the consumer breaks the
 //! pool fails and the RootSupervisor restarts it.
+//!
+//! The pool owns its running work: the workers are a `JoinSet` held by the pump's drain, and each
+//! stage runs under an abort-on-drop handle, so stopping the pool (or a timeout) stops the work
+//! with it; subprocesses are killed when their handle drops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use async_trait::async_trait;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 
+use super::pump::{self, Drain, Pump};
 use super::{Deps, fail};
-use crate::adapters::{Delivery, DomainEvent, EventPayload};
-use crate::domain::{AttemptOutcome, Stage};
+use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, Stage, StageCommand};
+use crate::ports::{Delivery, PortError};
 use crate::stages::{StageError, StageWork};
 
 pub struct StagePool {
@@ -31,24 +37,32 @@ pub struct StagePoolArgs {
 
 pub struct StagePoolState {
     stage: Stage,
-    consumer: JoinHandle<()>,
-    pub stats: Arc<PoolStats>,
+    counters: Arc<Counters>,
+    _pump: Pump,
 }
 
-/// Counters for the ops console and metrics.
-#[derive(Debug, Default)]
+/// One pool's counters, as the ops console and the metrics show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
-    pub running: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
+    pub stage: Stage,
+    pub workers: usize,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    running: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 #[derive(Debug)]
 pub enum StagePoolMsg {
     /// The queue consumer ended; the pool fails so that it is restarted.
     ConsumerStopped(String),
-    /// (workers, running, succeeded, failed)
-    Stats(ractor::RpcReplyPort<(usize, u64, u64, u64)>),
+    Stats(RpcReplyPort<PoolStats>),
 }
 
 impl Actor for StagePool {
@@ -62,37 +76,23 @@ impl Actor for StagePool {
         args: StagePoolArgs,
     ) -> Result<StagePoolState, ActorProcessingErr> {
         let stage = args.stage;
-        let workers = self.deps.settings.stages.workers(stage);
-        let mut deliveries = self.deps.commands.consume(stage, workers).await?;
-        let work = self.deps.stages.get(stage);
-        let deps = self.deps.clone();
-        let stats = Arc::new(PoolStats::default());
-        let task_stats = stats.clone();
-        let node: Arc<str> = args.node.into();
-        let consumer = tokio::spawn(async move {
-            let permits = Arc::new(Semaphore::new(workers));
-            let reason = loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break "worker semaphore closed".to_owned();
-                };
-                match deliveries.next().await {
-                    Some(Ok(delivery)) => {
-                        let (deps, work, stats, node) = (deps.clone(), work.clone(), task_stats.clone(), node.clone());
-                        tokio::spawn(async move {
-                            stats.running.fetch_add(1, Ordering::Relaxed);
-                            handle_delivery(&deps, &node, work, delivery, &stats).await;
-                            stats.running.fetch_sub(1, Ordering::Relaxed);
-                            drop(permit);
-                        });
-                    }
-                    Some(Err(e)) => break format!("consumer error: {e}"),
-                    None => break "queue closed".to_owned(),
-                }
-            };
-            let _ = myself.cast(StagePoolMsg::ConsumerStopped(reason));
-        });
+        let workers = self.deps.settings.workers(stage);
+        let deliveries = self.deps.commands.consume(stage, workers).await?;
+        let counters = Arc::new(Counters::default());
+        let drain = Workers {
+            deps: self.deps.clone(),
+            node: args.node.into(),
+            work: self.deps.stages.get(stage),
+            counters: counters.clone(),
+            permits: Arc::new(Semaphore::new(workers)),
+            running: JoinSet::new(),
+        };
         tracing::debug!(%stage, workers, "stage pool started");
-        Ok(StagePoolState { stage, consumer, stats })
+        Ok(StagePoolState {
+            stage,
+            counters,
+            _pump: pump::spawn(myself, deliveries, drain, StagePoolMsg::ConsumerStopped),
+        })
     }
 
     async fn handle(
@@ -102,27 +102,52 @@ impl Actor for StagePool {
         state: &mut StagePoolState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StagePoolMsg::ConsumerStopped(reason) => Err(fail(format!("{} pool: {reason}", state.stage))),
+            StagePoolMsg::ConsumerStopped(reason) => Err(fail(format!("{} pool: queue {reason}", state.stage))),
             StagePoolMsg::Stats(reply) => {
-                let s = &state.stats;
-                let _ = reply.send((
-                    self.deps.settings.stages.workers(state.stage),
-                    s.running.load(Ordering::Relaxed),
-                    s.succeeded.load(Ordering::Relaxed),
-                    s.failed.load(Ordering::Relaxed),
-                ));
+                let c = &state.counters;
+                let _ = reply.send(PoolStats {
+                    stage: state.stage,
+                    workers: self.deps.settings.workers(state.stage),
+                    running: c.running.load(Ordering::Relaxed),
+                    succeeded: c.succeeded.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                });
                 Ok(())
             }
         }
     }
+}
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<StagePoolMsg>,
-        state: &mut StagePoolState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.consumer.abort();
-        Ok(())
+/// The pool's workers: each delivery waits for a free worker, then runs on a task of the set.
+/// Dropping the set (the pool's pump is aborted) aborts every running command.
+struct Workers {
+    deps: Deps,
+    node: Arc<str>,
+    work: Arc<dyn StageWork>,
+    counters: Arc<Counters>,
+    permits: Arc<Semaphore>,
+    running: JoinSet<()>,
+}
+
+#[async_trait]
+impl Drain<Delivery> for Workers {
+    async fn take(&mut self, delivery: Delivery) {
+        while let Some(done) = self.running.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "stage worker crashed");
+            }
+        }
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return; // never closed
+        };
+        let (deps, work, counters, node) =
+            (self.deps.clone(), self.work.clone(), self.counters.clone(), self.node.clone());
+        self.running.spawn(async move {
+            counters.running.fetch_add(1, Ordering::Relaxed);
+            handle_delivery(&deps, &node, work, delivery, &counters).await;
+            counters.running.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
     }
 }
 
@@ -134,10 +159,10 @@ pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
 
 /// Runs one command and reports it: events first, ack after (at-least-once) — or ack first for
 /// stages that may outlast the broker's acknowledgement timeout (see [`EARLY_ACK_AFTER`]).
-async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, stats: &PoolStats) {
+async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, counters: &Counters) {
     let command = delivery.command;
     let stage = command.stage;
-    let timeout = deps.settings.stages.timeout(stage);
+    let timeout = deps.settings.timeout(stage);
     let early_ack = timeout > EARLY_ACK_AFTER;
     if early_ack && let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "early ack failed (the command may be redelivered; stages are idempotent)");
@@ -148,8 +173,10 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     }
     let task_command = command.clone();
     let started = std::time::Instant::now();
-    // Its own task: a panic in the stage is caught here instead of taking the pool down.
-    let outcome = tokio::time::timeout(timeout, tokio::spawn(async move { work.run(&task_command).await })).await;
+    // Its own task: a panic in the stage is caught here instead of taking the pool down; the
+    // handle aborts the work when the deadline drops it.
+    let task = AbortOnDropHandle::new(tokio::spawn(async move { work.run(&task_command).await }));
+    let outcome = tokio::time::timeout(timeout, task).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -166,11 +193,11 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     };
     let (attempt, error, events) = match result {
         Ok(events) => {
-            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            counters.succeeded.fetch_add(1, Ordering::Relaxed);
             (AttemptOutcome::Succeeded, None, events)
         }
         Err((attempt, error)) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
+            counters.failed.fetch_add(1, Ordering::Relaxed);
             (attempt, Some(error.to_string()), vec![failed_event(&command, &error)])
         }
     };
@@ -205,14 +232,14 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
 /// command's deliveries, and redoing committed work only reports it again.
 const RESULT_PATIENCE: Duration = Duration::from_secs(120);
 
-async fn publish_patiently(deps: &Deps, event: DomainEvent) -> Result<(), crate::adapters::AdapterError> {
-    let backoff = deps.settings.stages.backoff();
+async fn publish_patiently(deps: &Deps, event: DomainEvent) -> Result<(), PortError> {
+    let backoff = deps.settings.backoff();
     let give_up_at = tokio::time::Instant::now() + RESULT_PATIENCE;
     let mut failures = 0;
     loop {
         match deps.events.publish(event.clone()).await {
             Ok(()) => return Ok(()),
-            Err(e @ crate::adapters::AdapterError::Unavailable(_)) if tokio::time::Instant::now() < give_up_at => {
+            Err(e @ PortError::Unavailable(_)) if tokio::time::Instant::now() < give_up_at => {
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(kind = event.payload.kind(), error = %e, "could not publish a result; retrying");
@@ -224,7 +251,7 @@ async fn publish_patiently(deps: &Deps, event: DomainEvent) -> Result<(), crate:
     }
 }
 
-fn failed_event(command: &crate::adapters::StageCommand, error: &StageError) -> DomainEvent {
+fn failed_event(command: &StageCommand, error: &StageError) -> DomainEvent {
     DomainEvent::new(
         command.job_id,
         command.video_id.clone(),

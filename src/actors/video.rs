@@ -1,4 +1,4 @@
-//! VideoActor: one per video of a running job; a thin driver around [`state`].
+//! VideoActor: one per video of a running job; a thin driver around [`workflow`].
 //!
 //! On start it reloads the video's persisted record and either dispatches the next stage, or —
 //! after a restart — re-dispatches the stage that was in flight with the next attempt number. It
@@ -8,15 +8,14 @@
 //! failure, or when the attempts are spent, it persists `failed` and stops normally. It stops
 //! normally in every final state.
 
-pub mod state;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 
 use super::{Deps, fail};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand, VideoRecord, VideoUpdate};
-use crate::domain::{JobId, Stage, VideoId, VideoStatus};
-use state::VideoEvent;
+use crate::domain::workflow::{self, VideoEvent};
+use crate::domain::{
+    DomainEvent, EventPayload, JobId, Stage, StageCommand, VideoId, VideoRecord, VideoStatus, VideoUpdate,
+};
 
 pub struct VideoActor {
     pub deps: Deps,
@@ -80,7 +79,7 @@ impl Actor for VideoActor {
                 if state.awaiting != Some((stage, attempt)) {
                     return Ok(());
                 }
-                let timeout = self.deps.settings.stages.timeout(stage);
+                let timeout = self.deps.settings.timeout(stage);
                 let reason = format!("{stage} did not finish within {} s", timeout.as_secs());
                 self.on_failure(&myself, state, stage, true, reason).await
             }
@@ -96,7 +95,7 @@ impl Actor for VideoActor {
             }
             VideoMsg::Cancel => {
                 state.awaiting = None;
-                if !state::is_final(state.record.status) {
+                if !workflow::is_final(state.record.status) {
                     self.transition(state, VideoEvent::Cancel, None).await?;
                 }
                 myself.stop(Some("cancelled".into()));
@@ -118,12 +117,12 @@ impl VideoActor {
     /// flight (after a restart), or stop in a final state.
     async fn drive(&self, myself: &ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
         let status = state.record.status;
-        if state::is_final(status) {
+        if workflow::is_final(status) {
             myself.stop(Some(status.to_string()));
             return Ok(());
         }
-        let max = self.deps.settings.stages.max_attempts;
-        let (stage, attempts) = match (state::in_flight(status), state::next_stage(status)) {
+        let max = self.deps.settings.max_attempts;
+        let (stage, attempts) = match (workflow::in_flight(status), workflow::next_stage(status)) {
             (Some(stage), _) => {
                 // Restarted mid-stage: this is another attempt at it.
                 if state.record.attempts >= max {
@@ -147,7 +146,7 @@ impl VideoActor {
         if let Some(old) = state.deadline.take() {
             old.abort();
         }
-        let timeout = self.deps.settings.stages.timeout(stage);
+        let timeout = self.deps.settings.timeout(stage);
         let me = myself.clone();
         state.deadline = Some(tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
@@ -213,7 +212,7 @@ impl VideoActor {
     ) -> Result<(), ActorProcessingErr> {
         state.awaiting = None;
         let attempts = state.record.attempts;
-        let max = self.deps.settings.stages.max_attempts;
+        let max = self.deps.settings.max_attempts;
         if !retryable || attempts >= max {
             return self.give_up(myself, state, stage, reason).await;
         }
@@ -246,8 +245,8 @@ impl VideoActor {
         event: VideoEvent,
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
-        let to = state::on(state.record.status, event)?;
-        let attempts = if state::is_final(to) { state.record.attempts } else { 0 };
+        let to = workflow::on(state.record.status, event)?;
+        let attempts = if workflow::is_final(to) { state.record.attempts } else { 0 };
         let error = if to == VideoStatus::Failed { error } else { None };
         self.persist(state, to, attempts, error).await
     }

@@ -18,8 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventStream};
-use crate::config::KafkaSettings;
+use crate::adapters::settings::KafkaSettings;
+use crate::domain::DomainEvent;
+use crate::ports::{EventBus, EventStream, PortError, PortResult};
 
 /// Every event type, i.e. every topic (before the prefix).
 pub const TOPICS: &[&str] = &[
@@ -40,9 +41,9 @@ pub struct KafkaEventBus {
 
 impl KafkaEventBus {
     /// Connects (failing fast when no broker answers) and creates the topics that are missing.
-    pub async fn connect(settings: &KafkaSettings) -> AdapterResult<Self> {
+    pub async fn connect(settings: &KafkaSettings) -> PortResult<Self> {
         let unavailable =
-            |e: &dyn std::fmt::Display| AdapterError::Unavailable(format!("Kafka at {}: {e}", settings.brokers));
+            |e: &dyn std::fmt::Display| PortError::Unavailable(format!("Kafka at {}: {e}", settings.brokers));
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
@@ -64,22 +65,22 @@ impl KafkaEventBus {
         format!("{}{kind}", self.settings.topic_prefix)
     }
 
-    async fn create_topics(&self) -> AdapterResult<()> {
+    async fn create_topics(&self) -> PortResult<()> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.settings.brokers)
             .create()
-            .map_err(|e| AdapterError::Unavailable(format!("Kafka admin: {e}")))?;
+            .map_err(|e| PortError::Unavailable(format!("Kafka admin: {e}")))?;
         let names: Vec<String> = TOPICS.iter().map(|t| self.topic(t)).collect();
         let topics: Vec<NewTopic<'_>> =
             names.iter().map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1))).collect();
         let results = admin
             .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
             .await
-            .map_err(|e| AdapterError::Unavailable(format!("creating Kafka topics: {e}")))?;
+            .map_err(|e| PortError::Unavailable(format!("creating Kafka topics: {e}")))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(AdapterError::Unavailable(format!("creating topic {topic}: {code}"))),
+                Err((topic, code)) => return Err(PortError::Unavailable(format!("creating topic {topic}: {code}"))),
             }
         }
         Ok(())
@@ -87,17 +88,17 @@ impl KafkaEventBus {
 
     /// A consumer of every event topic in consumer group `group` (each group sees every event),
     /// from the group's committed offsets or else from the earliest event.
-    pub async fn consume(&self, group: &str) -> AdapterResult<EventStream> {
+    pub async fn consume(&self, group: &str) -> PortResult<EventStream> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.settings.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("auto.offset.reset", "earliest")
             .create()
-            .map_err(|e| AdapterError::Unavailable(format!("Kafka consumer: {e}")))?;
+            .map_err(|e| PortError::Unavailable(format!("Kafka consumer: {e}")))?;
         let names: Vec<String> = TOPICS.iter().map(|t| self.topic(t)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer.subscribe(&refs).map_err(|e| AdapterError::Unavailable(format!("subscribing: {e}")))?;
+        consumer.subscribe(&refs).map_err(|e| PortError::Unavailable(format!("subscribing: {e}")))?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
             let mut messages = consumer.stream();
@@ -119,7 +120,7 @@ impl KafkaEventBus {
                         }
                         None => continue,
                     },
-                    Err(e) => Err(AdapterError::Unavailable(format!("Kafka: {e}"))),
+                    Err(e) => Err(PortError::Unavailable(format!("Kafka: {e}"))),
                 };
                 if tx.send(item).await.is_err() {
                     break;
@@ -135,23 +136,23 @@ impl KafkaEventBus {
 
 #[async_trait]
 impl EventBus for KafkaEventBus {
-    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
-        let payload = serde_json::to_vec(&event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
+        let payload = serde_json::to_vec(&event).map_err(|e| PortError::Other(format!("encoding event: {e}")))?;
         let key = event.video_id.as_ref().map_or_else(|| event.job_id.to_string(), ToString::to_string);
         let topic = self.topic(event.payload.kind());
         self.producer
             .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
             .await
-            .map_err(|(e, _)| AdapterError::Unavailable(format!("publishing to {topic}: {e}")))?;
+            .map_err(|(e, _)| PortError::Unavailable(format!("publishing to {topic}: {e}")))?;
         Ok(())
     }
 
     /// A fresh consumer group: this subscriber sees every event from the start of the topics.
-    async fn subscribe(&self) -> AdapterResult<EventStream> {
+    async fn subscribe(&self) -> PortResult<EventStream> {
         self.consume(&format!("tubesum-subscriber-{}", uuid::Uuid::new_v4())).await
     }
 
-    async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
+    async fn subscribe_group(&self, group: &str) -> PortResult<EventStream> {
         self.consume(group).await
     }
 }
@@ -159,15 +160,7 @@ impl EventBus for KafkaEventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::{EventPayload, conformance};
-
-    /// `$KAFKA_TEST_BROKERS` or the local broker; a unique topic prefix per test.
-    pub fn test_settings() -> KafkaSettings {
-        KafkaSettings {
-            brokers: std::env::var("KAFKA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-            topic_prefix: format!("t{}_", uuid::Uuid::new_v4().simple()),
-        }
-    }
+    use crate::domain::EventPayload;
 
     #[test]
     fn every_event_type_has_a_topic() {
@@ -190,22 +183,5 @@ mod tests {
             assert!(TOPICS.contains(&k.kind()), "{}", k.kind());
         }
         assert_eq!(kinds.len(), TOPICS.len());
-    }
-
-    #[tokio::test]
-    async fn kafka_event_bus_conforms() {
-        let bus = KafkaEventBus::connect(&test_settings())
-            .await
-            .unwrap_or_else(|e| panic!("a Kafka-protocol broker is required (scripts/services.sh starts one): {e}"));
-        conformance::event_bus(&bus).await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_broker_fails_fast() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let settings = KafkaSettings { brokers: format!("127.0.0.1:{port}"), topic_prefix: String::new() };
-        let err = KafkaEventBus::connect(&settings).await.err().expect("nothing listens there");
-        assert!(matches!(err, AdapterError::Unavailable(_)));
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::adapters::AdapterError;
+use crate::ports::PortError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -65,16 +65,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<AdapterError> for ApiError {
-    fn from(e: AdapterError) -> Self {
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
         match e {
-            AdapterError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            AdapterError::AlreadyExists(what) => ApiError::Conflict(format!("{what} already exists")),
-            AdapterError::Unavailable(detail) => {
+            PortError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            PortError::AlreadyExists(what) => ApiError::Conflict(format!("{what} already exists")),
+            PortError::Unavailable(detail) => {
                 tracing::error!(%detail, "backend unavailable");
                 ApiError::Unavailable("a backend is unavailable; try again shortly".into())
             }
-            AdapterError::Corrupt(detail) | AdapterError::Other(detail) => ApiError::Internal(detail),
+            PortError::Corrupt(detail) | PortError::Other(detail) => ApiError::Internal(detail),
         }
     }
 }

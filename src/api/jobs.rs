@@ -13,9 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::adapters::{AttemptRecord, JobRecord, VideoRecord};
-use crate::domain::{ChannelId, JobId, JobStatus, VideoStatus};
-use crate::pipeline::CancelOutcome;
+use crate::app::pipeline::CancelOutcome;
+use crate::domain::{AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::analytics::AnalyticsReport;
+use crate::app::pipeline::ActorNode;
 use crate::domain::Segment;
-use crate::pipeline::ActorNode;
+use crate::observability::AnalyticsReport;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {

@@ -4,7 +4,10 @@
 pub mod error;
 pub mod jobs;
 pub mod misc;
+pub mod server;
 pub mod videos;
+
+pub use server::Application;
 
 use std::sync::Arc;
 
@@ -19,8 +22,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-use crate::pipeline::Pipeline;
-use crate::summarize::Summarizer;
+use crate::app::Pipeline;
+use crate::stages::summarization::Summarizer;
 use error::ApiError;
 
 #[derive(Clone)]
@@ -42,7 +45,7 @@ pub struct AppState {
     components(schemas(
         jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
-        crate::adapters::AttemptRecord, crate::analytics::AnalyticsReport,
+        crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail,
     )),
     modifiers(&BearerAuth),

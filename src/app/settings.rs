@@ -1,9 +1,12 @@
 //! Typed settings, layered: `config/default.toml` (compiled in) → an optional file → environment
 //! (`TUBESUM_<SECTION>__<KEY>`). Unknown keys anywhere are an error.
+//!
+//! The sections belong to the layers that read them ([`crate::stages::settings`],
+//! [`crate::adapters::settings`]); this module composes, loads and validates them, and hands each
+//! layer its own part ([`Settings::stage_settings`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -11,9 +14,13 @@ use figment::value::Value;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::domain::Stage;
+use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings};
+use crate::stages::settings::{
+    AudioSettings, DiscoverySettings, DownloadSettings, LlmSettings, OpenAiTranscriptionSettings, StageSettings,
+    StagesSettings, SummarySettings, TranscriptionSettings, WhisperSettings, YoutubeSettings,
+};
 
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub const ENV_PREFIX: &str = "TUBESUM_";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +91,23 @@ impl Settings {
         }
     }
 
+    /// The stage work's part of the settings.
+    pub fn stage_settings(&self) -> StageSettings {
+        StageSettings {
+            media_dir: self.media_dir(),
+            youtube: self.youtube.clone(),
+            discovery: self.discovery.clone(),
+            download: self.download.clone(),
+            audio: self.audio.clone(),
+            transcription: self.transcription.clone(),
+            whisper: self.whisper.clone(),
+            openai_transcription: self.openai_transcription.clone(),
+            llm: self.llm.clone(),
+            summary: self.summary.clone(),
+            stages: self.stages.clone(),
+        }
+    }
+
     /// The structured event log's file, if any.
     pub fn event_log_path(&self) -> Option<PathBuf> {
         (!self.event_log.path.as_os_str().is_empty()).then(|| self.data_dir.join(&self.event_log.path))
@@ -99,227 +123,11 @@ pub struct EventLogSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: SecretString,
-    pub max_connections: u32,
-    /// How long events stay in the outbox once every broker has them (0 = for ever).
-    pub outbox_retention_hours: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MongoSettings {
-    pub url: SecretString,
-    pub database: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpSettings {
-    pub url: SecretString,
-    pub retry_delay_ms: u64,
-    pub max_deliveries: u32,
-    pub events_exchange: String,
-    pub queue_prefix: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSettings {
-    pub brokers: String,
-    pub topic_prefix: String,
-}
-
-/// A URL with its password replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     #[serde(default)]
     pub api_token: Option<SecretString>,
     pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct YoutubeSettings {
-    /// `{channel_id}` is replaced.
-    pub feed_url: String,
-    /// `{video_id}` is replaced.
-    pub video_url: String,
-    /// `{channel_id}` is replaced; listed with `yt-dlp --flat-playlist -J`.
-    pub channel_url: String,
-    pub request_timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DiscoveryMode {
-    Feed,
-    YtDlp,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscoverySettings {
-    pub mode: DiscoveryMode,
-    pub max_videos: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DownloadSettings {
-    pub yt_dlp: PathBuf,
-    pub format: String,
-    pub max_filesize: String,
-    pub timeout_secs: u64,
-    pub keep_media: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AudioSettings {
-    pub ffmpeg: PathBuf,
-    pub timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TranscriptionBackend {
-    Whisper,
-    Openai,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaptionsPolicy {
-    Prefer,
-    Never,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TranscriptionSettings {
-    pub backend: TranscriptionBackend,
-    pub captions: CaptionsPolicy,
-    pub language: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WhisperSettings {
-    pub model: PathBuf,
-    pub threads: u16,
-    pub no_speech_threshold: f32,
-    pub beam_size: u16,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenAiTranscriptionSettings {
-    pub base_url: String,
-    pub model: String,
-    #[serde(default)]
-    pub api_key: Option<SecretString>,
-    pub timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmSettings {
-    /// Empty means: use the offline summarizer.
-    pub base_url: String,
-    pub model: String,
-    #[serde(default)]
-    pub api_key: Option<SecretString>,
-    pub max_chunk_tokens: usize,
-    pub temperature: f32,
-    pub timeout_secs: u64,
-}
-
-impl LlmSettings {
-    pub fn enabled(&self) -> bool {
-        !self.base_url.trim().is_empty()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SummarySettings {
-    pub max_sentences: usize,
-    pub max_key_points: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StagesSettings {
-    pub max_attempts: u32,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    /// How long a process's claim on a job lasts without renewal (renewed every third of it). When
-    /// a process dies, another takes its unfinished jobs over after at most this long.
-    pub job_lease_secs: u64,
-    pub discovery: StagePoolSettings,
-    pub download: StagePoolSettings,
-    pub audio_extraction: StagePoolSettings,
-    pub transcription: StagePoolSettings,
-    pub summarization: StagePoolSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StagePoolSettings {
-    /// 0 = one per CPU core.
-    pub workers: usize,
-    pub timeout_secs: u64,
-}
-
-impl StagesSettings {
-    pub fn pool(&self, stage: Stage) -> &StagePoolSettings {
-        match stage {
-            Stage::Discovery => &self.discovery,
-            Stage::Download => &self.download,
-            Stage::AudioExtraction => &self.audio_extraction,
-            Stage::Transcription => &self.transcription,
-            Stage::Summarization => &self.summarization,
-        }
-    }
-
-    pub fn job_lease(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.job_lease_secs.max(1))
-    }
-
-    /// The effective number of workers of a stage's pool (at least one).
-    pub fn workers(&self, stage: Stage) -> usize {
-        match self.pool(stage).workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-
-    pub fn timeout(&self, stage: Stage) -> Duration {
-        Duration::from_secs(self.pool(stage).timeout_secs.max(1))
-    }
-
-    pub fn backoff(&self) -> crate::actors::backoff::Backoff {
-        crate::actors::backoff::Backoff {
-            initial: Duration::from_millis(self.backoff_initial_ms),
-            max: Duration::from_millis(self.backoff_max_ms),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +216,7 @@ fn is_text_key(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Stage;
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -473,13 +282,6 @@ mod tests {
         assert!(Settings::load(None, env(&[("TUBESUM_YOUTUBE__VIDEO_URL", "http://x/")])).is_err());
         let err = Settings::load(Some(Path::new("/no/such.toml")), env(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact_url("amqp://guest:guest@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
-        assert_eq!(redact_url("postgres://postgres@127.0.0.1/db"), "postgres://postgres@127.0.0.1/db");
-        assert_eq!(redact_url("mongodb://u:p@a:1,b:2/?x=1"), "mongodb://u:***@a:1,b:2/?x=1");
     }
 
     #[test]

@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::adapters::{JobRecord, VideoRecord};
-use crate::domain::{Summary, VideoStatus};
+use crate::domain::{JobRecord, Summary, VideoRecord, VideoStatus};
 
 /// `[mm:ss]` or `[h:mm:ss]`.
 pub fn timestamp(seconds: f64) -> String {

@@ -1,8 +1,6 @@
-//! Capped exponential backoff with full jitter, as a pure function (the random draw is a
-//! parameter) so the policy is unit-tested.
+//! Capped exponential backoff with jitter, as a pure function (the random draw is a parameter) so
+//! the policy is unit-tested. Stage retries, supervisor restarts and broker reconnects all use it.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,30 +29,6 @@ impl Backoff {
     }
 }
 
-/// A supervisor's restart counts per child, and the backoff before each child's next restart.
-#[derive(Debug)]
-pub struct Restarts<K> {
-    policy: Backoff,
-    counts: HashMap<K, u32>,
-}
-
-impl<K: Hash + Eq> Restarts<K> {
-    pub fn new(policy: Backoff) -> Self {
-        Self { policy, counts: HashMap::new() }
-    }
-
-    /// Counts one more restart of `child`; returns the restart number and the delay before it.
-    pub fn next(&mut self, child: K) -> (u32, Duration) {
-        let count = self.counts.entry(child).or_insert(0);
-        *count += 1;
-        (*count, self.policy.delay(*count))
-    }
-
-    pub fn forget(&mut self, child: &K) {
-        self.counts.remove(child);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,18 +46,6 @@ mod tests {
         assert_eq!(b.ceiling(6), Duration::from_secs(2));
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(2));
         assert_eq!(b.ceiling(0), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn restarts_are_counted_per_child() {
-        let mut r = Restarts::new(policy());
-        assert_eq!(r.next("a").0, 1);
-        let (n, d) = r.next("a");
-        assert_eq!(n, 2);
-        assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
-        assert_eq!(r.next("b").0, 1);
-        r.forget(&"a");
-        assert_eq!(r.next("a").0, 1);
     }
 
     #[test]

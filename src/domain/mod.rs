@@ -1,5 +1,16 @@
-//! Domain types shared by every layer: identifiers (validated once, at the edge), statuses, and the
-//! artifacts a video produces.
+//! The domain, shared by every layer and depending on none: identifiers (validated once, at the
+//! edge), statuses, the artifacts a video produces, the [`messages`] that cross processes, the
+//! [`records`] the job store keeps, the video [`workflow`] as a pure state machine, and the
+//! [`backoff`] policy of every retry.
+
+pub mod backoff;
+pub mod messages;
+pub mod records;
+pub mod workflow;
+
+pub use backoff::Backoff;
+pub use messages::{DomainEvent, EventPayload, StageCommand};
+pub use records::{AttemptRecord, JobRecord, VideoRecord, VideoUpdate};
 
 use std::fmt;
 use std::str::FromStr;
@@ -147,7 +158,7 @@ impl JobStatus {
 }
 
 text_enum!(
-    /// Where a video stands; driven by [`crate::actors::video::state`].
+    /// Where a video stands; driven by [`workflow`].
     VideoStatus {
         Discovered => "discovered",
         Downloading => "downloading",

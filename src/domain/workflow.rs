@@ -10,7 +10,7 @@
 //! Retries do not change the status: a retried stage stays in its in-progress state and only the
 //! attempt counter (kept beside the status) moves.
 
-use crate::domain::{Stage, VideoStatus};
+use super::{Stage, VideoStatus};
 
 /// What can happen to a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,68 +1,25 @@
-//! The decoupled event consumers: analytics (per-stage counts, durations and failures, served as
-//! `GET /analytics` and Prometheus `GET /metrics`) and the structured event log (JSON lines).
+//! The analytics consumer: per-stage counts, durations and failures, overall and per job, served as
+//! `GET /analytics`, and the Prometheus counters of `GET /metrics` ([`super::metrics`]).
 //!
-//! Both read the event stream through their own consumer group (Kafka in production, the
-//! in-process bus embedded; see [`crate::actors::consumer`]) and deduplicate by `event_id`, since
-//! delivery is at-least-once. The analytics group is this process's own and starts from the oldest
-//! retained event, so each process's `/analytics` covers the whole retained history; the event log
-//! group is shared by every process, so each event is logged once in the cluster.
+//! Its consumer group is this process's own and starts from the oldest retained event, so each
+//! process's `/analytics` covers the whole retained history.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::actors::root::PoolStats;
-use crate::adapters::{DomainEvent, EventPayload};
-use crate::domain::{JobId, JobStatus, Stage};
-
-/// Something fed every event a consumer group delivers.
-pub trait EventSink: Send + Sync + 'static {
-    /// A short name for logs and the actor tree.
-    fn name(&self) -> &'static str;
-    /// Handles one delivery (possibly a duplicate).
-    fn accept(&self, event: &DomainEvent);
-}
-
-/// Remembers the last `capacity` event ids, to drop redeliveries.
-pub struct Dedupe {
-    seen: HashSet<uuid::Uuid>,
-    order: VecDeque<uuid::Uuid>,
-    capacity: usize,
-}
-
-impl Dedupe {
-    pub fn new(capacity: usize) -> Self {
-        Self { seen: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
-    }
-
-    /// True the first time an id is seen (within the window).
-    pub fn first(&mut self, id: uuid::Uuid) -> bool {
-        if !self.seen.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        true
-    }
-}
-
-/// How many recent event ids the consumers remember for deduplication.
-const DEDUPE_WINDOW: usize = 200_000;
+use super::metrics::Metrics;
+use super::{DEDUPE_WINDOW, Dedupe};
+use crate::actors::{EventSink, PoolStats};
+use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, Stage};
 /// Stage durations kept per stage for the percentiles of `/analytics`.
 const DURATION_SAMPLES: usize = 10_000;
 
 /// The stage an event reports the completion of.
-fn completed_stage(payload: &EventPayload) -> Option<Stage> {
+pub(super) fn completed_stage(payload: &EventPayload) -> Option<Stage> {
     match payload {
         EventPayload::DiscoveryCompleted { .. } => Some(Stage::Discovery),
         EventPayload::VideoDownloaded { .. } => Some(Stage::Download),
@@ -217,11 +174,11 @@ struct AnalyticsState {
     jobs: HashMap<JobId, Tally>,
 }
 
-/// The analytics consumer's aggregates and this process's Prometheus registry.
+/// The analytics consumer's aggregates, and this process's Prometheus [`Metrics`] fed by the same
+/// events.
 pub struct Analytics {
     state: Mutex<AnalyticsState>,
-    recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
+    metrics: Metrics,
 }
 
 impl Default for Analytics {
@@ -232,21 +189,13 @@ impl Default for Analytics {
 
 impl Analytics {
     pub fn new() -> Self {
-        // Seconds-scale buckets from a few milliseconds (instant stages) to two hours (transcription).
-        let buckets = [0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 7200.0];
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
-            .expect("the buckets are not empty")
-            .build_recorder();
-        let handle = recorder.handle();
         Self {
             state: Mutex::new(AnalyticsState {
                 dedupe: Dedupe::new(DEDUPE_WINDOW),
                 all: Tally::default(),
                 jobs: HashMap::new(),
             }),
-            recorder,
-            handle,
+            metrics: Metrics::new(),
         }
     }
 
@@ -259,19 +208,10 @@ impl Analytics {
         }
     }
 
-    /// The Prometheus exposition: the event counters, plus the stage pools' current state.
-    pub fn render_prometheus(&self, pools: &[PoolStats], outbox_pending: Option<u64>) -> String {
-        metrics::with_local_recorder(&self.recorder, || {
-            for pool in pools {
-                let stage = pool.stage.as_str();
-                metrics::gauge!("tubesum_pool_workers", "stage" => stage).set(pool.workers as f64);
-                metrics::gauge!("tubesum_pool_running", "stage" => stage).set(pool.running as f64);
-            }
-            if let Some(pending) = outbox_pending {
-                metrics::gauge!("tubesum_outbox_pending").set(pending as f64);
-            }
-        });
-        self.handle.render()
+    /// The Prometheus exposition: the event counters, plus the stage pools' current state and the
+    /// event bus's backlog.
+    pub fn render_prometheus(&self, pools: &[PoolStats], backlog: Option<u64>) -> String {
+        self.metrics.render(pools, backlog)
     }
 }
 
@@ -289,92 +229,7 @@ impl EventSink for Analytics {
             state.all.add(event);
             state.jobs.entry(event.job_id).or_default().add(event);
         }
-        metrics::with_local_recorder(&self.recorder, || {
-            metrics::counter!("tubesum_events_total", "type" => event.payload.kind()).increment(1);
-            if let Some(stage) = completed_stage(&event.payload) {
-                metrics::counter!("tubesum_stage_completed_total", "stage" => stage.as_str()).increment(1);
-                if let Some(ms) = event.duration_ms {
-                    metrics::histogram!("tubesum_stage_duration_seconds", "stage" => stage.as_str())
-                        .record(ms as f64 / 1000.0);
-                }
-            }
-            match &event.payload {
-                EventPayload::StageFailed { stage, retryable, .. } => {
-                    let retryable = if *retryable { "true" } else { "false" };
-                    metrics::counter!("tubesum_stage_failed_total", "stage" => stage.as_str(), "retryable" => retryable)
-                        .increment(1);
-                }
-                EventPayload::JobFinished { status } => {
-                    metrics::counter!("tubesum_jobs_finished_total", "status" => status.as_str()).increment(1);
-                }
-                _ => {}
-            }
-        });
-    }
-}
-
-/// The logging consumer: each event once, as a `tubesum::event_log` trace and, when a path is
-/// set, one JSON line in that file (appended; created if missing).
-pub struct EventLog {
-    path: Option<PathBuf>,
-    state: Mutex<(Dedupe, Option<std::fs::File>)>,
-}
-
-impl EventLog {
-    pub fn new(path: Option<PathBuf>) -> Self {
-        Self { path, state: Mutex::new((Dedupe::new(DEDUPE_WINDOW), None)) }
-    }
-
-    pub fn path(&self) -> Option<&std::path::Path> {
-        self.path.as_deref()
-    }
-}
-
-impl EventSink for EventLog {
-    fn name(&self) -> &'static str {
-        "event-log"
-    }
-
-    fn accept(&self, event: &DomainEvent) {
-        let mut state = self.state.lock().expect("event log lock");
-        let (dedupe, file) = &mut *state;
-        if !dedupe.first(event.event_id) {
-            return;
-        }
-        let line = match serde_json::to_string(event) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not encode an event for the event log");
-                return;
-            }
-        };
-        tracing::info!(
-            target: "tubesum::event_log",
-            event_id = %event.event_id,
-            r#type = event.payload.kind(),
-            job_id = %event.job_id,
-            video_id = event.video_id.as_ref().map(|v| v.as_str()),
-            event = %line,
-        );
-        let Some(path) = &self.path else { return };
-        if file.is_none() {
-            if let Some(parent) = path.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            match std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not open the event log");
-                    return;
-                }
-            }
-        }
-        if let Some(f) = file
-            && let Err(e) = writeln!(f, "{line}")
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not append to the event log");
-            *file = None;
-        }
+        self.metrics.record(event);
     }
 }
 
@@ -431,30 +286,5 @@ mod tests {
         assert!(text.contains(r#"tubesum_stage_failed_total{stage="transcription",retryable="false"} 1"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_duration_seconds_count{stage="download"} 2"#), "{text}");
         assert!(text.contains("tubesum_outbox_pending 3"), "{text}");
-    }
-
-    #[test]
-    fn the_event_log_writes_each_event_once_as_json_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logs/events.jsonl");
-        let log = EventLog::new(Some(path.clone()));
-        let job = JobId::new();
-        let a = event(job, EventPayload::AudioExtracted { seconds: 1.5 }, Some(10));
-        let b = event(job, EventPayload::JobFinished { status: JobStatus::Failed }, None);
-        for e in [&a, &b, &a] {
-            log.accept(e);
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<DomainEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines, vec![a, b]);
-    }
-
-    #[test]
-    fn dedupe_forgets_beyond_its_window() {
-        let mut d = Dedupe::new(2);
-        let ids: Vec<_> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
-        assert!(d.first(ids[0]) && d.first(ids[1]) && !d.first(ids[0]));
-        assert!(d.first(ids[2]));
-        assert!(d.first(ids[0]), "the oldest id left the window");
     }
 }

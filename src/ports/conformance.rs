@@ -1,15 +1,17 @@
-//! One conformance suite per port, run against every implementation (the embedded ones here, the
-//! production ones in their own tests). Each function panics on the first broken contract.
+//! One conformance suite per port, run against every implementation: the embedded adapters in their
+//! unit tests, the production ones against live servers in `tests/integration/adapters/`. Each
+//! function panics on the first broken contract. Compiled for tests and with the `test-support`
+//! feature.
 
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 
-use super::{ArtifactStore, CommandBus, DomainEvent, EventBus, EventPayload, JobStore, StageCommand, VideoUpdate};
+use super::{ArtifactStore, CommandBus, Delivery, DeliveryStream, EventBus, JobStore};
 use crate::domain::{
-    AttemptOutcome, ChannelId, JobId, JobStatus, KeyPoint, Segment, Stage, Summary, Transcript, TranscriptSource,
-    VideoId, VideoMeta, VideoStatus,
+    AttemptOutcome, ChannelId, DomainEvent, EventPayload, JobId, JobStatus, KeyPoint, Segment, Stage, StageCommand,
+    Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus, VideoUpdate,
 };
 
 fn video(id: &str, title: &str) -> VideoMeta {
@@ -219,7 +221,7 @@ pub async fn event_bus(bus: &dyn EventBus) {
     }
 }
 
-async fn next_within(stream: &mut super::DeliveryStream) -> super::Delivery {
+async fn next_within(stream: &mut DeliveryStream) -> Delivery {
     tokio::time::timeout(Duration::from_secs(60), stream.next())
         .await
         .expect("delivery within 10 s")

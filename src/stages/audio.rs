@@ -7,8 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{StageContext, StageError, StageResult, StageWork, download::source_file, process, video_of};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::domain::Stage;
+use crate::domain::{DomainEvent, EventPayload, Stage, StageCommand};
 
 pub const SAMPLE_RATE: u32 = 16_000;
 

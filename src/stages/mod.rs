@@ -6,21 +6,19 @@
 pub mod audio;
 pub mod discovery;
 pub mod download;
-pub mod feed;
-pub mod instant;
 pub mod process;
+pub mod settings;
 pub mod summarization;
 pub mod transcription;
-pub mod vtt;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::adapters::{AdapterError, ArtifactStore, DomainEvent, JobStore, StageCommand};
-use crate::config::Settings;
-use crate::domain::{Stage, VideoId};
+use crate::domain::{DomainEvent, Stage, StageCommand, VideoId};
+use crate::ports::{ArtifactStore, JobStore, PortError};
+pub use settings::{StageSettings, StagesSettings};
 
 /// A failed attempt at a stage, classified for the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,11 +40,11 @@ impl StageError {
     }
 }
 
-impl From<AdapterError> for StageError {
-    fn from(e: AdapterError) -> Self {
+impl From<PortError> for StageError {
+    fn from(e: PortError) -> Self {
         match e {
-            AdapterError::Unavailable(_) | AdapterError::Other(_) => StageError::Retryable(e.to_string()),
-            AdapterError::NotFound(_) | AdapterError::AlreadyExists(_) | AdapterError::Corrupt(_) => {
+            PortError::Unavailable(_) | PortError::Other(_) => StageError::Retryable(e.to_string()),
+            PortError::NotFound(_) | PortError::AlreadyExists(_) | PortError::Corrupt(_) => {
                 StageError::Permanent(e.to_string())
             }
         }
@@ -109,7 +107,7 @@ impl Stages {
 /// What every stage may use.
 #[derive(Clone)]
 pub struct StageContext {
-    pub settings: Arc<Settings>,
+    pub settings: Arc<StageSettings>,
     pub store: Arc<dyn JobStore>,
     pub artifacts: Arc<dyn ArtifactStore>,
 }
@@ -117,7 +115,7 @@ pub struct StageContext {
 impl StageContext {
     /// `data_dir/media/{video_id}`: the video's downloaded media and extracted audio.
     pub fn video_dir(&self, video_id: &VideoId) -> PathBuf {
-        self.settings.media_dir().join(video_id.as_str())
+        self.settings.media_dir.join(video_id.as_str())
     }
 }
 
@@ -140,8 +138,8 @@ mod tests {
 
     #[test]
     fn adapter_errors_are_classified() {
-        assert!(StageError::from(AdapterError::Unavailable("db down".into())).is_retryable());
-        assert!(!StageError::from(AdapterError::Corrupt("bad row".into())).is_retryable());
+        assert!(StageError::from(PortError::Unavailable("db down".into())).is_retryable());
+        assert!(!StageError::from(PortError::Corrupt("bad row".into())).is_retryable());
     }
 
     #[test]

@@ -11,9 +11,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{StageContext, StageError, StageResult, StageWork, audio, video_of};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::config::TranscriptionBackend;
-use crate::domain::{Segment, Transcript, TranscriptSource};
+use crate::domain::{DomainEvent, EventPayload, Segment, StageCommand, Transcript, TranscriptSource};
+use crate::stages::settings::TranscriptionBackend;
 
 /// Peak amplitude below which audio counts as silence (about -60 dBFS).
 const SILENCE_PEAK: f32 = 0.001;
@@ -157,8 +156,8 @@ mod whisper {
     use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
     use super::{Recognized, Recognizer, is_silent};
-    use crate::config::WhisperSettings;
     use crate::domain::{Segment, TranscriptSource};
+    use crate::stages::settings::WhisperSettings;
     use crate::stages::{StageError, audio};
 
     /// whisper.cpp through whisper-rs; the model is loaded once, on first use, and shared by the
@@ -276,7 +275,7 @@ const OPENAI_PIECE_SECONDS: u32 = 600;
 impl OpenAiRecognizer {
     pub fn new(ctx: &StageContext) -> Self {
         let s = &ctx.settings.openai_transcription;
-        let client = crate::summarize::llm::openai_client(&s.base_url, s.api_key.as_ref(), s.timeout_secs);
+        let client = crate::stages::summarization::llm::openai_client(&s.base_url, s.api_key.as_ref(), s.timeout_secs);
         Self {
             client,
             model: s.model.clone(),
@@ -303,7 +302,7 @@ impl OpenAiRecognizer {
             .transcription()
             .create_raw(request)
             .await
-            .map_err(crate::summarize::llm::classify_openai_error)?;
+            .map_err(crate::stages::summarization::llm::classify_openai_error)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| StageError::Permanent(format!("transcription API answered an unexpected body: {e}")))
     }

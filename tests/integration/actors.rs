@@ -5,21 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tubesum::adapters::{
-    AdapterError, AdapterResult, CommandBus, DeliveryStream, DomainEvent, EventBus, EventStream, StageCommand,
-};
-use tubesum::domain::{Stage, VideoId, VideoMeta};
-use tubesum::stages::{StageError, StageResult, StageWork, instant};
+use tubesum::cli::bench::noop;
+use tubesum::domain::{Stage, VideoId};
+use tubesum::stages::{StageError, StageResult, StageWork};
 
-use crate::helpers::{TestApp, poll_until, videos};
+use crate::helpers::{TestApp, metas, poll_until, videos};
+use tubesum::domain::{DomainEvent, StageCommand};
+use tubesum::ports::{CommandBus, DeliveryStream, EventBus, EventStream, PortError, PortResult};
 
 const CHANNEL: &str = "UCactorsactorsactorsacto";
-
-pub(crate) fn metas(ids: &[&str]) -> Vec<VideoMeta> {
-    ids.iter()
-        .map(|id| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: format!("video {id}"), published_at: None })
-        .collect()
-}
 
 #[derive(Clone, Copy)]
 pub(crate) enum Fault {
@@ -65,7 +59,7 @@ impl StageWork for Faulty {
 
 type Runs = HashMap<Stage, Arc<Mutex<HashMap<String, u32>>>>;
 
-/// An app with instant stages, every stage counted, and `fault` at `stage` for `target`.
+/// An app with no-op stages, every stage counted, and `fault` at `stage` for `target`.
 async fn app_with(env: &[(&str, String)], ids: &[&str], stage: Stage, target: &str, fault: Fault) -> (TestApp, Runs) {
     let mut runs = Runs::new();
     for s in Stage::ALL {
@@ -73,20 +67,24 @@ async fn app_with(env: &[(&str, String)], ids: &[&str], stage: Stage, target: &s
     }
     let counters = runs.clone();
     let target = VideoId::parse(target).ok();
-    let app = TestApp::spawn_with_stages(env, |ctx| {
-        let mut stages = instant::stages(ctx, metas(ids));
-        for s in Stage::ALL {
-            let wrapped = Faulty {
-                inner: stages.get(*s),
-                target: target.clone(),
-                fault: if *s == stage { fault } else { Fault::None },
-                runs: counters[s].clone(),
-            };
-            stages = stages.with(*s, Arc::new(wrapped));
-        }
-        stages
-    })
-    .await;
+    let videos = metas(ids);
+    let app = TestApp::builder()
+        .env(env)
+        .stages(move |ctx| {
+            let mut stages = noop::stages(ctx, videos);
+            for s in Stage::ALL {
+                let wrapped = Faulty {
+                    inner: stages.get(*s),
+                    target: target.clone(),
+                    fault: if *s == stage { fault } else { Fault::None },
+                    runs: counters[s].clone(),
+                };
+                stages = stages.with(*s, Arc::new(wrapped));
+            }
+            stages
+        })
+        .spawn()
+        .await;
     (app, runs)
 }
 
@@ -227,12 +225,16 @@ async fn unfinished_jobs_resume_after_a_restart() {
     // A new process on the same data: the job resumes where it was, without redoing downloads.
     let runs2: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let counter = runs2.clone();
-    let app = TestApp::spawn_with_stages_in(data, &[], |ctx| {
-        let stages = instant::stages(ctx, metas(&ids));
-        let download = Faulty { inner: stages.get(Stage::Download), target: None, fault: Fault::None, runs: counter };
-        stages.with(Stage::Download, Arc::new(download))
-    })
-    .await;
+    let app = TestApp::builder()
+        .data(data)
+        .stages(move |ctx| {
+            let stages = noop::stages(ctx, metas(&ids));
+            let download =
+                Faulty { inner: stages.get(Stage::Download), target: None, fault: Fault::None, runs: counter };
+            stages.with(Stage::Download, Arc::new(download))
+        })
+        .spawn()
+        .await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
     assert!(runs2.lock().unwrap().is_empty(), "downloads were redone: {:?}", runs2.lock().unwrap());
@@ -248,11 +250,11 @@ struct BreaksOnce {
 
 #[async_trait]
 impl CommandBus for BreaksOnce {
-    async fn send(&self, command: StageCommand) -> AdapterResult<()> {
+    async fn send(&self, command: StageCommand) -> PortResult<()> {
         self.inner.send(command).await
     }
 
-    async fn consume(&self, stage: Stage, prefetch: usize) -> AdapterResult<DeliveryStream> {
+    async fn consume(&self, stage: Stage, prefetch: usize) -> PortResult<DeliveryStream> {
         if stage == self.stage {
             let n = {
                 let mut consumers = self.consumers.lock().unwrap();
@@ -272,16 +274,14 @@ async fn a_stage_pool_whose_consumer_breaks_is_restarted() {
     let consumers = Arc::new(Mutex::new(0));
     let seen = consumers.clone();
     let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
-    let app = TestApp::spawn_custom(
-        tempfile::tempdir().unwrap(),
-        &[],
-        |ctx| instant::stages(ctx, metas(&ids)),
-        |deps| {
+    let app = TestApp::builder()
+        .noop_stages(&ids)
+        .adjust(|deps| {
             deps.commands =
                 Arc::new(BreaksOnce { inner: deps.commands.clone(), stage: Stage::Summarization, consumers: seen });
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
@@ -296,32 +296,32 @@ struct RecordsAcks {
 }
 
 struct RecordingAcker {
-    inner: Box<dyn tubesum::adapters::Acker>,
+    inner: Box<dyn tubesum::ports::Acker>,
     stage: Stage,
     acked: Arc<Mutex<Vec<Stage>>>,
 }
 
 #[async_trait]
-impl tubesum::adapters::Acker for RecordingAcker {
-    async fn ack(&self) -> AdapterResult<()> {
+impl tubesum::ports::Acker for RecordingAcker {
+    async fn ack(&self) -> PortResult<()> {
         self.acked.lock().unwrap().push(self.stage);
         self.inner.ack().await
     }
-    async fn nack(&self, requeue: bool, reason: &str) -> AdapterResult<()> {
+    async fn nack(&self, requeue: bool, reason: &str) -> PortResult<()> {
         self.inner.nack(requeue, reason).await
     }
 }
 
 #[async_trait]
 impl CommandBus for RecordsAcks {
-    async fn send(&self, command: StageCommand) -> AdapterResult<()> {
+    async fn send(&self, command: StageCommand) -> PortResult<()> {
         self.inner.send(command).await
     }
-    async fn consume(&self, stage: Stage, prefetch: usize) -> AdapterResult<DeliveryStream> {
+    async fn consume(&self, stage: Stage, prefetch: usize) -> PortResult<DeliveryStream> {
         use futures::StreamExt;
         let acked = self.acked.clone();
         let stream = self.inner.consume(stage, prefetch).await?.map(move |d| {
-            d.map(|d| tubesum::adapters::Delivery {
+            d.map(|d| tubesum::ports::Delivery {
                 acker: Box::new(RecordingAcker { inner: d.acker, stage, acked: acked.clone() }),
                 command: d.command,
             })
@@ -344,11 +344,10 @@ async fn long_stages_are_acknowledged_when_taken_short_ones_when_done() {
         ("TUBESUM_STAGES__DOWNLOAD__TIMEOUT_SECS", "2400".to_owned()),
         ("TUBESUM_STAGES__AUDIO_EXTRACTION__TIMEOUT_SECS", "600".to_owned()),
     ];
-    let app = TestApp::spawn_custom(
-        tempfile::tempdir().unwrap(),
-        &env,
-        |ctx| {
-            let stages = instant::stages(ctx, metas(&ids));
+    let app = TestApp::builder()
+        .env(&env)
+        .stages(move |ctx| {
+            let stages = noop::stages(ctx, metas(&ids));
             let hang_a = Faulty {
                 inner: stages.get(Stage::Download),
                 target: VideoId::parse(ids[0]).ok(),
@@ -362,10 +361,10 @@ async fn long_stages_are_acknowledged_when_taken_short_ones_when_done() {
                 runs: a,
             };
             stages.with(Stage::Download, Arc::new(hang_a)).with(Stage::AudioExtraction, Arc::new(hang_b))
-        },
-        |deps| deps.commands = Arc::new(RecordsAcks { inner: deps.commands.clone(), acked: seen }),
-    )
-    .await;
+        })
+        .adjust(|deps| deps.commands = Arc::new(RecordsAcks { inner: deps.commands.clone(), acked: seen }))
+        .spawn()
+        .await;
     app.submit(CHANNEL, false).await;
     assert!(poll_until(Duration::from_secs(20), || async { audio.lock().unwrap().contains_key(ids[1]) }).await);
     assert!(downloads.lock().unwrap().contains_key(ids[0]));
@@ -386,7 +385,7 @@ struct Unreliable {
 
 #[async_trait]
 impl EventBus for Unreliable {
-    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
         self.published.lock().unwrap().push(format!(
             "{}:{}",
             event.payload.kind(),
@@ -395,11 +394,11 @@ impl EventBus for Unreliable {
         self.inner.publish(event).await
     }
 
-    async fn subscribe(&self) -> AdapterResult<EventStream> {
+    async fn subscribe(&self) -> PortResult<EventStream> {
         use futures::StreamExt;
         use std::sync::atomic::Ordering;
         if self.down.load(Ordering::SeqCst) {
-            return Err(AdapterError::Unavailable("broker down".into()));
+            return Err(PortError::Unavailable("broker down".into()));
         }
         let down = self.down.clone();
         let inner = self.inner.subscribe().await?;
@@ -407,14 +406,10 @@ impl EventBus for Unreliable {
         let stream =
             inner
                 .map(move |e| {
-                    if down.load(Ordering::SeqCst) {
-                        Err(AdapterError::Unavailable("connection lost".into()))
-                    } else {
-                        e
-                    }
+                    if down.load(Ordering::SeqCst) { Err(PortError::Unavailable("connection lost".into())) } else { e }
                 })
                 .take_while(|e| std::future::ready(e.is_ok()))
-                .chain(futures::stream::once(async { Err(AdapterError::Unavailable("connection lost".into())) }));
+                .chain(futures::stream::once(async { Err(PortError::Unavailable("connection lost".into())) }));
         Ok(Box::pin(stream))
     }
 }
@@ -446,19 +441,18 @@ async fn results_missed_while_the_router_was_away_are_asked_for_again() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let runs = Arc::new(Mutex::new(0));
     let (down2, published2, gate2, runs2) = (down.clone(), published.clone(), gate.clone(), runs.clone());
-    let app = TestApp::spawn_custom(
-        tempfile::tempdir().unwrap(),
-        &[("TUBESUM_STAGES__TRANSCRIPTION__TIMEOUT_SECS", "7200".into())],
-        move |ctx| {
-            let stages = instant::stages(ctx, metas(&ids));
+    let app = TestApp::builder()
+        .env(&[("TUBESUM_STAGES__TRANSCRIPTION__TIMEOUT_SECS", "7200".into())])
+        .stages(move |ctx| {
+            let stages = noop::stages(ctx, metas(&ids));
             let gated = Gated { inner: stages.get(Stage::Transcription), gate: gate2, runs: runs2 };
             stages.with(Stage::Transcription, Arc::new(gated))
-        },
-        move |deps| {
+        })
+        .adjust(move |deps| {
             deps.events = Arc::new(Unreliable { inner: deps.events.clone(), down: down2, published: published2 });
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let job_id = app.submit(CHANNEL, false).await;
     assert!(poll_until(Duration::from_secs(20), || async { *runs.lock().unwrap() == 1 }).await);
 
@@ -479,10 +473,10 @@ async fn results_missed_while_the_router_was_away_are_asked_for_again() {
 /// the lease has run out.
 #[tokio::test]
 async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
-    use tubesum::adapters::JobStore;
+    use tubesum::ports::JobStore;
     let data = tempfile::tempdir().unwrap();
     let env = [("TUBESUM_STAGES__JOB_LEASE_SECS", "1".to_owned())];
-    let store = tubesum::adapters::sqlite::SqliteStore::open(&crate::helpers::settings(&data, &env).database_path())
+    let store = tubesum::adapters::embedded::SqliteStore::open(&crate::helpers::settings(&data, &env).database_path())
         .await
         .unwrap();
     let job_id = tubesum::domain::JobId::new();
@@ -491,7 +485,7 @@ async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
     assert!(store.claim_job(job_id, "dead-node", Duration::from_secs(3)).await.unwrap());
 
     let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
-    let app = TestApp::spawn_with_stages_in(data, &env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let app = TestApp::builder().data(data).env(&env).noop_stages(&ids).spawn().await;
     let job = app.wait_for_job(&job_id.to_string(), Duration::from_secs(30)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
     let attempts = store.list_attempts(job_id).await.unwrap();
@@ -523,7 +517,7 @@ async fn a_job_cancelled_through_another_process_stops_where_it_runs() {
     // Another process on the same database (its own pools and buses) serves the API call.
     let mut other_env = env.to_vec();
     other_env.push(("TUBESUM_DATA_DIR", runner.data.path().display().to_string()));
-    let other = TestApp::spawn_with_stages(&other_env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let other = TestApp::builder().env(&other_env).noop_stages(&ids).spawn().await;
     let response = other.client.delete(other.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
     assert_eq!(response.status(), 202);
 
@@ -607,15 +601,15 @@ async fn analytics_metrics_and_the_event_log_follow_the_events() {
 /// Cancelling a job that no process here runs ends it in the store and reports `job_finished`.
 #[tokio::test]
 async fn cancelling_a_job_run_elsewhere_reports_its_end() {
-    use tubesum::adapters::JobStore;
+    use tubesum::ports::JobStore;
     let data = tempfile::tempdir().unwrap();
-    let store = tubesum::adapters::sqlite::SqliteStore::open(&crate::helpers::settings(&data, &[]).database_path())
+    let store = tubesum::adapters::embedded::SqliteStore::open(&crate::helpers::settings(&data, &[]).database_path())
         .await
         .unwrap();
     let job_id = tubesum::domain::JobId::new();
     store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
     assert!(store.claim_job(job_id, "elsewhere", Duration::from_secs(600)).await.unwrap());
-    let app = TestApp::spawn_with_stages_in(data, &[], |ctx| instant::stages(ctx, metas(&["aaaaaaaaaaa"]))).await;
+    let app = TestApp::builder().data(data).noop_stages(&["aaaaaaaaaaa"]).spawn().await;
 
     let response = app.client.delete(app.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
     assert_eq!(response.status(), 202);

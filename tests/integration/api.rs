@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tubesum::stages::instant;
 
 use crate::helpers::TestApp;
 
 async fn instant_app(env: &[(&str, String)]) -> TestApp {
-    TestApp::spawn_with_stages(env, |ctx| instant::stages(ctx, Vec::new())).await
+    TestApp::builder().env(env).noop_stages(&[]).spawn().await
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tubesum::domain::Segment;
-use tubesum::standin::media;
-use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+use youtube_standin::Segment;
+use youtube_standin::media;
+use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
 use crate::helpers::{poll_until, whisper_model, yt_dlp};
 
@@ -122,4 +122,49 @@ async fn serve_listens_where_told_and_stops_gracefully() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops").unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// `tubesum demo`, the README's first command: a local channel made with espeak-ng and ffmpeg,
+/// served by the stand-in, summarized end to end by the binary (in whichever build ran the tests).
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn demo_summarizes_its_local_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_tubesum"))
+        .env("TUBESUM_WHISPER__MODEL", whisper_model())
+        .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
+        .env("TUBESUM_DATA_DIR", dir.path().join("data"))
+        .env("TUBESUM_WHISPER__THREADS", "1")
+        .args(["demo", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("completed — 3/3 videos summarized"), "{stdout}");
+    let index = std::fs::read_to_string(out.join("index.md")).unwrap();
+    assert_eq!(index.matches(".md)").count(), 3, "{index}");
+}
+
+/// A build without the production drivers refuses a production backend at start, naming the
+/// feature it lacks, before it connects to anything.
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn a_backend_left_out_of_the_build_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = standin(dir.path()).await;
+    let output = tubesum(&standin, &dir.path().join("data"))
+        .env("TUBESUM_BACKENDS", "production")
+        .args(["summarize", CHANNEL])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("`postgres`") && stderr.contains("ports.store"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
 }

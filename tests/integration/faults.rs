@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tubesum::adapters::JobStore;
 use tubesum::adapters::kafka::KafkaEventBus;
+use tubesum::ports::JobStore;
 
 use crate::helpers::{Seen, TestApp, collect, poll_until};
 use crate::production::{Isolation, gated_app};
@@ -66,8 +66,8 @@ async fn all_videos(iso: &Isolation, job_id: &str, count: usize, status: &str) {
 }
 
 async fn artifacts_of_every_video(iso: &Isolation, ids: &[&str]) {
-    use tubesum::adapters::ArtifactStore;
-    let mongo = tubesum::adapters::mongo::MongoArtifactStore::connect(&crate::production::mongo_url(), &iso.mongo_db)
+    use tubesum::ports::ArtifactStore;
+    let mongo = tubesum::adapters::mongodb::MongoArtifactStore::connect(&crate::production::mongo_url(), &iso.mongo_db)
         .await
         .unwrap();
     for id in ids {
@@ -272,7 +272,7 @@ async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed", "the pipeline does not need Kafka to run: {job:#}");
     let store = iso.db.store().await;
-    let waiting = tubesum::adapters::outbox::pending(store.pool()).await.unwrap();
+    let waiting = tubesum::adapters::postgres::outbox::pending(store.pool()).await.unwrap();
     assert!(waiting >= (ids.len() * FIVE.len()) as i64, "the job's events wait for Kafka: {waiting}");
 
     cut.set_up(true);
@@ -280,7 +280,7 @@ async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
     let (seen, observer) = collect(kafka.consume("faults-kafka-observer").await.unwrap());
     each_event_once(&seen, &job_id, &ids).await;
     let drained = poll_until(Duration::from_secs(60), || async {
-        tubesum::adapters::outbox::pending(store.pool()).await.unwrap() == 0
+        tubesum::adapters::postgres::outbox::pending(store.pool()).await.unwrap() == 0
     })
     .await;
     assert!(drained, "the outbox drained once Kafka was back");

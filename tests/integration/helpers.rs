@@ -1,4 +1,6 @@
-//! Shared test plumbing: an app on port 0 with a fresh data dir, polling with a deadline.
+//! Shared test plumbing: one way to build an app (on port 0, a fresh data dir, the backends the
+//! settings choose) — [`TestApp::builder`] — and polling with a deadline. `TEST_LOG=1` turns
+//! tracing on (see `tubesum::observability::telemetry::init_for_tests`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -6,8 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tubesum::actors::Deps;
-use tubesum::app::Application;
-use tubesum::config::Settings;
+use tubesum::api::Application;
+use tubesum::app::{Settings, Wiring};
+use tubesum::cli::bench::noop;
+use tubesum::domain::{Stage, VideoId, VideoMeta};
 use tubesum::stages::{StageContext, Stages};
 
 pub struct TestApp {
@@ -16,6 +20,78 @@ pub struct TestApp {
     pub data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+type MakeStages = Box<dyn FnOnce(&StageContext) -> Stages>;
+type Adjust = Box<dyn FnOnce(&mut Deps)>;
+
+/// How a [`TestApp`] is built; every part is optional.
+#[must_use]
+pub struct TestAppBuilder {
+    env: Vec<(String, String)>,
+    data: Option<tempfile::TempDir>,
+    stages: Option<MakeStages>,
+    adjust: Option<Adjust>,
+    pools: Vec<Stage>,
+}
+
+impl TestAppBuilder {
+    /// Settings overrides in `TUBESUM_*` form (the backends come from `TUBESUM_BACKENDS`, …).
+    pub fn env(mut self, env: &[(&str, String)]) -> Self {
+        self.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self
+    }
+
+    /// Runs on an existing data dir (a restart of an earlier app).
+    pub fn data(mut self, data: tempfile::TempDir) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Stage work from `make` (fakes, fault injection) instead of the real stages.
+    pub fn stages(mut self, make: impl FnOnce(&StageContext) -> Stages + 'static) -> Self {
+        self.stages = Some(Box::new(make));
+        self
+    }
+
+    /// No-op stage work (the benchmark's) whose discovery lists `ids`.
+    pub fn noop_stages(self, ids: &[&str]) -> Self {
+        let videos = metas(ids);
+        self.stages(move |ctx| noop::stages(ctx, videos))
+    }
+
+    /// Changes the wired ports before the app starts (e.g. wrapping a bus).
+    pub fn adjust(mut self, adjust: impl FnOnce(&mut Deps) + 'static) -> Self {
+        self.adjust = Some(Box::new(adjust));
+        self
+    }
+
+    /// Runs only these stage pools (as `serve --stages`); all by default.
+    pub fn pools(mut self, pools: Vec<Stage>) -> Self {
+        self.pools = pools;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        tubesum::observability::telemetry::init_for_tests();
+        let data = self.data.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let env: Vec<(&str, String)> = self.env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let mut wiring =
+            Wiring::from_settings(settings(&data, &env)).await.expect("the configured backends are reachable");
+        if let Some(make) = self.stages {
+            wiring = wiring.with_stages(make);
+        }
+        if let Some(adjust) = self.adjust {
+            adjust(&mut wiring.deps);
+        }
+        let app = Application::start(wiring, self.pools).await.expect("app builds");
+        let address = format!("http://{}", app.address());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { address, client: reqwest::Client::new(), data, stop: Some(stop), server: Some(server) }
+    }
 }
 
 /// The whisper model tests use: `$WHISPER_MODEL` or `models/ggml-tiny.en.bin`.
@@ -56,69 +132,17 @@ pub fn settings(data: &tempfile::TempDir, env: &[(&str, String)]) -> Settings {
     Settings::load(None, vars).expect("test settings are valid")
 }
 
+/// Videos as discovery finds them, titled after their ids.
+pub fn metas(ids: &[&str]) -> Vec<VideoMeta> {
+    ids.iter()
+        .map(|id| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: format!("video {id}"), published_at: None })
+        .collect()
+}
+
 impl TestApp {
-    /// The real embedded stack.
-    pub async fn spawn(env: &[(&str, String)]) -> TestApp {
-        TestApp::spawn_configured(env).await
-    }
-
-    /// The stack the settings choose (`TUBESUM_BACKENDS`), real stages.
-    pub async fn spawn_configured(env: &[(&str, String)]) -> TestApp {
-        let data = tempfile::tempdir().unwrap();
-        let deps = Deps::from_settings(settings(&data, env)).await.expect("configured backends are reachable");
-        TestApp::with_deps(deps, data).await
-    }
-
-    /// The stack the settings choose with stages from `make` (fakes, fault injection).
-    pub async fn spawn_with_stages(env: &[(&str, String)], make: impl FnOnce(&StageContext) -> Stages) -> TestApp {
-        TestApp::spawn_with_stages_in(tempfile::tempdir().unwrap(), env, make).await
-    }
-
-    /// As `spawn_with_stages`, on an existing data dir (a restart).
-    pub async fn spawn_with_stages_in(
-        data: tempfile::TempDir,
-        env: &[(&str, String)],
-        make: impl FnOnce(&StageContext) -> Stages,
-    ) -> TestApp {
-        TestApp::spawn_custom(data, env, make, |_| {}).await
-    }
-
-    /// The stack the settings choose (embedded by default) with stages from `make`, then `adjust`
-    /// (e.g. wrapping a bus).
-    pub async fn spawn_custom(
-        data: tempfile::TempDir,
-        env: &[(&str, String)],
-        make: impl FnOnce(&StageContext) -> Stages,
-        adjust: impl FnOnce(&mut Deps),
-    ) -> TestApp {
-        let mut deps = Deps::from_settings(settings(&data, env)).await.expect("deps");
-        let ctx = StageContext {
-            settings: deps.settings.clone(),
-            store: deps.store.clone(),
-            artifacts: deps.artifacts.clone(),
-        };
-        deps.stages = make(&ctx);
-        adjust(&mut deps);
-        TestApp::with_deps(deps, data).await
-    }
-
-    async fn with_deps(deps: Deps, data: tempfile::TempDir) -> TestApp {
-        TestApp::with_deps_and_stages(deps, data, tubesum::domain::Stage::ALL.to_vec()).await
-    }
-
-    /// An app on `deps` running only the `stages` pools (as `serve --stages`).
-    pub async fn with_deps_and_stages(
-        deps: Deps,
-        data: tempfile::TempDir,
-        stages: Vec<tubesum::domain::Stage>,
-    ) -> TestApp {
-        let app = Application::with_deps_and_stages(deps, stages).await.expect("app builds");
-        let address = format!("http://{}", app.address());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        TestApp { address, client: reqwest::Client::new(), data, stop: Some(stop), server: Some(server) }
+    /// An app on the embedded stack with the real stages, unless the builder says otherwise.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder { env: Vec::new(), data: None, stages: None, adjust: None, pools: Stage::ALL.to_vec() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -219,10 +243,10 @@ pub fn videos(job: &Value) -> Vec<(String, String, u64, Option<String>)> {
 }
 
 /// Events a subscription delivered, as they come.
-pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<tubesum::adapters::DomainEvent>>>;
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<tubesum::domain::DomainEvent>>>;
 
 /// Collects a stream's events in the background until the handle is dropped.
-pub fn collect(mut stream: tubesum::adapters::EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
+pub fn collect(mut stream: tubesum::ports::EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
     use futures::StreamExt;
     let seen: Seen = std::sync::Arc::default();
     let out = seen.clone();

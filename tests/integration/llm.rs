@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tubesum::domain::Segment;
-use tubesum::standin::media;
-use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+use youtube_standin::Segment;
+use youtube_standin::media;
+use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
 use crate::helpers::{TestApp, whisper_model};
 
@@ -92,7 +92,7 @@ async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
         ("TUBESUM_LLM__API_KEY", "sk-test".into()),
         ("TUBESUM_LLM__MAX_CHUNK_TOKENS", "300".into()),
     ];
-    let app = TestApp::spawn(&env).await;
+    let app = TestApp::builder().env(&env).spawn().await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
@@ -155,7 +155,7 @@ async fn an_unreachable_llm_fails_the_video_with_the_reason_after_retries() {
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
         ("TUBESUM_LLM__BASE_URL", format!("http://{closed}/v1")),
     ];
-    let app = TestApp::spawn(&env).await;
+    let app = TestApp::builder().env(&env).spawn().await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed_with_errors");
@@ -211,7 +211,7 @@ async fn the_openai_transcription_backend_sends_the_audio_and_keeps_its_segments
         ("TUBESUM_OPENAI_TRANSCRIPTION__BASE_URL", base_url),
         ("TUBESUM_OPENAI_TRANSCRIPTION__MODEL", "whisper-test".into()),
     ];
-    let app = TestApp::spawn(&env).await;
+    let app = TestApp::builder().env(&env).spawn().await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed", "{job:#}");

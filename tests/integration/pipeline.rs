@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
-use tubesum::stages::{Stages, instant};
-use tubesum::standin::media::{self, Container};
-use tubesum::standin::{StandIn, StandInChannel, StandInVideo, demo};
-use tubesum::summarize::NO_SPEECH_SUMMARY;
+use tubesum::stages::Stages;
+use tubesum::stages::summarization::NO_SPEECH_SUMMARY;
+use youtube_standin::media::{self, Container};
+use youtube_standin::{StandIn, StandInChannel, StandInVideo, demo};
 
 use crate::helpers::{TestApp, videos, whisper_model};
 
@@ -51,7 +52,7 @@ fn by_id<'a>(job: &'a Value, id: &str) -> &'a Value {
 async fn a_channel_is_transcribed_and_summarized_end_to_end() {
     let media_dir = tempfile::tempdir().unwrap();
     let standin = StandIn::start(vec![test_channel(media_dir.path()).await]).await.unwrap();
-    let app = TestApp::spawn(&standin_env(&standin)).await;
+    let app = TestApp::builder().env(&standin_env(&standin)).spawn().await;
 
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(600)).await;
@@ -138,7 +139,7 @@ async fn a_channel_is_transcribed_and_summarized_end_to_end() {
 #[tokio::test]
 async fn an_unknown_channel_fails_the_job_with_the_reason() {
     let standin = StandIn::start(vec![]).await.unwrap();
-    let app = TestApp::spawn(&standin_env(&standin)).await;
+    let app = TestApp::builder().env(&standin_env(&standin)).spawn().await;
     let job_id = app.submit("UCnosuchchannelnosuchcha", false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "failed");
@@ -151,7 +152,7 @@ async fn an_unknown_channel_fails_the_job_with_the_reason() {
 #[tokio::test]
 async fn invalid_ids_never_reach_youtube() {
     let standin = StandIn::start(vec![]).await.unwrap();
-    let app = TestApp::spawn(&standin_env(&standin)).await;
+    let app = TestApp::builder().env(&standin_env(&standin)).spawn().await;
     for bad in ["UC123", "../feeds/videos.xml", "UCabcdefghijklmnopqrstu&x=1"] {
         let response =
             app.client.post(app.url("/jobs")).json(&serde_json::json!({"channel_id": bad})).send().await.unwrap();
@@ -174,11 +175,14 @@ async fn yt_dlp_discovery_lists_the_whole_channel() {
     let mut env = standin_env(&standin);
     env.push(("TUBESUM_DISCOVERY__MODE", "yt_dlp".into()));
     // Real discovery (yt-dlp --flat-playlist), instant everything else.
-    let app = TestApp::spawn_with_stages(&env, |ctx| {
-        let real = Stages::real(ctx).unwrap();
-        instant::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::clone(&real.discovery))
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(&env)
+        .stages(|ctx| {
+            let real = Stages::real(ctx).unwrap();
+            noop::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::clone(&real.discovery))
+        })
+        .spawn()
+        .await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed", "{job:#}");

@@ -5,24 +5,25 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tubesum::adapters::EventBus;
 use tubesum::adapters::kafka::KafkaEventBus;
-use tubesum::adapters::mongo::MongoArtifactStore;
+use tubesum::adapters::mongodb::MongoArtifactStore;
 use tubesum::adapters::postgres::testing::TestDatabase;
 use tubesum::adapters::rabbitmq::RabbitEventBus;
-use tubesum::config::{AmqpSettings, KafkaSettings};
-use tubesum::domain::{Segment, VideoId};
-use tubesum::standin::media::{self, Container};
-use tubesum::standin::{StandIn, StandInChannel, StandInVideo};
+use tubesum::adapters::settings::{AmqpSettings, KafkaSettings};
+use tubesum::domain::VideoId;
+use tubesum::ports::EventBus;
+use youtube_standin::Segment;
+use youtube_standin::media::{self, Container};
+use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
-use tubesum::stages::{StageContext, instant};
 
-use crate::actors::{Gated, metas};
-use crate::helpers::{Seen, TestApp, collect, whisper_model};
+use crate::actors::Gated;
+use crate::helpers::{Seen, TestApp, collect, metas, whisper_model};
 
 const CHANNEL: &str = "UCproductionproductionpr";
 const FIVE: [&str; 5] =
@@ -113,7 +114,7 @@ async fn a_channel_completes_on_the_production_backends() {
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
         ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
     ]);
-    let app = TestApp::spawn_configured(&env).await;
+    let app = TestApp::builder().env(&env).spawn().await;
 
     // Independent observers on both event channels.
     let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
@@ -127,12 +128,12 @@ async fn a_channel_completes_on_the_production_backends() {
 
     // PostgreSQL holds the rows, MongoDB the artifacts.
     let store = iso.db.store().await;
-    let videos = tubesum::adapters::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
+    let videos = tubesum::ports::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
     assert_eq!(videos.len(), 2);
     let mongo = MongoArtifactStore::connect(&mongo_url(), &iso.mongo_db).await.unwrap();
     for id in ["prodSpoken1", "prodCaption"] {
         let id = VideoId::parse(id).unwrap();
-        let artifacts: &dyn tubesum::adapters::ArtifactStore = &mongo;
+        let artifacts: &dyn tubesum::ports::ArtifactStore = &mongo;
         assert!(artifacts.get_transcript(&id).await.unwrap().is_some(), "{id}");
         assert!(artifacts.get_summary(&id).await.unwrap().is_some(), "{id}");
     }
@@ -151,7 +152,7 @@ async fn a_channel_completes_on_the_production_backends() {
         }
         assert!(all, "{name} saw only {:?}", kinds_of(seen, &job_id));
     }
-    assert_eq!(tubesum::adapters::outbox::pending(store.pool()).await.unwrap(), 0, "the outbox drained");
+    assert_eq!(tubesum::adapters::postgres::outbox::pending(store.pool()).await.unwrap(), 0, "the outbox drained");
 
     // The analytics consumer (its own Kafka consumer group) counted the job's stages.
     let path = format!("/analytics?job_id={job_id}");
@@ -172,7 +173,7 @@ async fn production_mode_names_the_missing_backend() {
     let mut env = iso.env();
     env.push(("TUBESUM_AMQP__URL", format!("amqp://guest:secretpw@127.0.0.1:{closed}/%2f")));
     let data = tempfile::tempdir().unwrap();
-    let err = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &env))
+    let err = tubesum::app::Wiring::from_settings(crate::helpers::settings(&data, &env))
         .await
         .err()
         .expect("no broker there");
@@ -183,7 +184,7 @@ async fn production_mode_names_the_missing_backend() {
 }
 
 /// Two processes (two actor trees with their own pools) share the production backends: one runs
-/// the API with discovery and summarization, the other the media stages. With instant stage work,
+/// the API with discovery and summarization, the other the media stages. With no-op stage work,
 /// counted per process.
 #[tokio::test]
 async fn two_processes_share_the_work_of_one_channel() {
@@ -191,9 +192,8 @@ async fn two_processes_share_the_work_of_one_channel() {
     use std::sync::{Arc, Mutex};
 
     use tubesum::domain::Stage;
-    use tubesum::stages::{StageContext, instant};
 
-    use crate::actors::{Fault, Faulty, metas};
+    use crate::actors::{Fault, Faulty};
 
     let iso = Isolation::new().await;
     let ids = ["twoProc0001", "twoProc0002", "twoProc0003", "twoProc0004"];
@@ -204,24 +204,23 @@ async fn two_processes_share_the_work_of_one_channel() {
         vec![Stage::Discovery, Stage::Summarization],
         vec![Stage::Download, Stage::AudioExtraction, Stage::Transcription],
     ] {
-        let data = tempfile::tempdir().unwrap();
-        let mut deps = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &iso.env())).await.unwrap();
-        let ctx = StageContext {
-            settings: deps.settings.clone(),
-            store: deps.store.clone(),
-            artifacts: deps.artifacts.clone(),
-        };
-        let mut stages = instant::stages(&ctx, metas(&ids));
-        let mut runs = HashMap::new();
-        for stage in Stage::ALL {
-            let counter: Runs = Arc::default();
-            runs.insert(*stage, counter.clone());
-            let wrapped = Faulty { inner: stages.get(*stage), target: None, fault: Fault::None, runs: counter };
-            stages = stages.with(*stage, Arc::new(wrapped));
-        }
-        deps.stages = stages;
+        let runs: HashMap<Stage, Runs> = Stage::ALL.iter().map(|stage| (*stage, Runs::default())).collect();
+        let counted = runs.clone();
+        let app = TestApp::builder()
+            .env(&iso.env())
+            .pools(pools)
+            .stages(move |ctx| {
+                let mut stages = noop::stages(ctx, metas(&ids));
+                for (stage, counter) in counted {
+                    let wrapped = Faulty { inner: stages.get(stage), target: None, fault: Fault::None, runs: counter };
+                    stages = stages.with(stage, Arc::new(wrapped));
+                }
+                stages
+            })
+            .spawn()
+            .await;
         counters.push(runs);
-        apps.push(TestApp::with_deps_and_stages(deps, data, pools).await);
+        apps.push(app);
     }
     let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
     let (on_kafka, _observer) = collect(kafka.consume("test-two-processes").await.unwrap());
@@ -268,23 +267,24 @@ async fn two_processes_share_the_work_of_one_channel() {
     iso.db.drop_now().await;
 }
 
-/// An app on the production backends with instant stages; transcription waits for `gate`.
+/// An app on the production backends with no-op stages; transcription waits for `gate`.
 pub(crate) async fn gated_app(
     iso: &Isolation,
     extra: &[(&'static str, String)],
     ids: &[&str],
     gate: Arc<Semaphore>,
 ) -> TestApp {
-    let data = tempfile::tempdir().unwrap();
-    let mut env = iso.env();
-    env.extend(extra.iter().cloned());
-    let mut deps = tubesum::actors::Deps::from_settings(crate::helpers::settings(&data, &env)).await.unwrap();
-    let ctx =
-        StageContext { settings: deps.settings.clone(), store: deps.store.clone(), artifacts: deps.artifacts.clone() };
-    let stages = instant::stages(&ctx, metas(ids));
-    let gated = Gated { inner: stages.get(Stage::Transcription), gate, runs: Arc::default() };
-    deps.stages = stages.with(Stage::Transcription, Arc::new(gated));
-    TestApp::with_deps_and_stages(deps, data, Stage::ALL.to_vec()).await
+    let videos = metas(ids);
+    TestApp::builder()
+        .env(&iso.env())
+        .env(extra)
+        .stages(move |ctx| {
+            let stages = noop::stages(ctx, videos);
+            let gated = Gated { inner: stages.get(Stage::Transcription), gate, runs: Arc::default() };
+            stages.with(Stage::Transcription, Arc::new(gated))
+        })
+        .spawn()
+        .await
 }
 
 pub(crate) fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {
@@ -305,7 +305,7 @@ async fn a_job_runs_in_one_process_and_is_handed_over_when_it_stops() {
     let job_id = a.submit(CHANNEL, false).await;
     let store = iso.db.store().await;
     let transcribing = crate::helpers::poll_until(Duration::from_secs(60), || async {
-        let videos = tubesum::adapters::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
+        let videos = tubesum::ports::JobStore::list_videos(&store, job_id.parse().unwrap()).await.unwrap();
         videos.len() == ids.len() && videos.iter().all(|v| v.status.as_str() == "transcribing")
     })
     .await;
@@ -320,7 +320,7 @@ async fn a_job_runs_in_one_process_and_is_handed_over_when_it_stops() {
     gate_b.add_permits(1000);
     let job = b.wait_for_job(&job_id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
-    let attempts = tubesum::adapters::JobStore::list_attempts(&store, job_id.parse().unwrap()).await.unwrap();
+    let attempts = tubesum::ports::JobStore::list_attempts(&store, job_id.parse().unwrap()).await.unwrap();
     let nodes: HashSet<&str> = attempts.iter().map(|a| a.claimed_by.as_str()).collect();
     assert!(nodes.len() >= 2, "both processes took stage work: {nodes:?}");
     b.shutdown().await;
@@ -343,17 +343,17 @@ async fn one_port_on_production_the_rest_embedded() {
         ),
     ];
     let ids = ["portMix0001"];
-    let app = TestApp::spawn_with_stages(&env, |ctx| instant::stages(ctx, metas(&ids))).await;
+    let app = TestApp::builder().env(&env).noop_stages(&ids).spawn().await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
     let store = iso.db.store().await;
-    let record = tubesum::adapters::JobStore::get_job(&store, job_id.parse().unwrap()).await.unwrap();
+    let record = tubesum::ports::JobStore::get_job(&store, job_id.parse().unwrap()).await.unwrap();
     assert_eq!(record.map(|j| j.status.as_str()), Some("completed"), "the job lives in PostgreSQL");
     // Artifacts are embedded: the SQLite file holds the summary, not the job.
-    let sqlite = tubesum::adapters::sqlite::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
-    assert!(tubesum::adapters::JobStore::get_job(&sqlite, job_id.parse().unwrap()).await.unwrap().is_none());
-    let summary = tubesum::adapters::ArtifactStore::get_summary(&sqlite, &VideoId::parse(ids[0]).unwrap()).await;
+    let sqlite = tubesum::adapters::embedded::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
+    assert!(tubesum::ports::JobStore::get_job(&sqlite, job_id.parse().unwrap()).await.unwrap().is_none());
+    let summary = tubesum::ports::ArtifactStore::get_summary(&sqlite, &VideoId::parse(ids[0]).unwrap()).await;
     assert!(summary.unwrap().is_some());
     app.shutdown().await;
     iso.db.drop_now().await;

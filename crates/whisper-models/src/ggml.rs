@@ -18,8 +18,8 @@
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::ct2::{self, Ct2Error, Ct2Model, DType, Variable};
-use super::mel;
+use crate::ct2::{self, Ct2Error, Ct2Model, DType, Variable};
+use crate::mel;
 
 /// `"ggml"` read as a little-endian `u32`.
 pub const GGML_MAGIC: u32 = 0x6767_6d6c;

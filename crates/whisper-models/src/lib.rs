@@ -1,4 +1,7 @@
-//! Whisper models: fetching ggml files and converting CTranslate2 (faster-whisper) models to ggml.
+//! Whisper model files for whisper.cpp, as `tubesum models` uses them: [`fetch`] downloads a ggml
+//! model and verifies its published SHA-1; [`ggml::import_ct2`] converts a faster-whisper
+//! (CTranslate2) model directory, read by [`ct2`], into a ggml file with the [`mel`] filters
+//! whisper.cpp expects. A tool beside the pipeline: tubesum's transcription only loads the result.
 
 pub mod ct2;
 pub mod fetch;

@@ -1,5 +1,6 @@
 //! `StandIn`: a local HTTP server imitating the parts of YouTube tubesum talks to, so tests and demos never
-//! reach the internet. The app is pointed at it through its `youtube.*_url` settings (see
+//! reach the internet. A tool, not part of tubesum's pipeline: tubesum's tests use it, and `tubesum demo`
+//! (the `demo` feature) serves its [`demo`] channel with it. The app is pointed at it through its `youtube.*_url` settings (see
 //! [`StandIn::feed_url_template`] and friends).
 //!
 //! | route                                | answer                                                          |
@@ -14,7 +15,9 @@
 //! (YouTube lists newest first). Every request's path and query is logged ([`StandIn::requests`]).
 
 pub mod demo;
+pub mod feed;
 pub mod media;
+pub mod vtt;
 
 use std::fmt;
 use std::io;
@@ -37,9 +40,16 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use crate::domain::Segment;
-use crate::stages::feed::{FeedEntry, render_feed};
-use crate::stages::vtt::render_vtt;
+use feed::{FeedEntry, render_feed};
+use vtt::render_vtt;
+
+/// A timed piece of speech or caption, in seconds from the start of the video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
 
 /// How long [`StandIn::shutdown`] waits for open connections before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::domain::Segment;
+use crate::Segment;
 
 /// The text-to-speech tool, looked up on `PATH`.
 pub const ESPEAK: &str = "espeak-ng";

@@ -1,7 +1,7 @@
 //! The embedded command and event buses: bounded in-process channels.
 //!
 //! Nothing here survives the process; durability comes from the state store, from which jobs are
-//! resumed at start (see `Pipeline::recover`).
+//! resumed at start (see the JobSupervisor).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -11,11 +11,8 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{
-    Acker, AdapterError, AdapterResult, CommandBus, Delivery, DeliveryStream, DomainEvent, EventBus, EventStream,
-    StageCommand,
-};
-use crate::domain::Stage;
+use crate::domain::{DomainEvent, Stage, StageCommand};
+use crate::ports::{Acker, CommandBus, Delivery, DeliveryStream, EventBus, EventStream, PortError, PortResult};
 
 /// Queue capacity per stage: a full queue makes senders wait (backpressure, not memory growth).
 const QUEUE_CAPACITY: usize = 10_000;
@@ -58,16 +55,16 @@ struct InProcessAcker {
 
 #[async_trait]
 impl Acker for InProcessAcker {
-    async fn ack(&self) -> AdapterResult<()> {
+    async fn ack(&self) -> PortResult<()> {
         Ok(())
     }
 
-    async fn nack(&self, requeue: bool, reason: &str) -> AdapterResult<()> {
+    async fn nack(&self, requeue: bool, reason: &str) -> PortResult<()> {
         if requeue {
             self.requeue
                 .send(self.command.clone())
                 .await
-                .map_err(|_| AdapterError::Unavailable("command queue closed".into()))
+                .map_err(|_| PortError::Unavailable("command queue closed".into()))
         } else {
             tracing::warn!(stage = %self.command.stage, command_id = %self.command.command_id, reason, "command dropped");
             Ok(())
@@ -77,15 +74,15 @@ impl Acker for InProcessAcker {
 
 #[async_trait]
 impl CommandBus for InProcessCommandBus {
-    async fn send(&self, command: StageCommand) -> AdapterResult<()> {
+    async fn send(&self, command: StageCommand) -> PortResult<()> {
         self.queue(command.stage)
             .tx
             .send(command)
             .await
-            .map_err(|_| AdapterError::Unavailable("command queue closed".into()))
+            .map_err(|_| PortError::Unavailable("command queue closed".into()))
     }
 
-    async fn consume(&self, stage: Stage, _prefetch: usize) -> AdapterResult<DeliveryStream> {
+    async fn consume(&self, stage: Stage, _prefetch: usize) -> PortResult<DeliveryStream> {
         let queue = self.queue(stage);
         let rx = queue.rx.clone();
         let requeue = queue.tx.clone();
@@ -106,7 +103,7 @@ pub struct InProcessEventBus {
 
 #[async_trait]
 impl EventBus for InProcessEventBus {
-    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
         let subscribers: Vec<_> = self.subscribers.lock().expect("subscriber list poisoned").clone();
         let mut closed = false;
         for tx in &subscribers {
@@ -118,7 +115,7 @@ impl EventBus for InProcessEventBus {
         Ok(())
     }
 
-    async fn subscribe(&self) -> AdapterResult<EventStream> {
+    async fn subscribe(&self) -> PortResult<EventStream> {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
         self.subscribers.lock().expect("subscriber list poisoned").push(tx);
         Ok(ReceiverStream::new(rx).map(Ok).boxed())
@@ -128,7 +125,7 @@ impl EventBus for InProcessEventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::conformance;
+    use crate::ports::conformance;
 
     #[tokio::test]
     async fn in_process_command_bus_conforms() {

@@ -11,11 +11,11 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
-use super::{
-    AdapterError, AdapterResult, ArtifactStore, AttemptRecord, JobRecord, JobStore, StageCommand, VideoRecord,
-    VideoUpdate,
+use crate::domain::{
+    AttemptOutcome, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, StageCommand, Summary, Transcript, VideoId,
+    VideoMeta, VideoRecord, VideoUpdate,
 };
-use crate::domain::{AttemptOutcome, ChannelId, JobId, JobStatus, Summary, Transcript, VideoId, VideoMeta};
+use crate::ports::{ArtifactStore, JobStore, PortError, PortResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -27,10 +27,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
-    pub async fn open(path: &Path) -> AdapterResult<Self> {
+    pub async fn open(path: &Path) -> PortResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| AdapterError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| PortError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -43,34 +43,34 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await
-            .map_err(|e| AdapterError::Unavailable(format!("sqlite {}: {e}", path.display())))?;
-        MIGRATOR.run(&pool).await.map_err(|e| AdapterError::Unavailable(format!("sqlite migrations failed: {e}")))?;
+            .map_err(|e| PortError::Unavailable(format!("sqlite {}: {e}", path.display())))?;
+        MIGRATOR.run(&pool).await.map_err(|e| PortError::Unavailable(format!("sqlite migrations failed: {e}")))?;
         Ok(Self { pool })
     }
 }
 
-fn translate(e: sqlx::Error) -> AdapterError {
+fn translate(e: sqlx::Error) -> PortError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => AdapterError::AlreadyExists(db.message().to_owned()),
-        sqlx::Error::RowNotFound => AdapterError::NotFound("row".into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => PortError::AlreadyExists(db.message().to_owned()),
+        sqlx::Error::RowNotFound => PortError::NotFound("row".into()),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            AdapterError::Unavailable(e.to_string())
+            PortError::Unavailable(e.to_string())
         }
-        _ => AdapterError::Other(e.to_string()),
+        _ => PortError::Other(e.to_string()),
     }
 }
 
-fn parse<T: FromStr>(what: &str, raw: &str) -> AdapterResult<T>
+fn parse<T: FromStr>(what: &str, raw: &str) -> PortResult<T>
 where
     T::Err: std::fmt::Display,
 {
-    raw.parse::<T>().map_err(|e| AdapterError::Corrupt(format!("{what} {raw:?}: {e}")))
+    raw.parse::<T>().map_err(|e| PortError::Corrupt(format!("{what} {raw:?}: {e}")))
 }
 
-fn parse_time(raw: &str) -> AdapterResult<DateTime<Utc>> {
+fn parse_time(raw: &str) -> PortResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| AdapterError::Corrupt(format!("timestamp {raw:?}: {e}")))
+        .map_err(|e| PortError::Corrupt(format!("timestamp {raw:?}: {e}")))
 }
 
 fn now() -> String {
@@ -86,7 +86,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<JobRecord> {
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> PortResult<JobRecord> {
     let job_id: String = row.get("job_id");
     let channel_id: String = row.get("channel_id");
     let status: String = row.get("status");
@@ -103,7 +103,7 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<JobRecord> {
     })
 }
 
-fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<VideoRecord> {
+fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> PortResult<VideoRecord> {
     let job_id: String = row.get("job_id");
     let video_id: String = row.get("video_id");
     let status: String = row.get("status");
@@ -124,7 +124,7 @@ fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> AdapterResult<VideoRecord> {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> AdapterResult<JobRecord> {
+    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord> {
         let at = now();
         sqlx::query(
             "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
@@ -139,10 +139,10 @@ impl JobStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(translate)?;
-        self.get_job(job_id).await?.ok_or_else(|| AdapterError::NotFound(format!("job {job_id}")))
+        self.get_job(job_id).await?.ok_or_else(|| PortError::NotFound(format!("job {job_id}")))
     }
 
-    async fn get_job(&self, job_id: JobId) -> AdapterResult<Option<JobRecord>> {
+    async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>> {
         sqlx::query("SELECT * FROM jobs WHERE job_id = ?")
             .bind(job_id.to_string())
             .fetch_optional(&self.pool)
@@ -153,7 +153,7 @@ impl JobStore for SqliteStore {
             .transpose()
     }
 
-    async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)> {
+    async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)> {
         let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?")
             .bind(i64::from(limit))
             .bind(i64::from(offset))
@@ -162,11 +162,11 @@ impl JobStore for SqliteStore {
             .map_err(translate)?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(translate)?;
-        let jobs = rows.iter().map(job_from_row).collect::<AdapterResult<_>>()?;
+        let jobs = rows.iter().map(job_from_row).collect::<PortResult<_>>()?;
         Ok((jobs, u64::try_from(total).unwrap_or(0)))
     }
 
-    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()> {
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
         let done = sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE job_id = ?")
             .bind(status.as_str())
             .bind(error)
@@ -176,12 +176,12 @@ impl JobStore for SqliteStore {
             .await
             .map_err(translate)?;
         if done.rows_affected() == 0 {
-            return Err(AdapterError::NotFound(format!("job {job_id}")));
+            return Err(PortError::NotFound(format!("job {job_id}")));
         }
         Ok(())
     }
 
-    async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
+    async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
              AND (owner IS NULL OR lease_until < ?) ORDER BY created_at",
@@ -193,7 +193,7 @@ impl JobStore for SqliteStore {
         ids.iter().map(|id| parse("job id", id)).collect()
     }
 
-    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> AdapterResult<bool> {
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET owner = ?, lease_until = ? \
              WHERE job_id = ? AND status IN ('pending', 'discovering', 'running') \
@@ -210,7 +210,7 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn renew_leases(&self, owner: &str, lease: Duration) -> AdapterResult<Vec<JobId>> {
+    async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET lease_until = ? \
              WHERE owner = ? AND status IN ('pending', 'discovering', 'running') RETURNING job_id",
@@ -223,7 +223,7 @@ impl JobStore for SqliteStore {
         ids.iter().map(|id| parse("job id", id)).collect()
     }
 
-    async fn release_job(&self, job_id: JobId, owner: &str) -> AdapterResult<()> {
+    async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()> {
         sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE job_id = ? AND owner = ?")
             .bind(job_id.to_string())
             .bind(owner)
@@ -233,7 +233,7 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> AdapterResult<()> {
+    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
         sqlx::query(
             "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -253,12 +253,7 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn attempt_finished(
-        &self,
-        command_id: Uuid,
-        outcome: AttemptOutcome,
-        error: Option<&str>,
-    ) -> AdapterResult<()> {
+    async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
         sqlx::query("UPDATE stage_attempts SET finished_at = ?, outcome = ?, error = ? WHERE command_id = ?")
             .bind(now())
             .bind(outcome.as_str())
@@ -270,7 +265,7 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_attempts(&self, job_id: JobId) -> AdapterResult<Vec<AttemptRecord>> {
+    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>> {
         let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = ? ORDER BY started_at, command_id")
             .bind(job_id.to_string())
             .fetch_all(&self.pool)
@@ -299,7 +294,7 @@ impl JobStore for SqliteStore {
             .collect()
     }
 
-    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {
+    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         let at = now();
         for (position, video) in videos.iter().enumerate() {
@@ -320,7 +315,7 @@ impl JobStore for SqliteStore {
         tx.commit().await.map_err(translate)
     }
 
-    async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>> {
+    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
         sqlx::query("SELECT * FROM job_videos WHERE job_id = ? ORDER BY position")
             .bind(job_id.to_string())
             .fetch_all(&self.pool)
@@ -331,7 +326,7 @@ impl JobStore for SqliteStore {
             .collect()
     }
 
-    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>> {
+    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>> {
         sqlx::query("SELECT * FROM job_videos WHERE job_id = ? AND video_id = ?")
             .bind(job_id.to_string())
             .bind(video_id.as_str())
@@ -343,7 +338,7 @@ impl JobStore for SqliteStore {
             .transpose()
     }
 
-    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()> {
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
         let done = sqlx::query(
             "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ? WHERE job_id = ? AND video_id = ?",
         )
@@ -357,7 +352,7 @@ impl JobStore for SqliteStore {
         .await
         .map_err(translate)?;
         if done.rows_affected() == 0 {
-            return Err(AdapterError::NotFound(format!("video {video_id} of job {job_id}")));
+            return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
         }
         Ok(())
     }
@@ -365,8 +360,8 @@ impl JobStore for SqliteStore {
 
 #[async_trait]
 impl ArtifactStore for SqliteStore {
-    async fn put_transcript(&self, t: &Transcript) -> AdapterResult<()> {
-        let segments = serde_json::to_string(&t.segments).map_err(|e| AdapterError::Other(e.to_string()))?;
+    async fn put_transcript(&self, t: &Transcript) -> PortResult<()> {
+        let segments = serde_json::to_string(&t.segments).map_err(|e| PortError::Other(e.to_string()))?;
         sqlx::query(
             "INSERT INTO transcripts (video_id, job_id, source, language, text, segments, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, source = excluded.source, \
@@ -385,7 +380,7 @@ impl ArtifactStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_transcript(&self, video_id: &VideoId) -> AdapterResult<Option<Transcript>> {
+    async fn get_transcript(&self, video_id: &VideoId) -> PortResult<Option<Transcript>> {
         let Some(row) = sqlx::query("SELECT * FROM transcripts WHERE video_id = ?")
             .bind(video_id.as_str())
             .fetch_optional(&self.pool)
@@ -402,13 +397,13 @@ impl ArtifactStore for SqliteStore {
             source: parse("transcript source", &source)?,
             language: row.get("language"),
             text: row.get("text"),
-            segments: serde_json::from_str(&segments).map_err(|e| AdapterError::Corrupt(format!("segments: {e}")))?,
+            segments: serde_json::from_str(&segments).map_err(|e| PortError::Corrupt(format!("segments: {e}")))?,
             job_id: parse("job id", &job_id)?,
         }))
     }
 
-    async fn put_summary(&self, s: &Summary) -> AdapterResult<()> {
-        let key_points = serde_json::to_string(&s.key_points).map_err(|e| AdapterError::Other(e.to_string()))?;
+    async fn put_summary(&self, s: &Summary) -> PortResult<()> {
+        let key_points = serde_json::to_string(&s.key_points).map_err(|e| PortError::Other(e.to_string()))?;
         sqlx::query(
             "INSERT INTO summaries (video_id, job_id, summary, key_points, summarizer, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, summary = excluded.summary, \
@@ -426,7 +421,7 @@ impl ArtifactStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_summary(&self, video_id: &VideoId) -> AdapterResult<Option<Summary>> {
+    async fn get_summary(&self, video_id: &VideoId) -> PortResult<Option<Summary>> {
         let Some(row) = sqlx::query("SELECT * FROM summaries WHERE video_id = ?")
             .bind(video_id.as_str())
             .fetch_optional(&self.pool)
@@ -441,7 +436,7 @@ impl ArtifactStore for SqliteStore {
             video_id: video_id.clone(),
             summary: row.get("summary"),
             key_points: serde_json::from_str(&key_points)
-                .map_err(|e| AdapterError::Corrupt(format!("key points: {e}")))?,
+                .map_err(|e| PortError::Corrupt(format!("key points: {e}")))?,
             summarizer: row.get("summarizer"),
             job_id: parse("job id", &job_id)?,
         }))
@@ -451,7 +446,7 @@ impl ArtifactStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::conformance;
+    use crate::ports::conformance;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,11 @@
-//! The production state store: PostgreSQL (`database.url`, migrations in `migrations/postgres/`).
-//! Driver errors are translated here, once: unique violation (23505) → `AlreadyExists`,
-//! connection trouble → `Unavailable`.
+//! The production state store: PostgreSQL (`database.url`, migrations in `migrations/postgres/`),
+//! and the transactional [`outbox`] that carries domain events to the brokers. Driver errors are
+//! translated here, once: unique violation (23505) → `AlreadyExists`, connection trouble →
+//! `Unavailable`.
+
+pub mod outbox;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::time::Duration;
 
@@ -11,12 +16,12 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use super::{
-    AdapterError, AdapterResult, AttemptRecord, DomainEvent, JobRecord, JobStore, StageCommand, VideoRecord,
-    VideoUpdate,
+use crate::adapters::settings::{DatabaseSettings, redact_url};
+use crate::domain::{
+    AttemptOutcome, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, StageCommand, VideoId,
+    VideoMeta, VideoRecord, VideoUpdate,
 };
-use crate::config::{DatabaseSettings, redact_url};
-use crate::domain::{AttemptOutcome, ChannelId, JobId, JobStatus, VideoId, VideoMeta};
+use crate::ports::{JobStore, PortError, PortResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -32,10 +37,10 @@ pub struct PgStore {
 impl PgStore {
     /// Connects (failing fast, with the URL minus its password, when the database is unreachable)
     /// and runs the migrations.
-    pub async fn connect(settings: &DatabaseSettings) -> AdapterResult<Self> {
+    pub async fn connect(settings: &DatabaseSettings) -> PortResult<Self> {
         let url = settings.url.expose_secret();
         let unavailable =
-            |e: &dyn std::fmt::Display| AdapterError::Unavailable(format!("PostgreSQL at {}: {e}", redact_url(url)));
+            |e: &dyn std::fmt::Display| PortError::Unavailable(format!("PostgreSQL at {}: {e}", redact_url(url)));
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| unavailable(&e))?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
@@ -60,34 +65,34 @@ impl PgStore {
 }
 
 /// Translates a driver error into the port's error.
-pub fn translate(e: sqlx::Error) -> AdapterError {
+pub fn translate(e: sqlx::Error) -> PortError {
     match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            AdapterError::AlreadyExists(db.constraint().unwrap_or("row").to_owned())
+            PortError::AlreadyExists(db.constraint().unwrap_or("row").to_owned())
         }
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-            AdapterError::NotFound(db.constraint().unwrap_or("referenced row").to_owned())
+            PortError::NotFound(db.constraint().unwrap_or("referenced row").to_owned())
         }
-        sqlx::Error::RowNotFound => AdapterError::NotFound("row".into()),
+        sqlx::Error::RowNotFound => PortError::NotFound("row".into()),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            AdapterError::Unavailable(e.to_string())
+            PortError::Unavailable(e.to_string())
         }
         // Admin shutdown, crash recovery, connection failures (class 08 and 57P0x).
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
-            AdapterError::Unavailable(e.to_string())
+            PortError::Unavailable(e.to_string())
         }
-        _ => AdapterError::Other(e.to_string()),
+        _ => PortError::Other(e.to_string()),
     }
 }
 
-fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> AdapterResult<T>
+fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> PortResult<T>
 where
     T::Err: std::fmt::Display,
 {
-    raw.parse::<T>().map_err(|e| AdapterError::Corrupt(format!("{what} {raw:?}: {e}")))
+    raw.parse::<T>().map_err(|e| PortError::Corrupt(format!("{what} {raw:?}: {e}")))
 }
 
-fn job_from_row(row: &PgRow) -> AdapterResult<JobRecord> {
+fn job_from_row(row: &PgRow) -> PortResult<JobRecord> {
     let channel_id: String = row.get("channel_id");
     let status: String = row.get("status");
     Ok(JobRecord {
@@ -101,7 +106,7 @@ fn job_from_row(row: &PgRow) -> AdapterResult<JobRecord> {
     })
 }
 
-fn video_from_row(row: &PgRow) -> AdapterResult<VideoRecord> {
+fn video_from_row(row: &PgRow) -> PortResult<VideoRecord> {
     let video_id: String = row.get("video_id");
     let status: String = row.get("status");
     Ok(VideoRecord {
@@ -119,7 +124,7 @@ fn video_from_row(row: &PgRow) -> AdapterResult<VideoRecord> {
 
 #[async_trait]
 impl JobStore for PgStore {
-    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> AdapterResult<JobRecord> {
+    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord> {
         let row = sqlx::query(
             "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, NULL, now(), now()) RETURNING *",
@@ -134,7 +139,7 @@ impl JobStore for PgStore {
         job_from_row(&row)
     }
 
-    async fn get_job(&self, job_id: JobId) -> AdapterResult<Option<JobRecord>> {
+    async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>> {
         sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
             .bind(job_id.0)
             .fetch_optional(&self.pool)
@@ -145,7 +150,7 @@ impl JobStore for PgStore {
             .transpose()
     }
 
-    async fn list_jobs(&self, limit: u32, offset: u32) -> AdapterResult<(Vec<JobRecord>, u64)> {
+    async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)> {
         let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT $1 OFFSET $2")
             .bind(i64::from(limit))
             .bind(i64::from(offset))
@@ -154,11 +159,11 @@ impl JobStore for PgStore {
             .map_err(translate)?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(translate)?;
-        let jobs = rows.iter().map(job_from_row).collect::<AdapterResult<_>>()?;
+        let jobs = rows.iter().map(job_from_row).collect::<PortResult<_>>()?;
         Ok((jobs, u64::try_from(total).unwrap_or(0)))
     }
 
-    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> AdapterResult<()> {
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
         let done = sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = now() WHERE job_id = $3")
             .bind(status.as_str())
             .bind(error)
@@ -167,7 +172,7 @@ impl JobStore for PgStore {
             .await
             .map_err(translate)?;
         if done.rows_affected() == 0 {
-            return Err(AdapterError::NotFound(format!("job {job_id}")));
+            return Err(PortError::NotFound(format!("job {job_id}")));
         }
         Ok(())
     }
@@ -178,7 +183,7 @@ impl JobStore for PgStore {
         status: JobStatus,
         error: Option<&str>,
         event: &DomainEvent,
-    ) -> AdapterResult<bool> {
+    ) -> PortResult<bool> {
         let Some(sinks) = &self.outbox_sinks else {
             self.set_job_status(job_id, status, error).await?;
             return Ok(false);
@@ -192,14 +197,14 @@ impl JobStore for PgStore {
             .await
             .map_err(translate)?;
         if done.rows_affected() == 0 {
-            return Err(AdapterError::NotFound(format!("job {job_id}")));
+            return Err(PortError::NotFound(format!("job {job_id}")));
         }
-        super::outbox::enqueue(&mut *tx, event, sinks).await?;
+        outbox::enqueue(&mut *tx, event, sinks).await?;
         tx.commit().await.map_err(translate)?;
         Ok(true)
     }
 
-    async fn claimable_jobs(&self) -> AdapterResult<Vec<JobId>> {
+    async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
              AND (owner IS NULL OR lease_until < now()) ORDER BY created_at",
@@ -210,7 +215,7 @@ impl JobStore for PgStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> AdapterResult<bool> {
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<bool> {
         // The database's clock decides, so that the processes' clocks need not agree.
         let done = sqlx::query(
             "UPDATE jobs SET owner = $2, lease_until = now() + make_interval(secs => $3) \
@@ -226,7 +231,7 @@ impl JobStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn renew_leases(&self, owner: &str, lease: Duration) -> AdapterResult<Vec<JobId>> {
+    async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
              WHERE owner = $1 AND status IN ('pending', 'discovering', 'running') RETURNING job_id",
@@ -239,7 +244,7 @@ impl JobStore for PgStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn release_job(&self, job_id: JobId, owner: &str) -> AdapterResult<()> {
+    async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()> {
         sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE job_id = $1 AND owner = $2")
             .bind(job_id.0)
             .bind(owner)
@@ -249,7 +254,7 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> AdapterResult<()> {
+    async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
         sqlx::query(
             "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
              VALUES ($1, $2, $3, $4, $5, $6, now()) \
@@ -268,12 +273,7 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn attempt_finished(
-        &self,
-        command_id: Uuid,
-        outcome: AttemptOutcome,
-        error: Option<&str>,
-    ) -> AdapterResult<()> {
+    async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
         sqlx::query("UPDATE stage_attempts SET finished_at = now(), outcome = $2, error = $3 WHERE command_id = $1")
             .bind(command_id)
             .bind(outcome.as_str())
@@ -284,7 +284,7 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn list_attempts(&self, job_id: JobId) -> AdapterResult<Vec<AttemptRecord>> {
+    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>> {
         let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = $1 ORDER BY started_at, command_id")
             .bind(job_id.0)
             .fetch_all(&self.pool)
@@ -310,7 +310,7 @@ impl JobStore for PgStore {
             .collect()
     }
 
-    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> AdapterResult<()> {
+    async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         for (position, video) in videos.iter().enumerate() {
             sqlx::query(
@@ -329,7 +329,7 @@ impl JobStore for PgStore {
         tx.commit().await.map_err(translate)
     }
 
-    async fn list_videos(&self, job_id: JobId) -> AdapterResult<Vec<VideoRecord>> {
+    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
         sqlx::query("SELECT * FROM job_videos WHERE job_id = $1 ORDER BY position")
             .bind(job_id.0)
             .fetch_all(&self.pool)
@@ -340,7 +340,7 @@ impl JobStore for PgStore {
             .collect()
     }
 
-    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> AdapterResult<Option<VideoRecord>> {
+    async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>> {
         sqlx::query("SELECT * FROM job_videos WHERE job_id = $1 AND video_id = $2")
             .bind(job_id.0)
             .bind(video_id.as_str())
@@ -352,7 +352,7 @@ impl JobStore for PgStore {
             .transpose()
     }
 
-    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> AdapterResult<()> {
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
         let done = sqlx::query(
             "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now() \
              WHERE job_id = $4 AND video_id = $5",
@@ -366,128 +366,8 @@ impl JobStore for PgStore {
         .await
         .map_err(translate)?;
         if done.rows_affected() == 0 {
-            return Err(AdapterError::NotFound(format!("video {video_id} of job {job_id}")));
+            return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
         }
         Ok(())
-    }
-}
-
-/// A fresh, migrated database for one test, dropped by [`TestDatabase::drop_now`].
-pub mod testing {
-    use secrecy::SecretString;
-    use sqlx::Connection;
-    use sqlx::postgres::PgConnection;
-
-    use super::PgStore;
-    use crate::config::DatabaseSettings;
-
-    /// The server tests use: `$POSTGRES_TEST_URL` or the local one (trust auth).
-    pub fn server_url() -> String {
-        std::env::var("POSTGRES_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-    }
-
-    pub struct TestDatabase {
-        pub name: String,
-        pub settings: DatabaseSettings,
-    }
-
-    impl TestDatabase {
-        /// Creates `tubesum_test_<uuid>`; panics with a clear message when PostgreSQL is unreachable.
-        pub async fn create() -> TestDatabase {
-            let server = server_url();
-            let name = format!("tubesum_test_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap_or_else(|e| {
-                panic!("PostgreSQL is required at {server} (start it, or set POSTGRES_TEST_URL): {e}")
-            });
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-            let url = SecretString::from(format!("{server}/{name}"));
-            let settings = DatabaseSettings { url, max_connections: 5, outbox_retention_hours: 0 };
-            TestDatabase { name, settings }
-        }
-
-        pub async fn store(&self) -> PgStore {
-            PgStore::connect(&self.settings).await.expect("connect to the test database")
-        }
-
-        pub async fn drop_now(self) {
-            if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                    .execute(&mut admin)
-                    .await;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use secrecy::SecretString;
-
-    use super::testing::TestDatabase;
-    use super::*;
-    use crate::adapters::conformance;
-
-    #[tokio::test]
-    async fn postgres_job_store_conforms() {
-        let db = TestDatabase::create().await;
-        conformance::job_store(&db.store().await).await;
-        db.drop_now().await;
-    }
-
-    #[tokio::test]
-    async fn a_job_ends_with_its_event_in_one_transaction() {
-        use crate::adapters::{EventPayload, outbox};
-        let db = TestDatabase::create().await;
-        let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
-        let finished = |job| DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Completed });
-
-        let plain = db.store().await;
-        let job = JobId::new();
-        plain.create_job(job, &channel, false).await.unwrap();
-        assert!(!plain.finish_job(job, JobStatus::Completed, None, &finished(job)).await.unwrap(), "no outbox");
-        assert_eq!(outbox::pending(plain.pool()).await.unwrap(), 0);
-
-        let store = db.store().await.with_outbox(&["fanout", "kafka"]);
-        let job = JobId::new();
-        store.create_job(job, &channel, false).await.unwrap();
-        let event = finished(job);
-        assert!(store.finish_job(job, JobStatus::Failed, Some("gone"), &event).await.unwrap());
-        let record = store.get_job(job).await.unwrap().unwrap();
-        assert_eq!((record.status, record.error.as_deref()), (JobStatus::Failed, Some("gone")));
-        assert_eq!(outbox::published_at(store.pool(), event.event_id).await.unwrap(), Some(None), "pending");
-        let missing = JobId::new();
-        assert!(store.finish_job(missing, JobStatus::Failed, None, &finished(missing)).await.is_err());
-        assert_eq!(outbox::pending(store.pool()).await.unwrap(), 1, "nothing enqueued for a missing job");
-        db.drop_now().await;
-    }
-
-    #[tokio::test]
-    async fn migrations_are_idempotent_and_duplicates_translate() {
-        let db = TestDatabase::create().await;
-        let store = db.store().await;
-        let again = db.store().await;
-        let job = JobId::new();
-        let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
-        store.create_job(job, &channel, false).await.unwrap();
-        let err = again.create_job(job, &channel, false).await.unwrap_err();
-        assert!(matches!(err, AdapterError::AlreadyExists(_)), "{err}");
-        db.drop_now().await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_database_fails_fast_without_leaking_the_password() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let settings = DatabaseSettings {
-            url: SecretString::from(format!("postgres://user:hunter2@127.0.0.1:{port}/db")),
-            max_connections: 1,
-            outbox_retention_hours: 0,
-        };
-        let err = PgStore::connect(&settings).await.err().expect("nothing listens there");
-        let msg = err.to_string();
-        assert!(matches!(err, AdapterError::Unavailable(_)));
-        assert!(msg.contains(&format!("127.0.0.1:{port}")) && !msg.contains("hunter2"), "{msg}");
     }
 }

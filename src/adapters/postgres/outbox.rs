@@ -15,8 +15,9 @@ use sqlx::PgPool;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::postgres::translate;
-use super::{AdapterError, AdapterResult, DomainEvent, EventBus, EventStream};
+use super::translate;
+use crate::domain::{Backoff, DomainEvent};
+use crate::ports::{EventBus, EventStream, PortError, PortResult};
 
 const NOTIFY_CHANNEL: &str = "tubesum_outbox";
 const BATCH: i64 = 200;
@@ -54,11 +55,11 @@ impl OutboxEventBus {
 /// redelivery: see [`DomainEvent::stable`]) keeps the first event as it was and makes it pending
 /// again, so that whoever waits for it hears it, and consumers deduplicating by `event_id` see it
 /// once.
-pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent, sinks: &[String]) -> AdapterResult<()>
+pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent, sinks: &[String]) -> PortResult<()>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let payload = serde_json::to_value(event).map_err(|e| AdapterError::Other(format!("encoding event: {e}")))?;
+    let payload = serde_json::to_value(event).map_err(|e| PortError::Other(format!("encoding event: {e}")))?;
     sqlx::query(
         "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING id), \
@@ -80,22 +81,26 @@ where
 
 #[async_trait]
 impl EventBus for OutboxEventBus {
-    async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
         enqueue(&self.pool, &event, &self.sinks).await
     }
 
-    async fn subscribe(&self) -> AdapterResult<EventStream> {
+    async fn subscribe(&self) -> PortResult<EventStream> {
         self.subscriptions.subscribe().await
     }
 
-    async fn subscribe_group(&self, group: &str) -> AdapterResult<EventStream> {
+    async fn subscribe_group(&self, group: &str) -> PortResult<EventStream> {
         self.groups.subscribe_group(group).await
+    }
+
+    async fn backlog(&self) -> PortResult<Option<u64>> {
+        Ok(Some(pending(&self.pool).await?.try_into().unwrap_or_default()))
     }
 }
 
 /// Publishes one batch of `sink`'s pending events, oldest first, and takes them off its list only
 /// if the sink took them all. Returns how many were published.
-pub async fn relay_once(pool: &PgPool, sink: &Sink) -> AdapterResult<usize> {
+pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
     let mut tx = pool.begin().await.map_err(translate)?;
     let rows = sqlx::query(
         "SELECT p.outbox_id, o.payload FROM outbox_pending p JOIN outbox o ON o.id = p.outbox_id \
@@ -115,7 +120,7 @@ pub async fn relay_once(pool: &PgPool, sink: &Sink) -> AdapterResult<usize> {
         let id: i64 = row.get("outbox_id");
         let payload: serde_json::Value = row.get("payload");
         let event: DomainEvent =
-            serde_json::from_value(payload).map_err(|e| AdapterError::Corrupt(format!("outbox row {id}: {e}")))?;
+            serde_json::from_value(payload).map_err(|e| PortError::Corrupt(format!("outbox row {id}: {e}")))?;
         ids.push(id);
         events.push(event);
     }
@@ -139,12 +144,12 @@ pub async fn relay_once(pool: &PgPool, sink: &Sink) -> AdapterResult<usize> {
 }
 
 /// How many events wait in the outbox for at least one sink.
-pub async fn pending(pool: &PgPool) -> AdapterResult<i64> {
+pub async fn pending(pool: &PgPool) -> PortResult<i64> {
     sqlx::query_scalar("SELECT COUNT(DISTINCT outbox_id) FROM outbox_pending").fetch_one(pool).await.map_err(translate)
 }
 
 /// Deletes the events every sink published more than `retention` ago; returns how many.
-pub async fn prune(pool: &PgPool, retention: Duration) -> AdapterResult<u64> {
+pub async fn prune(pool: &PgPool, retention: Duration) -> PortResult<u64> {
     let done = sqlx::query(
         "DELETE FROM outbox o WHERE o.published_at < now() - make_interval(secs => $1) \
          AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id)",
@@ -158,13 +163,7 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> AdapterResult<u64> {
 
 /// Runs one relay loop per sink until the task is dropped, and prunes published events older
 /// than `retention` (when set) every hour.
-pub async fn run_relay(
-    pool: PgPool,
-    sinks: Vec<Sink>,
-    poll: Duration,
-    backoff: crate::actors::backoff::Backoff,
-    retention: Option<Duration>,
-) {
+pub async fn run_relay(pool: PgPool, sinks: Vec<Sink>, poll: Duration, backoff: Backoff, retention: Option<Duration>) {
     let pruner = async {
         let Some(retention) = retention else { return };
         let mut every = tokio::time::interval(Duration::from_secs(3600));
@@ -183,7 +182,7 @@ pub async fn run_relay(
 
 /// Relays `sink`'s events: woken by NOTIFY or every `poll`, backing off while the sink or the
 /// database is unavailable.
-async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: crate::actors::backoff::Backoff) {
+async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: Backoff) {
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.ok();
     if let Some(l) = listener.as_mut()
         && l.listen(NOTIFY_CHANNEL).await.is_err()
@@ -217,10 +216,7 @@ async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: crate::ac
 
 /// When an event was published: `None` if it is not in the outbox, `Some(None)` while a sink
 /// still waits for it.
-pub async fn published_at(
-    pool: &PgPool,
-    event_id: Uuid,
-) -> AdapterResult<Option<Option<chrono::DateTime<chrono::Utc>>>> {
+pub async fn published_at(pool: &PgPool, event_id: Uuid) -> PortResult<Option<Option<chrono::DateTime<chrono::Utc>>>> {
     let row = sqlx::query(
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id) THEN NULL \
          ELSE o.published_at END AS published_at FROM outbox o WHERE o.event_id = $1",
@@ -230,124 +226,4 @@ pub async fn published_at(
     .await
     .map_err(translate)?;
     Ok(row.map(|r| r.get("published_at")))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use futures::StreamExt;
-
-    use super::*;
-    use crate::adapters::EventPayload;
-    use crate::adapters::in_process::InProcessEventBus;
-    use crate::adapters::postgres::testing::TestDatabase;
-    use crate::domain::{JobId, VideoId};
-
-    /// A sink that is down until switched on, and records what it took.
-    #[derive(Default)]
-    struct Switchable {
-        up: Mutex<bool>,
-        taken: Mutex<Vec<DomainEvent>>,
-    }
-
-    #[async_trait]
-    impl EventBus for Switchable {
-        async fn publish(&self, event: DomainEvent) -> AdapterResult<()> {
-            if !*self.up.lock().unwrap() {
-                return Err(AdapterError::Unavailable("broker down".into()));
-            }
-            self.taken.lock().unwrap().push(event);
-            Ok(())
-        }
-        async fn subscribe(&self) -> AdapterResult<EventStream> {
-            Err(AdapterError::Other("not a source".into()))
-        }
-    }
-
-    fn event(n: u32) -> DomainEvent {
-        DomainEvent::new(
-            JobId::new(),
-            Some(VideoId::parse("aaaaaaaaaaa").unwrap()),
-            EventPayload::AudioExtracted { seconds: f64::from(n) },
-        )
-    }
-
-    #[tokio::test]
-    async fn events_wait_in_the_outbox_while_their_broker_is_down() {
-        let db = TestDatabase::create().await;
-        let store = db.store().await;
-        let pool = store.pool().clone();
-        let fanout = Arc::new(InProcessEventBus::default());
-        let down = Arc::new(Switchable::default());
-        let (to_down, to_fanout) = (Sink::new("down", down.clone()), Sink::new("fanout", fanout.clone()));
-        let bus =
-            OutboxEventBus::new(pool.clone(), &[to_down.clone(), to_fanout.clone()], fanout.clone(), fanout.clone());
-        let events: Vec<DomainEvent> = (0..3).map(event).collect();
-        for e in &events {
-            bus.publish(e.clone()).await.unwrap();
-        }
-        bus.publish(events[0].clone()).await.unwrap(); // a duplicate is one row
-        assert_eq!(pending(&pool).await.unwrap(), 3);
-
-        // One broker down holds back only its own events.
-        let mut subscription = bus.subscribe().await.unwrap();
-        assert!(relay_once(&pool, &to_down).await.is_err());
-        assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 3);
-        assert_eq!(subscription.next().await.unwrap().unwrap(), events[0]);
-        assert_eq!(pending(&pool).await.unwrap(), 3, "nothing is lost while a broker is down");
-        assert_eq!(published_at(&pool, events[2].event_id).await.unwrap(), Some(None));
-
-        *down.up.lock().unwrap() = true;
-        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 3);
-        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 0);
-        assert_eq!(pending(&pool).await.unwrap(), 0);
-        assert_eq!(*down.taken.lock().unwrap(), events, "published once each, in order");
-        assert!(published_at(&pool, events[2].event_id).await.unwrap().unwrap().is_some());
-        assert_eq!(published_at(&pool, Uuid::new_v4()).await.unwrap(), None);
-
-        // The same event produced again (a redone stage) is published again, as it first was.
-        let mut again = events[0].clone();
-        again.duration_ms = Some(99);
-        bus.publish(again).await.unwrap();
-        assert_eq!(pending(&pool).await.unwrap(), 1);
-        assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 1);
-        assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 1);
-        assert_eq!(down.taken.lock().unwrap().last(), Some(&events[0]));
-
-        // Pruning takes only what every sink has, and only once it is old enough.
-        bus.publish(event(9)).await.unwrap();
-        assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 0, "too young");
-        sqlx::query("UPDATE outbox SET published_at = now() - interval '2 hours'").execute(&pool).await.unwrap();
-        assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 3, "the waiting one stays");
-        assert_eq!(pending(&pool).await.unwrap(), 1);
-        db.drop_now().await;
-    }
-
-    #[tokio::test]
-    async fn the_relay_task_publishes_soon_after_an_insert() {
-        let db = TestDatabase::create().await;
-        let pool = db.store().await.pool().clone();
-        let sink = Arc::new(Switchable::default());
-        *sink.up.lock().unwrap() = true;
-        let backoff =
-            crate::actors::backoff::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
-        let relay = tokio::spawn(run_relay(
-            pool.clone(),
-            vec![Sink::new("s", sink.clone())],
-            Duration::from_secs(30),
-            backoff,
-            None,
-        ));
-        let e = event(7);
-        enqueue(&pool, &e, &["s".to_owned()]).await.unwrap();
-        // NOTIFY wakes the relay long before its 30 s poll.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while sink.taken.lock().unwrap().is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        relay.abort();
-        db.drop_now().await;
-    }
 }

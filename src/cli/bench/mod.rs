@@ -1,7 +1,9 @@
 //! `tubesum bench pipeline --videos N`: the runtime's own overhead. A channel of N videos goes
 //! through the real actor tree and the configured backends (embedded, or production with queues,
-//! exchange and topics of its own) with instant stand-in stage work, so what is measured is
+//! exchange and topics of its own) with no-op stage work ([`noop`]), so what is measured is
 //! dispatch, persistence, queueing and event routing — not media.
+
+pub mod noop;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,12 +12,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use crate::actors::Deps;
-use crate::adapters::EventPayload;
-use crate::config::{Backends, Settings};
-use crate::domain::{ChannelId, JobStatus, Stage, VideoId, VideoMeta};
-use crate::pipeline::Pipeline;
-use crate::stages::{StageContext, instant};
+use crate::app::settings::Backends;
+use crate::app::{Pipeline, Settings, Wiring};
+use crate::domain::{ChannelId, EventPayload, JobStatus, Stage, VideoId, VideoMeta};
 
 /// Persisted transitions per video: dispatch + completion for each of the four video stages.
 const TRANSITIONS_PER_VIDEO: usize = 8;
@@ -69,9 +68,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
     settings.amqp.events_exchange = format!("tubesum.bench.{tag}");
     settings.kafka.topic_prefix = format!("bench_{tag}_");
     let backends = settings.backends;
-    let mut deps = Deps::from_settings(settings).await?;
-    let ctx =
-        StageContext { settings: deps.settings.clone(), store: deps.store.clone(), artifacts: deps.artifacts.clone() };
+    let wiring = Wiring::from_settings(settings).await?;
     let metas: Vec<VideoMeta> = (0..videos)
         .map(|i| VideoMeta {
             video_id: VideoId::parse(&format!("bench{i:06}")).expect("valid synthetic id"),
@@ -79,8 +76,8 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
             published_at: None,
         })
         .collect();
-    deps.stages = instant::stages(&ctx, metas);
-    let pipeline = Pipeline::start(deps, Stage::ALL.to_vec()).await?;
+    let wiring = wiring.with_stages(|ctx| noop::stages(ctx, metas));
+    let pipeline = Pipeline::start(wiring, Stage::ALL.to_vec()).await?;
     let mut events = pipeline.deps.events.subscribe().await?;
     let started = Instant::now();
     let job = pipeline.submit(&ChannelId::parse(CHANNEL)?, true).await?;

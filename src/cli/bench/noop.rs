@@ -1,27 +1,29 @@
-//! Instant stand-in stage work: commits the same kind of results as the real stages (videos,
-//! transcripts, summaries) without media, so the actor runtime and the backends can be exercised
-//! and measured on their own (actor tests, benchmarks). Not used by the real pipeline.
+//! No-op stage work: commits the same kind of results as the real stages (videos, transcripts,
+//! summaries) at once and without media, so the actor runtime and the backends are measured on
+//! their own (the benchmark) or exercised without media (tests). Never part of the real pipeline.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{StageContext, StageError, StageResult, StageWork, Stages, video_of};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::domain::{Segment, Stage, Summary, Transcript, TranscriptSource, VideoMeta, moment_url};
+use crate::domain::{
+    DomainEvent, EventPayload, KeyPoint, Segment, Stage, StageCommand, Summary, Transcript, TranscriptSource,
+    VideoMeta, moment_url,
+};
+use crate::stages::{StageContext, StageError, StageResult, StageWork, Stages, video_of};
 
-/// One instant stage.
-pub struct Instant {
+/// One no-op stage.
+pub struct NoopWork {
     stage: Stage,
     ctx: StageContext,
     /// What discovery "finds".
     videos: Arc<Vec<VideoMeta>>,
 }
 
-/// All five stages, instant; discovery lists `videos` for every channel.
+/// All five stages, no-op; discovery lists `videos` for every channel.
 pub fn stages(ctx: &StageContext, videos: Vec<VideoMeta>) -> Stages {
     let videos = Arc::new(videos);
-    let make = |stage| Arc::new(Instant { stage, ctx: ctx.clone(), videos: videos.clone() }) as Arc<dyn StageWork>;
+    let make = |stage| Arc::new(NoopWork { stage, ctx: ctx.clone(), videos: videos.clone() }) as Arc<dyn StageWork>;
     Stages {
         discovery: make(Stage::Discovery),
         download: make(Stage::Download),
@@ -32,7 +34,7 @@ pub fn stages(ctx: &StageContext, videos: Vec<VideoMeta>) -> Stages {
 }
 
 #[async_trait]
-impl StageWork for Instant {
+impl StageWork for NoopWork {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let job_id = command.job_id;
         let event = |payload| Ok(vec![DomainEvent::new(job_id, command.video_id.clone(), payload)]);
@@ -86,14 +88,10 @@ impl StageWork for Instant {
                     .segments
                     .iter()
                     .take(1)
-                    .map(|s| crate::domain::KeyPoint {
-                        text: s.text.clone(),
-                        start: s.start,
-                        url: moment_url(&video_id, s.start),
-                    })
+                    .map(|s| KeyPoint { text: s.text.clone(), start: s.start, url: moment_url(&video_id, s.start) })
                     .collect();
                 let summary =
-                    Summary { video_id, summary: transcript.text, key_points, summarizer: "instant".into(), job_id };
+                    Summary { video_id, summary: transcript.text, key_points, summarizer: "noop".into(), job_id };
                 self.ctx.artifacts.put_summary(&summary).await?;
                 event(EventPayload::SummarizationCompleted { summarizer: summary.summarizer })
             }

@@ -1,15 +1,16 @@
 //! Discovery: the channel's videos, from its Atom feed (default) or from `yt-dlp --flat-playlist`
 //! (the full history). Records them for the job and reports `video_discovered` for each.
 
+pub mod feed;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{StageContext, StageError, StageResult, StageWork, feed, fill, process};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::config::DiscoveryMode;
-use crate::domain::{ChannelId, VideoId, VideoMeta};
+use super::{StageContext, StageError, StageResult, StageWork, fill, process};
+use crate::domain::{ChannelId, DomainEvent, EventPayload, StageCommand, VideoId, VideoMeta};
+use crate::stages::settings::DiscoveryMode;
 
 pub struct Discovery {
     ctx: StageContext,

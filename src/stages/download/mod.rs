@@ -1,6 +1,8 @@
 //! Download: captions first (manual subtitles in the wanted language become the transcript and
 //! audio + whisper are skipped), else the audio with yt-dlp into `media/{video_id}/source.*`.
 
+pub mod vtt;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,10 +10,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StageContext, StageError, StageResult, StageWork, fill, process, video_of, vtt};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::config::CaptionsPolicy;
-use crate::domain::{Stage, Transcript, TranscriptSource, VideoId};
+use super::{StageContext, StageError, StageResult, StageWork, fill, process, video_of};
+use crate::domain::{DomainEvent, EventPayload, Stage, StageCommand, Transcript, TranscriptSource, VideoId};
+use crate::stages::settings::CaptionsPolicy;
 
 pub struct Download {
     ctx: StageContext,

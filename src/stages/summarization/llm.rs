@@ -17,11 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::chunk::{Chunk, chunk_segments};
+use super::summarizer::{Draft, Summarizer};
 use super::textrank::KeyPointCandidate;
-use super::{Draft, Summarizer};
-use crate::config::LlmSettings;
 use crate::domain::Segment;
 use crate::stages::StageError;
+use crate::stages::settings::LlmSettings;
 
 const MAP_PROMPT: &str = "You summarize part of a video transcript. Each line starts with a segment number in \
 square brackets. Answer with JSON only, no prose around it: {\"summary\": \"<2-4 sentence summary of this part>\", \

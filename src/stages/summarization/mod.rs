@@ -1,12 +1,20 @@
-//! Summarization: the stored transcript → a stored summary with key points and moment links.
+//! Summarization: the stored transcript → a stored summary with key points and moment links, by
+//! the built-in offline summarizer ([`textrank`]) or any OpenAI-compatible chat model ([`llm`],
+//! map-reduce over token-budget [`chunk`]s).
+
+pub mod chunk;
+pub mod llm;
+pub mod summarizer;
+pub mod textrank;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use summarizer::{NO_SPEECH_SUMMARIZER, NO_SPEECH_SUMMARY, Summarizer, TextRank, summarize_transcript};
+
 use super::{StageContext, StageError, StageResult, StageWork, video_of};
-use crate::adapters::{DomainEvent, EventPayload, StageCommand};
-use crate::summarize::{self, Summarizer};
+use crate::domain::{DomainEvent, EventPayload, StageCommand};
 
 pub struct Summarization {
     ctx: StageContext,
@@ -15,7 +23,7 @@ pub struct Summarization {
 
 impl Summarization {
     pub fn new(ctx: StageContext) -> Result<Self, StageError> {
-        let summarizer = summarize::from_settings(&ctx.settings);
+        let summarizer = summarizer::from_settings(&ctx.settings.llm, &ctx.settings.summary);
         Ok(Self { ctx, summarizer })
     }
 }
@@ -33,7 +41,7 @@ impl StageWork for Summarization {
                     .get_transcript(video_id)
                     .await?
                     .ok_or_else(|| StageError::Permanent(format!("no transcript stored for {video_id}")))?;
-                let mut summary = summarize::summarize_transcript(self.summarizer.as_ref(), &transcript).await?;
+                let mut summary = summarize_transcript(self.summarizer.as_ref(), &transcript).await?;
                 summary.job_id = command.job_id;
                 self.ctx.artifacts.put_summary(&summary).await?;
                 summary

@@ -1,18 +1,15 @@
-//! Summarizers: the built-in offline one (TextRank over transcript sentences) and any
-//! OpenAI-compatible chat model (map-reduce over token-budget chunks). Key points always carry the
-//! start of a transcript segment; their links are computed here, never written by a model.
-
-pub mod chunk;
-pub mod llm;
-pub mod textrank;
+//! The [`Summarizer`] trait and its offline implementation, [`TextRank`]; the LLM one is in
+//! [`super::llm`]. Key points always carry the start of a transcript segment; their links are
+//! computed here, never written by a model.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Settings;
+use super::{llm, textrank};
 use crate::domain::{KeyPoint, Segment, Summary, Transcript, moment_url};
 use crate::stages::StageError;
+use crate::stages::settings::{LlmSettings, SummarySettings};
 
 /// What a summary says when there was no speech to summarize.
 pub const NO_SPEECH_SUMMARY: &str = "No speech was detected in this video, so there is nothing to summarize.";
@@ -33,15 +30,12 @@ pub trait Summarizer: Send + Sync + 'static {
     async fn summarize(&self, segments: &[Segment]) -> Result<Draft, StageError>;
 }
 
-/// The summarizer the settings ask for.
-pub fn from_settings(settings: &Settings) -> Arc<dyn Summarizer> {
-    if settings.llm.enabled() {
-        Arc::new(llm::LlmSummarizer::new(&settings.llm, settings.summary.max_key_points))
+/// The summarizer the settings ask for: the LLM when `llm.base_url` is set, else TextRank.
+pub fn from_settings(llm: &LlmSettings, summary: &SummarySettings) -> Arc<dyn Summarizer> {
+    if llm.enabled() {
+        Arc::new(llm::LlmSummarizer::new(llm, summary.max_key_points))
     } else {
-        Arc::new(TextRank {
-            max_sentences: settings.summary.max_sentences,
-            max_key_points: settings.summary.max_key_points,
-        })
+        Arc::new(TextRank { max_sentences: summary.max_sentences, max_key_points: summary.max_key_points })
     }
 }
 

@@ -1,0 +1,32 @@
+//! The application: [`settings`] loaded and layered, the ports [`wiring`] they choose, and the
+//! running [`pipeline`] (the actor tree over those ports, with the observability consumers), plus
+//! the process-level [`shutdown_signal`]. The HTTP server ([`crate::api`]) and the command line
+//! ([`crate::cli`]) sit on top.
+
+pub mod pipeline;
+pub mod settings;
+pub mod wiring;
+
+pub use pipeline::Pipeline;
+pub use settings::Settings;
+pub use wiring::Wiring;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}

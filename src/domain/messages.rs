@@ -1,0 +1,142 @@
+//! The messages that cross process boundaries: the [`StageCommand`]s on the stage queues and the
+//! [`DomainEvent`]s on the event bus. Their JSON form is the wire format of every broker.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{JobId, JobStatus, Stage, TranscriptSource, VideoId};
+
+/// Work for one stage. The ids make the handler idempotent: a redelivery of a command whose
+/// result is already committed does no work again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCommand {
+    pub command_id: Uuid,
+    pub job_id: JobId,
+    /// None for discovery, which is job-level.
+    pub video_id: Option<VideoId>,
+    pub stage: Stage,
+    pub attempt: u32,
+}
+
+impl StageCommand {
+    pub fn new(job_id: JobId, video_id: Option<VideoId>, stage: Stage, attempt: u32) -> Self {
+        Self { command_id: Uuid::now_v7(), job_id, video_id, stage, attempt }
+    }
+}
+
+/// A domain event: what happened to a job or a video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub job_id: JobId,
+    pub video_id: Option<VideoId>,
+    /// How long the stage worked on the command this event reports (stage results only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventPayload {
+    VideoDiscovered {
+        title: String,
+        published_at: Option<DateTime<Utc>>,
+    },
+    /// `captions`: the download stage found captions and stored them as the transcript.
+    VideoDownloaded {
+        captions: bool,
+    },
+    AudioExtracted {
+        seconds: f64,
+    },
+    TranscriptionCompleted {
+        source: TranscriptSource,
+        segments: usize,
+    },
+    SummarizationCompleted {
+        summarizer: String,
+    },
+    DiscoveryCompleted {
+        videos: usize,
+    },
+    StageFailed {
+        stage: Stage,
+        attempt: u32,
+        retryable: bool,
+        reason: String,
+    },
+    JobFinished {
+        status: JobStatus,
+    },
+}
+
+impl EventPayload {
+    /// The event's type name, also its Kafka topic.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::VideoDiscovered { .. } => "video_discovered",
+            EventPayload::VideoDownloaded { .. } => "video_downloaded",
+            EventPayload::AudioExtracted { .. } => "audio_extracted",
+            EventPayload::TranscriptionCompleted { .. } => "transcription_completed",
+            EventPayload::SummarizationCompleted { .. } => "summarization_completed",
+            EventPayload::DiscoveryCompleted { .. } => "discovery_completed",
+            EventPayload::StageFailed { .. } => "stage_failed",
+            EventPayload::JobFinished { .. } => "job_finished",
+        }
+    }
+}
+
+/// Namespace of [`DomainEvent::stable`] ids.
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8f0c_54a1_6a43_4d8e_9a1f_4c1b_7d2e_3f60);
+
+impl DomainEvent {
+    pub fn new(job_id: JobId, video_id: Option<VideoId>, payload: EventPayload) -> Self {
+        Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, duration_ms: None, payload }
+    }
+
+    /// Gives the event the id it has whenever it is produced again: a redelivered command or a
+    /// re-dispatched stage whose work is already committed, a restarted actor. The id is derived
+    /// from the job, the video and the event type, which happen once per job, so consumers that
+    /// deduplicate by `event_id` see a redone stage once. A `stage_failed` event keeps its own id:
+    /// each failed attempt is news.
+    pub fn stable(mut self) -> Self {
+        if !matches!(self.payload, EventPayload::StageFailed { .. }) {
+            let video = self.video_id.as_ref().map_or("", VideoId::as_str);
+            let name = format!("{}/{video}/{}", self.job_id, self.payload.kind());
+            self.event_id = Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes());
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stable_event_id_is_the_same_whenever_the_event_recurs() {
+        let job = JobId::new();
+        let video = Some(VideoId::parse("aaaaaaaaaaa").unwrap());
+        let done = |seconds| DomainEvent::new(job, video.clone(), EventPayload::AudioExtracted { seconds }).stable();
+        assert_eq!(done(1.0).event_id, done(2.0).event_id, "the same stage of the same video");
+        let other_kind =
+            DomainEvent::new(job, video.clone(), EventPayload::VideoDownloaded { captions: false }).stable();
+        assert_ne!(done(1.0).event_id, other_kind.event_id);
+        let other_job =
+            DomainEvent::new(JobId::new(), video.clone(), EventPayload::AudioExtracted { seconds: 1.0 }).stable();
+        assert_ne!(done(1.0).event_id, other_job.event_id);
+        let failed = |attempt| {
+            DomainEvent::new(
+                job,
+                video.clone(),
+                EventPayload::StageFailed { stage: Stage::Download, attempt, retryable: true, reason: "x".into() },
+            )
+            .stable()
+        };
+        assert_ne!(failed(1).event_id, failed(1).event_id, "each failure is its own event");
+    }
+}

@@ -1,0 +1,198 @@
+//! The stages' settings: the sections of the configuration the stage work reads (`[youtube]`,
+//! `[discovery]`, `[download]`, `[audio]`, `[transcription]`, `[whisper]`,
+//! `[openai_transcription]`, `[llm]`, `[summary]`) and `[stages]`, the pools' sizes, deadlines and
+//! retry policy, which the actor runtime reads too. Loading and layering them is the app's job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::domain::{Backoff, Stage};
+
+/// Everything the stage work is configured by.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    /// Where videos' media live while they are worked on (`data_dir/media`).
+    pub media_dir: PathBuf,
+    pub youtube: YoutubeSettings,
+    pub discovery: DiscoverySettings,
+    pub download: DownloadSettings,
+    pub audio: AudioSettings,
+    pub transcription: TranscriptionSettings,
+    pub whisper: WhisperSettings,
+    pub openai_transcription: OpenAiTranscriptionSettings,
+    pub llm: LlmSettings,
+    pub summary: SummarySettings,
+    pub stages: StagesSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YoutubeSettings {
+    /// `{channel_id}` is replaced.
+    pub feed_url: String,
+    /// `{video_id}` is replaced.
+    pub video_url: String,
+    /// `{channel_id}` is replaced; listed with `yt-dlp --flat-playlist -J`.
+    pub channel_url: String,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryMode {
+    Feed,
+    YtDlp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    pub mode: DiscoveryMode,
+    pub max_videos: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadSettings {
+    pub yt_dlp: PathBuf,
+    pub format: String,
+    pub max_filesize: String,
+    pub timeout_secs: u64,
+    pub keep_media: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSettings {
+    pub ffmpeg: PathBuf,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscriptionBackend {
+    Whisper,
+    Openai,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionsPolicy {
+    Prefer,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptionSettings {
+    pub backend: TranscriptionBackend,
+    pub captions: CaptionsPolicy,
+    pub language: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhisperSettings {
+    pub model: PathBuf,
+    pub threads: u16,
+    pub no_speech_threshold: f32,
+    pub beam_size: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiTranscriptionSettings {
+    pub base_url: String,
+    pub model: String,
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Empty means: use the offline summarizer.
+    pub base_url: String,
+    pub model: String,
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    pub max_chunk_tokens: usize,
+    pub temperature: f32,
+    pub timeout_secs: u64,
+}
+
+impl LlmSettings {
+    pub fn enabled(&self) -> bool {
+        !self.base_url.trim().is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummarySettings {
+    pub max_sentences: usize,
+    pub max_key_points: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagesSettings {
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How long a process's claim on a job lasts without renewal (renewed every third of it). When
+    /// a process dies, another takes its unfinished jobs over after at most this long.
+    pub job_lease_secs: u64,
+    pub discovery: StagePoolSettings,
+    pub download: StagePoolSettings,
+    pub audio_extraction: StagePoolSettings,
+    pub transcription: StagePoolSettings,
+    pub summarization: StagePoolSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagePoolSettings {
+    /// 0 = one per CPU core.
+    pub workers: usize,
+    pub timeout_secs: u64,
+}
+
+impl StagesSettings {
+    pub fn pool(&self, stage: Stage) -> &StagePoolSettings {
+        match stage {
+            Stage::Discovery => &self.discovery,
+            Stage::Download => &self.download,
+            Stage::AudioExtraction => &self.audio_extraction,
+            Stage::Transcription => &self.transcription,
+            Stage::Summarization => &self.summarization,
+        }
+    }
+
+    pub fn job_lease(&self) -> Duration {
+        Duration::from_secs(self.job_lease_secs.max(1))
+    }
+
+    /// The effective number of workers of a stage's pool (at least one).
+    pub fn workers(&self, stage: Stage) -> usize {
+        match self.pool(stage).workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn timeout(&self, stage: Stage) -> Duration {
+        Duration::from_secs(self.pool(stage).timeout_secs.max(1))
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(self.backoff_initial_ms),
+            max: Duration::from_millis(self.backoff_max_ms),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The transactional outbox against the local PostgreSQL: events wait while their broker is down,
+//! the relay publishes soon after an insert.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tubesum::adapters::embedded::InProcessEventBus;
+use tubesum::adapters::postgres::outbox::{
+    OutboxEventBus, Sink, enqueue, pending, prune, published_at, relay_once, run_relay,
+};
+use tubesum::adapters::postgres::testing::TestDatabase;
+use tubesum::domain::{DomainEvent, EventPayload, JobId, VideoId};
+use tubesum::ports::{EventBus, EventStream, PortError, PortResult};
+use uuid::Uuid;
+
+/// A sink that is down until switched on, and records what it took.
+#[derive(Default)]
+struct Switchable {
+    up: Mutex<bool>,
+    taken: Mutex<Vec<DomainEvent>>,
+}
+
+#[async_trait]
+impl EventBus for Switchable {
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
+        if !*self.up.lock().unwrap() {
+            return Err(PortError::Unavailable("broker down".into()));
+        }
+        self.taken.lock().unwrap().push(event);
+        Ok(())
+    }
+    async fn subscribe(&self) -> PortResult<EventStream> {
+        Err(PortError::Other("not a source".into()))
+    }
+}
+
+fn event(n: u32) -> DomainEvent {
+    DomainEvent::new(
+        JobId::new(),
+        Some(VideoId::parse("aaaaaaaaaaa").unwrap()),
+        EventPayload::AudioExtracted { seconds: f64::from(n) },
+    )
+}
+
+#[tokio::test]
+async fn events_wait_in_the_outbox_while_their_broker_is_down() {
+    let db = TestDatabase::create().await;
+    let store = db.store().await;
+    let pool = store.pool().clone();
+    let fanout = Arc::new(InProcessEventBus::default());
+    let down = Arc::new(Switchable::default());
+    let (to_down, to_fanout) = (Sink::new("down", down.clone()), Sink::new("fanout", fanout.clone()));
+    let bus = OutboxEventBus::new(pool.clone(), &[to_down.clone(), to_fanout.clone()], fanout.clone(), fanout.clone());
+    let events: Vec<DomainEvent> = (0..3).map(event).collect();
+    for e in &events {
+        bus.publish(e.clone()).await.unwrap();
+    }
+    bus.publish(events[0].clone()).await.unwrap(); // a duplicate is one row
+    assert_eq!(pending(&pool).await.unwrap(), 3);
+
+    // One broker down holds back only its own events.
+    let mut subscription = bus.subscribe().await.unwrap();
+    assert!(relay_once(&pool, &to_down).await.is_err());
+    assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 3);
+    assert_eq!(subscription.next().await.unwrap().unwrap(), events[0]);
+    assert_eq!(pending(&pool).await.unwrap(), 3, "nothing is lost while a broker is down");
+    assert_eq!(published_at(&pool, events[2].event_id).await.unwrap(), Some(None));
+
+    *down.up.lock().unwrap() = true;
+    assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 3);
+    assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 0);
+    assert_eq!(pending(&pool).await.unwrap(), 0);
+    assert_eq!(*down.taken.lock().unwrap(), events, "published once each, in order");
+    assert!(published_at(&pool, events[2].event_id).await.unwrap().unwrap().is_some());
+    assert_eq!(published_at(&pool, Uuid::new_v4()).await.unwrap(), None);
+
+    // The same event produced again (a redone stage) is published again, as it first was.
+    let mut again = events[0].clone();
+    again.duration_ms = Some(99);
+    bus.publish(again).await.unwrap();
+    assert_eq!(pending(&pool).await.unwrap(), 1);
+    assert_eq!(relay_once(&pool, &to_down).await.unwrap(), 1);
+    assert_eq!(relay_once(&pool, &to_fanout).await.unwrap(), 1);
+    assert_eq!(down.taken.lock().unwrap().last(), Some(&events[0]));
+
+    // Pruning takes only what every sink has, and only once it is old enough.
+    bus.publish(event(9)).await.unwrap();
+    assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 0, "too young");
+    sqlx::query("UPDATE outbox SET published_at = now() - interval '2 hours'").execute(&pool).await.unwrap();
+    assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 3, "the waiting one stays");
+    assert_eq!(pending(&pool).await.unwrap(), 1);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn the_relay_task_publishes_soon_after_an_insert() {
+    let db = TestDatabase::create().await;
+    let pool = db.store().await.pool().clone();
+    let sink = Arc::new(Switchable::default());
+    *sink.up.lock().unwrap() = true;
+    let backoff = tubesum::domain::Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
+    let relay = tokio::spawn(run_relay(
+        pool.clone(),
+        vec![Sink::new("s", sink.clone())],
+        Duration::from_secs(30),
+        backoff,
+        None,
+    ));
+    let e = event(7);
+    enqueue(&pool, &e, &["s".to_owned()]).await.unwrap();
+    // NOTIFY wakes the relay long before its 30 s poll.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sink.taken.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.abort();
+    db.drop_now().await;
+}
