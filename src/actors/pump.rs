@@ -57,3 +57,52 @@ where
     });
     Pump { _task: AbortOnDropHandle::new(task) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::actors::testing::{DropFlag, Probe, eventually, next};
+    use crate::ports::PortError;
+
+    #[tokio::test]
+    async fn a_pump_drains_its_stream_then_tells_its_actor_why_it_ended() {
+        let (actor, mut told) = Probe::<String>::spawn(None).await;
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let sink = taken.clone();
+        let stream = futures::stream::iter([Ok(1), Ok(2), Err(PortError::Unavailable("broker gone".into())), Ok(3)]);
+        let _pump = spawn(actor.clone(), Box::pin(stream), move |n: i32| sink.lock().unwrap().push(n), |r| r);
+        assert_eq!(next(&mut told).await, "stream error: backend unavailable: broker gone");
+        assert_eq!(*taken.lock().unwrap(), [1, 2], "nothing after the error");
+
+        let _pump = spawn(actor.clone(), Box::pin(futures::stream::empty::<PortResult<i32>>()), |_| {}, |r| r);
+        assert_eq!(next(&mut told).await, "stream closed");
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_pump_drops_its_stream_and_its_drain() {
+        let (actor, _told) = Probe::<String>::spawn(None).await;
+        let (stream_dropped, drain_dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let guard = DropFlag(stream_dropped.clone());
+        let stream = futures::stream::pending::<PortResult<()>>().map(move |item| {
+            let _ = &guard;
+            item
+        });
+        let held = DropFlag(drain_dropped.clone());
+        let pump = spawn(
+            actor.clone(),
+            Box::pin(stream),
+            move |()| {
+                let _ = &held;
+            },
+            |r| r,
+        );
+        drop(pump);
+        eventually("the stream is dropped", || stream_dropped.load(std::sync::atomic::Ordering::SeqCst)).await;
+        eventually("the drain is dropped", || drain_dropped.load(std::sync::atomic::Ordering::SeqCst)).await;
+        actor.stop(None);
+    }
+}

@@ -71,3 +71,76 @@ fn route(event: DomainEvent) {
         let _ = video.cast(VideoMsg::Event(event));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::actors::testing::{ChildEnd, FnWork, Probe, TestPorts, Watcher, next, settings};
+    use crate::domain::{JobId, JobStatus, VideoId};
+    use crate::ports::{EventBus, EventStream, PortResult};
+
+    #[tokio::test]
+    async fn results_reach_the_actor_they_are_about_and_nothing_else() {
+        let ports = TestPorts::new(settings(1, 60), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
+        let (job, video) = (JobId::new(), VideoId::parse("routedvideo").unwrap());
+        let (job_probe, mut to_job) = Probe::<JobMsg>::spawn(Some(job_actor_name(job))).await;
+        let (video_probe, mut to_video) = Probe::<VideoMsg>::spawn(Some(video_actor_name(job, &video))).await;
+        let (router, _) = Actor::spawn(None, EventRouter { deps: ports.deps.clone() }, ()).await.unwrap();
+
+        let events = &ports.deps.events;
+        let about_video = |payload| DomainEvent::new(job, Some(video.clone()), payload);
+        // Not for anyone in the tree: never delivered.
+        events
+            .publish(about_video(EventPayload::VideoDiscovered { title: "t".into(), published_at: None }))
+            .await
+            .unwrap();
+        events
+            .publish(DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Completed }))
+            .await
+            .unwrap();
+        // Another job's video: no actor by that name here.
+        let stranger =
+            DomainEvent::new(JobId::new(), Some(video.clone()), EventPayload::AudioExtracted { seconds: 1.0 });
+        events.publish(stranger).await.unwrap();
+        events.publish(about_video(EventPayload::AudioExtracted { seconds: 2.0 })).await.unwrap();
+        events.publish(DomainEvent::new(job, None, EventPayload::DiscoveryCompleted { videos: 1 })).await.unwrap();
+
+        match next(&mut to_video).await {
+            VideoMsg::Event(e) => assert_eq!(e.payload, EventPayload::AudioExtracted { seconds: 2.0 }),
+            other => panic!("{other:?}"),
+        }
+        match next(&mut to_job).await {
+            JobMsg::Event(e) => assert_eq!(e.payload, EventPayload::DiscoveryCompleted { videos: 1 }),
+            other => panic!("{other:?}"),
+        }
+        assert!(to_video.try_recv().is_err() && to_job.try_recv().is_err(), "one delivery each");
+        for actor in [router.get_cell(), job_probe.get_cell(), video_probe.get_cell()] {
+            actor.stop(None);
+        }
+    }
+
+    /// An event bus whose subscriptions end at once (a broker connection that breaks).
+    struct Broken;
+
+    #[async_trait::async_trait]
+    impl EventBus for Broken {
+        async fn publish(&self, _: DomainEvent) -> PortResult<()> {
+            Ok(())
+        }
+        async fn subscribe(&self) -> PortResult<EventStream> {
+            Ok(Box::pin(futures::stream::empty()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_router_whose_subscription_ends_fails_for_its_supervisor() {
+        let mut ports = TestPorts::new(settings(1, 60), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
+        ports.deps.events = Arc::new(Broken);
+        let (watcher, mut ends) = Watcher::spawn().await;
+        Actor::spawn_linked(None, EventRouter { deps: ports.deps.clone() }, (), watcher.get_cell()).await.unwrap();
+        assert_eq!(next(&mut ends).await, ChildEnd::Failed("event router: event stream closed".into()));
+        watcher.stop(None);
+    }
+}

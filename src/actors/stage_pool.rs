@@ -274,3 +274,114 @@ fn panic_message(error: tokio::task::JoinError) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::actors::testing::{DropFlag, FnWork, TestPorts, eventually, settings};
+    use crate::domain::{JobId, VideoId};
+
+    fn command(stage: Stage, video: &str) -> StageCommand {
+        StageCommand::new(JobId::new(), Some(VideoId::parse(video).unwrap()), stage, 1)
+    }
+
+    async fn spawn_pool(ports: &TestPorts, stage: Stage) -> ActorRef<StagePoolMsg> {
+        let args = StagePoolArgs { stage, node: "test-node".into() };
+        Actor::spawn(None, StagePool { deps: ports.deps.clone() }, args).await.expect("pool starts").0
+    }
+
+    /// Stage work that never finishes; `started` counts the runs, `dropped` tells it was cancelled.
+    fn hanging(started: Arc<AtomicUsize>, dropped: Arc<AtomicBool>) -> Arc<dyn StageWork> {
+        Arc::new(FnWork(move |_| {
+            let (started, flag) = (started.clone(), DropFlag(dropped.clone()));
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let _held = flag;
+                std::future::pending::<()>().await;
+                Ok(Vec::new())
+            }
+        }))
+    }
+
+    #[tokio::test]
+    async fn stopping_a_pool_stops_the_work_it_runs() {
+        let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let ports = TestPorts::new(settings(2, 3600), hanging(started.clone(), dropped.clone())).await;
+        let pool = spawn_pool(&ports, Stage::Transcription).await;
+        ports.deps.commands.send(command(Stage::Transcription, "aaaaaaaaaaa")).await.unwrap();
+        eventually("the stage runs", || started.load(Ordering::SeqCst) == 1).await;
+        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
+        assert_eq!((stats.stage, stats.workers, stats.running), (Stage::Transcription, 2, 1));
+
+        pool.stop_and_wait(None, None).await.unwrap();
+        eventually("the running stage is cancelled", || dropped.load(Ordering::SeqCst)).await;
+    }
+
+    #[tokio::test]
+    async fn a_stage_past_its_deadline_is_cancelled_and_reported_timed_out() {
+        let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let ports = TestPorts::new(settings(1, 1), hanging(started, dropped.clone())).await;
+        let mut events = ports.deps.events.subscribe().await.unwrap();
+        let pool = spawn_pool(&ports, Stage::AudioExtraction).await;
+        let (job, video) = ports.job_with_video("bbbbbbbbbbb").await;
+        let sent = StageCommand::new(job, Some(video), Stage::AudioExtraction, 1);
+        ports.deps.commands.send(sent.clone()).await.unwrap();
+
+        let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
+        match event.payload {
+            EventPayload::StageFailed { stage, attempt, retryable, reason } => {
+                assert_eq!((stage, attempt, retryable), (Stage::AudioExtraction, 1, true));
+                assert_eq!(reason, "audio_extraction did not finish within 1 s");
+            }
+            other => panic!("expected a stage failure, got {other:?}"),
+        }
+        assert!(dropped.load(Ordering::SeqCst), "the work was cancelled, not left running");
+        let attempts = ports.deps.store.list_attempts(job).await.unwrap();
+        assert_eq!(attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(), [Some(AttemptOutcome::TimedOut)]);
+        assert_eq!(ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap().failed, 1);
+        pool.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_pool_runs_at_most_its_workers_at_once_and_contains_panics() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(0));
+        let (r, m, g) = (running.clone(), most.clone(), gate.clone());
+        let work = Arc::new(FnWork(move |command: StageCommand| {
+            let (running, most, gate) = (r.clone(), m.clone(), g.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let _permit = gate.acquire().await.unwrap();
+                running.fetch_sub(1, Ordering::SeqCst);
+                assert_ne!(command.video_id.as_ref().map(VideoId::as_str), Some("panicpanicp"), "injected panic");
+                Ok(Vec::new())
+            }
+        }));
+        let ports = TestPorts::new(settings(2, 3600), work).await;
+        let pool = spawn_pool(&ports, Stage::Download).await;
+        for video in ["aaaaaaaaaaa", "bbbbbbbbbbb", "panicpanicp", "ddddddddddd", "eeeeeeeeeee"] {
+            ports.deps.commands.send(command(Stage::Download, video)).await.unwrap();
+        }
+        eventually("two run", || running.load(Ordering::SeqCst) == 2).await;
+        gate.add_permits(5);
+        let done = || async {
+            let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
+            stats.succeeded + stats.failed == 5
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done().await {
+            assert!(tokio::time::Instant::now() < until, "not all five ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the pool's workers");
+        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
+        assert_eq!((stats.succeeded, stats.failed, stats.running), (4, 1, 0), "the panic was one failed command");
+        pool.stop(None);
+    }
+}

@@ -9,7 +9,7 @@
 //! normally in every final state.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Deps, fail};
 use crate::domain::workflow::{self, VideoEvent};
@@ -32,7 +32,8 @@ pub struct VideoState {
     record: VideoRecord,
     /// The stage and attempt whose result is awaited.
     awaiting: Option<(Stage, u32)>,
-    deadline: Option<JoinHandle<()>>,
+    /// The awaited stage's deadline; aborted when replaced or when the actor stops.
+    deadline: Option<AbortOnDropHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -103,13 +104,6 @@ impl Actor for VideoActor {
             }
         }
     }
-
-    async fn post_stop(&self, _myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
-        if let Some(deadline) = state.deadline.take() {
-            deadline.abort();
-        }
-        Ok(())
-    }
 }
 
 impl VideoActor {
@@ -143,15 +137,13 @@ impl VideoActor {
         self.deps.commands.send(command).await?;
         self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
         state.awaiting = Some((stage, attempts));
-        if let Some(old) = state.deadline.take() {
-            old.abort();
-        }
         let timeout = self.deps.settings.timeout(stage);
         let me = myself.clone();
-        state.deadline = Some(tokio::spawn(async move {
+        // Replacing the handle drops (aborts) an older deadline; so does the actor stopping.
+        state.deadline = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let _ = me.cast(VideoMsg::Deadline { stage, attempt: attempts });
-        }));
+        })));
         tracing::debug!(video_id = %state.record.video_id, %stage, attempt = attempts, "stage dispatched");
         Ok(())
     }
@@ -264,5 +256,138 @@ impl VideoActor {
         state.record.attempts = update.attempts;
         state.record.error = update.error;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::actors::testing::{ChildEnd, FnWork, TestPorts, Watcher, next, settings};
+
+    async fn ports() -> TestPorts {
+        TestPorts::new(settings(1, 3600), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await
+    }
+
+    /// Spawns the video's actor under a watcher; returns it with how it ends.
+    async fn spawn(
+        ports: &TestPorts,
+        job_id: JobId,
+        video_id: &VideoId,
+    ) -> (ActorRef<VideoMsg>, tokio::sync::mpsc::UnboundedReceiver<ChildEnd>, ActorRef<()>) {
+        let (watcher, ends) = Watcher::spawn().await;
+        let args = VideoArgs { job_id, video_id: video_id.clone() };
+        let actor = VideoActor { deps: ports.deps.clone() };
+        let (video, _) = Actor::spawn_linked(None, actor, args, watcher.get_cell()).await.unwrap();
+        (video, ends, watcher)
+    }
+
+    async fn record(ports: &TestPorts, job_id: JobId, video_id: &VideoId) -> VideoRecord {
+        ports.deps.store.get_video(job_id, video_id).await.unwrap().unwrap()
+    }
+
+    fn failed(stage: Stage, attempt: u32, retryable: bool) -> EventPayload {
+        EventPayload::StageFailed { stage, attempt, retryable, reason: "boom".into() }
+    }
+
+    #[tokio::test]
+    async fn a_new_video_dispatches_download_and_moves_on_with_its_result() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("aaaaaaaaaaa").await;
+        let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
+        let sent = ports.next_command(Stage::Download).await;
+        assert_eq!((sent.attempt, sent.video_id.as_ref()), (1, Some(&video)));
+        assert_eq!(record(&ports, job, &video).await.status, VideoStatus::Downloading, "persisted before sending");
+
+        // A result for another attempt or stage is stale: ignored.
+        let event = |payload| VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), payload));
+        actor.cast(event(failed(Stage::Download, 7, false))).unwrap();
+        actor.cast(event(EventPayload::AudioExtracted { seconds: 1.0 })).unwrap();
+        actor.cast(event(EventPayload::VideoDownloaded { captions: false })).unwrap();
+        let next_stage = ports.next_command(Stage::AudioExtraction).await;
+        assert_eq!(next_stage.attempt, 1);
+        let now = record(&ports, job, &video).await;
+        assert_eq!((now.status, now.error), (VideoStatus::ExtractingAudio, None), "persisted before sending");
+        actor.stop(None);
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_video_sends_its_stage_again_as_the_next_attempt() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("bbbbbbbbbbb").await;
+        let update = VideoUpdate { status: VideoStatus::Transcribing, attempts: 1, error: Some("crashed".into()) };
+        ports.deps.store.update_video(job, &video, &update).await.unwrap();
+        let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
+        assert_eq!(ports.next_command(Stage::Transcription).await.attempt, 2);
+        // Counted once sent (an outage before the send spends no attempt).
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while record(&ports, job, &video).await.attempts != 2 {
+            assert!(tokio::time::Instant::now() < until, "attempt 2 not recorded");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        actor.stop(None);
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_fails_the_actor_so_its_supervisor_retries() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("ccccccccccc").await;
+        let (actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        ports.next_command(Stage::Download).await;
+        actor
+            .cast(VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), failed(Stage::Download, 1, true))))
+            .unwrap();
+        match next(&mut ends).await {
+            ChildEnd::Failed(reason) => assert!(reason.contains("download attempt 1 failed: boom"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let kept = record(&ports, job, &video).await;
+        assert_eq!((kept.status, kept.attempts, kept.error.as_deref()), (VideoStatus::Downloading, 1, Some("boom")));
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_fails_the_video_and_the_actor_stops_normally() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("ddddddddddd").await;
+        let (actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        ports.next_command(Stage::Download).await;
+        actor
+            .cast(VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), failed(Stage::Download, 1, false))))
+            .unwrap();
+        assert_eq!(next(&mut ends).await, ChildEnd::Terminated);
+        let kept = record(&ports, job, &video).await;
+        assert_eq!(kept.status, VideoStatus::Failed);
+        assert_eq!(kept.error.as_deref(), Some("download failed after 1 attempt: boom"));
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_spent_fails_the_video_at_restart() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("eeeeeeeeeee").await;
+        let update = VideoUpdate { status: VideoStatus::Summarizing, attempts: 3, error: Some("timed out".into()) };
+        ports.deps.store.update_video(job, &video, &update).await.unwrap();
+        let (_actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        assert_eq!(next(&mut ends).await, ChildEnd::Terminated);
+        let kept = record(&ports, job, &video).await;
+        assert_eq!(kept.status, VideoStatus::Failed);
+        assert_eq!(kept.error.as_deref(), Some("summarization failed after 3 attempts: timed out"));
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn cancel_persists_cancelled_and_stops() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("fffffffffff").await;
+        let (actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        ports.next_command(Stage::Download).await;
+        actor.cast(VideoMsg::Cancel).unwrap();
+        assert_eq!(next(&mut ends).await, ChildEnd::Terminated);
+        assert_eq!(record(&ports, job, &video).await.status, VideoStatus::Cancelled);
+        watcher.stop(None);
     }
 }

@@ -167,6 +167,7 @@ mod production {
         anyhow::anyhow!("this tubesum was built without the `{feature}` feature")
     }
 
+    #[cfg(any(feature = "postgres", feature = "rabbitmq", feature = "kafka", feature = "mongodb"))]
     fn what(port: &str) -> String {
         format!("{port} on the production backend (backends / ports.{port} = \"production\")")
     }

@@ -236,13 +236,8 @@ impl EventSink for Analytics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{TranscriptSource, VideoId};
-
-    fn event(job: JobId, payload: EventPayload, ms: Option<u64>) -> DomainEvent {
-        let mut e = DomainEvent::new(job, Some(VideoId::parse("aaaaaaaaaaa").unwrap()), payload);
-        e.duration_ms = ms;
-        e
-    }
+    use crate::domain::TranscriptSource;
+    use crate::observability::tests::event;
 
     #[test]
     fn counts_stages_durations_failures_once_per_event() {

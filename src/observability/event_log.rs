@@ -77,13 +77,8 @@ impl EventSink for EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EventPayload, JobId, JobStatus, VideoId};
-
-    fn event(job: JobId, payload: EventPayload, ms: Option<u64>) -> DomainEvent {
-        let mut e = DomainEvent::new(job, Some(VideoId::parse("aaaaaaaaaaa").unwrap()), payload);
-        e.duration_ms = ms;
-        e
-    }
+    use crate::domain::{EventPayload, JobId, JobStatus};
+    use crate::observability::tests::event;
 
     #[test]
     fn the_event_log_writes_each_event_once_as_json_lines() {

@@ -47,8 +47,16 @@ impl Dedupe {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::domain::{DomainEvent, EventPayload, JobId, VideoId};
+
+    /// An event about one video of `job`, with a stage duration.
+    pub(crate) fn event(job: JobId, payload: EventPayload, ms: Option<u64>) -> DomainEvent {
+        let mut e = DomainEvent::new(job, Some(VideoId::parse("aaaaaaaaaaa").unwrap()), payload);
+        e.duration_ms = ms;
+        e
+    }
 
     #[test]
     fn dedupe_forgets_beyond_its_window() {

@@ -67,6 +67,7 @@ impl TestAppBuilder {
     }
 
     /// Runs only these stage pools (as `serve --stages`); all by default.
+    #[cfg(feature = "production")]
     pub fn pools(mut self, pools: Vec<Stage>) -> Self {
         self.pools = pools;
         self
@@ -243,9 +244,11 @@ pub fn videos(job: &Value) -> Vec<(String, String, u64, Option<String>)> {
 }
 
 /// Events a subscription delivered, as they come.
+#[cfg(feature = "production")]
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<tubesum::domain::DomainEvent>>>;
 
 /// Collects a stream's events in the background until the handle is dropped.
+#[cfg(feature = "production")]
 pub fn collect(mut stream: tubesum::ports::EventStream) -> (Seen, tokio_util::task::AbortOnDropHandle<()>) {
     use futures::StreamExt;
     let seen: Seen = std::sync::Arc::default();

@@ -7,3 +7,4 @@ pub mod ct2;
 pub mod fetch;
 pub mod ggml;
 pub mod mel;
+mod tensors;
