@@ -41,6 +41,7 @@ case "${1:-}" in
     cargo test "${embedded[@]}" --test integration -- cli:: layers::
     # The default build: every backend. The layer check runs with the rest.
     cargo clippy --workspace --all-targets --quiet -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace --all-targets -- --skip faults::
     # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
     cargo test --test integration faults:: -- --test-threads=1

@@ -10,7 +10,7 @@
 //! | [`EventBus`](crate::ports::EventBus)           | in-process fan-out       | PostgreSQL outbox → RabbitMQ fanout + Kafka (`kafka`) | `postgres`, `rabbitmq`, `kafka` |
 //!
 //! Every adapter translates its driver's errors into [`PortError`](crate::ports::PortError) here,
-//! once, and passes the port's [conformance suite](crate::ports::conformance).
+//! once, and passes the port's conformance suite (`ports::conformance`).
 
 pub mod embedded;
 pub mod settings;

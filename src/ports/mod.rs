@@ -1,6 +1,7 @@
 //! Ports: one trait per external concern, injected as `Arc<dyn Trait>`, and the error type every
 //! implementation translates its driver's errors into. The implementations live in
-//! [`crate::adapters`]; each passes the same [`conformance`] suite.
+//! [`crate::adapters`]; each passes the same conformance suite (`conformance`, compiled for tests
+//! and with the `test-support` feature).
 //!
 //! | port              | what it holds or carries                                        |
 //! |-------------------|-----------------------------------------------------------------|

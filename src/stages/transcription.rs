@@ -2,7 +2,7 @@
 //! OpenAI-compatible transcription API. A video whose download already stored captions is never
 //! sent here. Silence and music must not become invented text: silent audio is not decoded at all,
 //! and segments whisper itself marks as probably-not-speech, or that are only a sound annotation
-//! ("[Music]", "(applause)", "♪"), are dropped. An empty transcript is a valid result.
+//! ("\[Music\]", "(applause)", "♪"), are dropped. An empty transcript is a valid result.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -121,7 +121,7 @@ pub fn clean_segments(segments: Vec<Segment>) -> Vec<Segment> {
         .collect()
 }
 
-/// True for text such as "", "[BLANK_AUDIO]", "(music playing)", "♪ ♪", "*applause*".
+/// True for text such as "", "\[BLANK_AUDIO\]", "(music playing)", "♪ ♪", "*applause*".
 pub fn is_non_speech(text: &str) -> bool {
     let mut rest = text.trim();
     loop {

@@ -9,6 +9,7 @@ mod actors;
 mod adapters;
 mod api;
 mod cli;
+mod delivery;
 #[cfg(feature = "production")]
 mod faults;
 mod helpers;

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
 
-use crate::actors::Gated;
+use crate::delivery::Gated;
 use crate::helpers::{Seen, TestApp, collect, metas, whisper_model};
 
 const CHANNEL: &str = "UCproductionproductionpr";

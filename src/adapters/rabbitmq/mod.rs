@@ -1,4 +1,4 @@
-//! RabbitMQ implementations of [`CommandBus`] and [`EventBus`] (lapin).
+//! RabbitMQ implementations of [`CommandBus`](crate::ports::CommandBus) and [`EventBus`](crate::ports::EventBus) (lapin).
 //!
 //! # Command topology
 //! Per stage queue `q` (`download_queue`, …, prefixed by `queue_prefix`), all durable and declared
