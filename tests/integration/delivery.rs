@@ -243,4 +243,3 @@ async fn results_missed_while_the_router_was_away_are_asked_for_again() {
     assert_eq!(*runs.lock().unwrap(), 2, "asked again once, after the router came back");
     app.shutdown().await;
 }
-
