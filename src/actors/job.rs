@@ -13,7 +13,8 @@ use super::video::{VideoActor, VideoArgs, VideoMsg};
 use super::{Deps, fail, video_actor_name};
 use crate::domain::workflow::{self, VideoEvent};
 use crate::domain::{
-    DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoStatus, VideoUpdate,
+    AttemptProgress, DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoStatus,
+    VideoUpdate,
 };
 
 pub struct JobActor {
@@ -45,7 +46,8 @@ pub enum JobMsg {
     RetryDiscovery {
         attempt: u32,
     },
-    DiscoveryDeadline {
+    /// Looks at the discovery attempt's record (see [`JobActor::watch_discovery`]).
+    WatchDiscovery {
         attempt: u32,
     },
     SpawnVideo(VideoId),
@@ -98,20 +100,7 @@ impl Actor for JobActor {
         match msg {
             JobMsg::Event(event) => self.on_event(&myself, state, event).await,
             JobMsg::RetryDiscovery { attempt } => self.discover(&myself, state, attempt).await,
-            JobMsg::DiscoveryDeadline { attempt } => {
-                if state.discovery_attempt == Some(attempt) {
-                    let secs = self.deps.settings.timeout(Stage::Discovery).as_secs();
-                    self.discovery_failed(
-                        &myself,
-                        state,
-                        attempt,
-                        true,
-                        format!("discovery did not finish within {secs} s"),
-                    )
-                    .await?;
-                }
-                Ok(())
-            }
+            JobMsg::WatchDiscovery { attempt } => self.watch_discovery(&myself, state, attempt).await,
             JobMsg::SpawnVideo(video_id) => {
                 state.pending = state.pending.saturating_sub(1);
                 if !state.cancelled {
@@ -121,12 +110,7 @@ impl Actor for JobActor {
             }
             JobMsg::Cancel => self.cancel(&myself, state).await,
             JobMsg::Resync => {
-                if let Some(attempt) = state.discovery_attempt {
-                    let command = StageCommand::new(state.job_id, None, Stage::Discovery, attempt);
-                    if let Err(e) = self.deps.commands.send(command).await {
-                        tracing::warn!(job_id = %state.job_id, error = %e, "could not re-send discovery");
-                    }
-                }
+                self.resend_discovery(state).await;
                 for (_, video) in state.children.values() {
                     let _ = video.cast(VideoMsg::Resync);
                 }
@@ -178,9 +162,49 @@ impl JobActor {
         self.deps.store.set_job_status(state.job_id, JobStatus::Discovering, None).await?;
         self.deps.commands.send(StageCommand::new(state.job_id, None, Stage::Discovery, attempt)).await?;
         state.discovery_attempt = Some(attempt);
-        let timeout = self.deps.settings.timeout(Stage::Discovery);
-        myself.send_after(timeout, move || JobMsg::DiscoveryDeadline { attempt });
+        myself.send_after(self.deps.settings.silence(), move || JobMsg::WatchDiscovery { attempt });
         Ok(())
+    }
+
+    /// Looks at the discovery attempt's record, as a VideoActor does for its stages: a queued or
+    /// running discovery is waited for however long; a silent one (its worker died) is retried;
+    /// one that ended without its result arriving is asked for again. Looks again later while
+    /// the attempt is awaited.
+    async fn watch_discovery(
+        &self,
+        myself: &ActorRef<JobMsg>,
+        state: &mut JobState,
+        attempt: u32,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.discovery_attempt != Some(attempt) {
+            return Ok(());
+        }
+        let silence = self.deps.settings.silence();
+        let progress = self.deps.store.attempt_progress(state.job_id, None, Stage::Discovery, attempt, silence).await;
+        match progress {
+            Ok(AttemptProgress::Silent) => {
+                let reason = format!(
+                    "the worker running discovery attempt {attempt} stopped answering (no sign of life for {} s)",
+                    silence.as_secs_f64()
+                );
+                return self.discovery_failed(myself, state, attempt, true, reason).await;
+            }
+            Ok(AttemptProgress::Finished(_)) => self.resend_discovery(state).await,
+            Ok(AttemptProgress::Queued | AttemptProgress::Running) => {}
+            Err(e) => tracing::warn!(job_id = %state.job_id, error = %e, "could not look at the discovery attempt"),
+        }
+        myself.send_after(silence, move || JobMsg::WatchDiscovery { attempt });
+        Ok(())
+    }
+
+    /// Sends the discovery command again, same attempt (discovery is idempotent).
+    async fn resend_discovery(&self, state: &JobState) {
+        if let Some(attempt) = state.discovery_attempt {
+            let command = StageCommand::new(state.job_id, None, Stage::Discovery, attempt);
+            if let Err(e) = self.deps.commands.send(command).await {
+                tracing::warn!(job_id = %state.job_id, error = %e, "could not re-send discovery");
+            }
+        }
     }
 
     async fn on_event(

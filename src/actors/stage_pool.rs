@@ -20,7 +20,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::pump::{self, Drain, Pump};
 use super::{Deps, fail};
-use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, Stage, StageCommand};
+use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, JobStatus, Stage, StageCommand, workflow};
 use crate::ports::{Delivery, PortError};
 use crate::stages::{StageError, StageWork};
 
@@ -162,6 +162,18 @@ pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
 async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, counters: &Counters) {
     let command = delivery.command;
     let stage = command.stage;
+    match is_current(deps, &command).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(%stage, video_id = ?command.video_id, attempt = command.attempt, "dropping a superseded command");
+            if let Err(e) = delivery.acker.ack().await {
+                tracing::warn!(%stage, error = %e, "ack of a superseded command failed");
+            }
+            return;
+        }
+        // Cannot tell (the store is away): run it; stages are idempotent.
+        Err(e) => tracing::warn!(%stage, error = %e, "could not check whether the command is current"),
+    }
     let timeout = deps.settings.timeout(stage);
     let early_ack = timeout > EARLY_ACK_AFTER;
     if early_ack && let Err(e) = delivery.acker.ack().await {
@@ -176,7 +188,11 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     // Its own task: a panic in the stage is caught here instead of taking the pool down; the
     // handle aborts the work when the deadline drops it.
     let task = AbortOnDropHandle::new(tokio::spawn(async move { work.run(&task_command).await }));
-    let outcome = tokio::time::timeout(timeout, task).await;
+    // The timeout counts from here, when a worker starts the stage: time in the queue spends none.
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(timeout, task) => outcome,
+        never = heartbeats(deps, command.command_id) => match never {},
+    };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -206,6 +222,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     }
     let events = events.into_iter().map(|mut event| {
         event.duration_ms = Some(duration_ms);
+        event.from_attempt = Some(command.attempt);
         event.stable()
     });
     for event in events {
@@ -224,6 +241,36 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     }
     if let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "ack failed (the command may be redelivered; stages are idempotent)");
+    }
+}
+
+/// Whether a command is still wanted when a worker takes it: its video is still in the command's
+/// stage and no later attempt was sent (for discovery: the job is discovering). A command that
+/// waited while its video failed, was cancelled or moved on is dropped unrun.
+async fn is_current(deps: &Deps, command: &StageCommand) -> Result<bool, PortError> {
+    Ok(match &command.video_id {
+        Some(video_id) => match deps.store.get_video(command.job_id, video_id).await? {
+            Some(video) => {
+                workflow::in_flight(video.status) == Some(command.stage) && video.attempts <= command.attempt
+            }
+            None => false,
+        },
+        None => deps.store.get_job(command.job_id).await?.is_some_and(|job| job.status == JobStatus::Discovering),
+    })
+}
+
+/// Records a sign of life for the running attempt every `stages.heartbeat_ms`, for ever (the
+/// caller drops it when the stage ends): the VideoActor waiting for the result tells a lost worker
+/// from a slow one by it.
+async fn heartbeats(deps: &Deps, command_id: uuid::Uuid) -> std::convert::Infallible {
+    let mut every = tokio::time::interval(deps.settings.heartbeat());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is at once; attempt_started has just recorded one
+    loop {
+        every.tick().await;
+        if let Err(e) = deps.store.attempt_heartbeat(command_id).await {
+            tracing::warn!(%command_id, error = %e, "could not record the attempt's heartbeat");
+        }
     }
 }
 
@@ -283,11 +330,7 @@ mod tests {
 
     use super::*;
     use crate::actors::testing::{DropFlag, FnWork, TestPorts, eventually, settings};
-    use crate::domain::{JobId, VideoId};
-
-    fn command(stage: Stage, video: &str) -> StageCommand {
-        StageCommand::new(JobId::new(), Some(VideoId::parse(video).unwrap()), stage, 1)
-    }
+    use crate::domain::{VideoId, VideoStatus, VideoUpdate};
 
     async fn spawn_pool(ports: &TestPorts, stage: Stage) -> ActorRef<StagePoolMsg> {
         let args = StagePoolArgs { stage, node: "test-node".into() };
@@ -312,7 +355,7 @@ mod tests {
         let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
         let ports = TestPorts::new(settings(2, 3600), hanging(started.clone(), dropped.clone())).await;
         let pool = spawn_pool(&ports, Stage::Transcription).await;
-        ports.deps.commands.send(command(Stage::Transcription, "aaaaaaaaaaa")).await.unwrap();
+        ports.deps.commands.send(ports.current_command(Stage::Transcription, "aaaaaaaaaaa").await).await.unwrap();
         eventually("the stage runs", || started.load(Ordering::SeqCst) == 1).await;
         let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
         assert_eq!((stats.stage, stats.workers, stats.running), (Stage::Transcription, 2, 1));
@@ -327,8 +370,8 @@ mod tests {
         let ports = TestPorts::new(settings(1, 1), hanging(started, dropped.clone())).await;
         let mut events = ports.deps.events.subscribe().await.unwrap();
         let pool = spawn_pool(&ports, Stage::AudioExtraction).await;
-        let (job, video) = ports.job_with_video("bbbbbbbbbbb").await;
-        let sent = StageCommand::new(job, Some(video), Stage::AudioExtraction, 1);
+        let sent = ports.current_command(Stage::AudioExtraction, "bbbbbbbbbbb").await;
+        let job = sent.job_id;
         ports.deps.commands.send(sent.clone()).await.unwrap();
 
         let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
@@ -366,13 +409,13 @@ mod tests {
         let ports = TestPorts::new(settings(2, 3600), work).await;
         let pool = spawn_pool(&ports, Stage::Download).await;
         for video in ["aaaaaaaaaaa", "bbbbbbbbbbb", "panicpanicp", "ddddddddddd", "eeeeeeeeeee"] {
-            ports.deps.commands.send(command(Stage::Download, video)).await.unwrap();
+            ports.deps.commands.send(ports.current_command(Stage::Download, video).await).await.unwrap();
         }
         eventually("two run", || running.load(Ordering::SeqCst) == 2).await;
         gate.add_permits(5);
         let done = || async {
             let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
-            stats.succeeded + stats.failed == 5
+            stats.succeeded + stats.failed == 5 && stats.running == 0
         };
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
         while !done().await {
@@ -382,6 +425,67 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the pool's workers");
         let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
         assert_eq!((stats.succeeded, stats.failed, stats.running), (4, 1, 0), "the panic was one failed command");
+        pool.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_command_superseded_while_it_waited_is_dropped_unrun() {
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = ran.clone();
+        let work = Arc::new(FnWork(move |command: StageCommand| {
+            seen.lock().unwrap().push(command.video_id.clone().unwrap());
+            async { Ok(Vec::new()) }
+        }));
+        let ports = TestPorts::new(settings(1, 60), work).await;
+        let store = &ports.deps.store;
+        // A later attempt was sent meanwhile.
+        let superseded = ports.current_command(Stage::Download, "supersededd").await;
+        let later = VideoUpdate { status: VideoStatus::Downloading, attempts: 2, error: None };
+        store.update_video(superseded.job_id, superseded.video_id.as_ref().unwrap(), &later).await.unwrap();
+        // The video failed (or its job was cancelled) meanwhile.
+        let abandoned = ports.current_command(Stage::Download, "abandonedvv").await;
+        let failed = VideoUpdate { status: VideoStatus::Failed, attempts: 1, error: Some("gone".into()) };
+        store.update_video(abandoned.job_id, abandoned.video_id.as_ref().unwrap(), &failed).await.unwrap();
+        let current = ports.current_command(Stage::Download, "currentvvvv").await;
+        for command in [superseded, abandoned, current.clone()] {
+            ports.deps.commands.send(command).await.unwrap();
+        }
+        let pool = spawn_pool(&ports, Stage::Download).await;
+        eventually("the current command runs", || !ran.lock().unwrap().is_empty()).await;
+        // One worker takes them in order: the two before it were taken, and dropped.
+        assert_eq!(*ran.lock().unwrap(), [current.video_id.unwrap()]);
+        pool.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_running_stage_gives_signs_of_life() {
+        let gate = Arc::new(Semaphore::new(0));
+        let held = gate.clone();
+        let work = Arc::new(FnWork(move |_| {
+            let gate = held.clone();
+            async move {
+                let _permit = gate.acquire().await.unwrap();
+                Ok(Vec::new())
+            }
+        }));
+        let ports = TestPorts::new(settings(1, 60), work).await;
+        let command = ports.current_command(Stage::Summarization, "heartbeatvv").await;
+        ports.deps.commands.send(command.clone()).await.unwrap();
+        let pool = spawn_pool(&ports, Stage::Summarization).await;
+        let beat_after_start = || async {
+            let attempts = ports.deps.store.list_attempts(command.job_id).await.unwrap();
+            attempts.first().and_then(|a| a.heartbeat_at.map(|h| h - a.started_at)).unwrap_or_default()
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while beat_after_start().await < chrono::Duration::milliseconds(100) {
+            assert!(tokio::time::Instant::now() < until, "no heartbeat after the start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (job, video) = (command.job_id, command.video_id.as_ref());
+        let progress =
+            ports.deps.store.attempt_progress(job, video, Stage::Summarization, 1, Duration::from_millis(150));
+        assert_eq!(progress.await.unwrap(), crate::domain::AttemptProgress::Running);
+        gate.add_permits(1);
         pool.stop(None);
     }
 }

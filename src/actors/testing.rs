@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::Deps;
 use crate::adapters::embedded::{InProcessCommandBus, InProcessEventBus, SqliteStore};
-use crate::domain::{ChannelId, JobId, Stage, StageCommand, VideoId, VideoMeta};
+use crate::domain::{ChannelId, JobId, Stage, StageCommand, VideoId, VideoMeta, VideoStatus, VideoUpdate, workflow};
 use crate::stages::settings::StagePoolSettings;
 use crate::stages::{StageResult, StageWork, Stages, StagesSettings};
 
@@ -25,6 +25,7 @@ pub fn settings(workers: usize, timeout_secs: u64) -> StagesSettings {
         backoff_initial_ms: 10,
         backoff_max_ms: 50,
         job_lease_secs: 30,
+        heartbeat_ms: 50,
         discovery: pool(),
         download: pool(),
         audio_extraction: pool(),
@@ -70,6 +71,16 @@ impl TestPorts {
         let meta = VideoMeta { video_id: video_id.clone(), title: "t".into(), published_at: None };
         self.deps.store.add_videos(job, &[meta]).await.unwrap();
         (job, video_id)
+    }
+
+    /// A command a worker takes as current: its job and video recorded, the video in the stage.
+    pub async fn current_command(&self, stage: Stage, video: &str) -> StageCommand {
+        let (job, video_id) = self.job_with_video(video).await;
+        let in_stage =
+            *VideoStatus::ALL.iter().find(|s| workflow::in_flight(**s) == Some(stage)).expect("a video-level stage");
+        let update = VideoUpdate { status: in_stage, attempts: 1, error: None };
+        self.deps.store.update_video(job, &video_id, &update).await.unwrap();
+        StageCommand::new(job, Some(video_id), stage, 1)
     }
 
     /// The next command on a stage's queue (acknowledged), within five seconds.

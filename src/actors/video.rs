@@ -2,8 +2,10 @@
 //!
 //! On start it reloads the video's persisted record and either dispatches the next stage, or —
 //! after a restart — re-dispatches the stage that was in flight with the next attempt number. It
-//! takes [`VideoMsg::Event`]s (stage results routed from the event bus), [`VideoMsg::Deadline`]
-//! (a stage that never answered) and [`VideoMsg::Cancel`]. On a retryable stage failure it records
+//! takes [`VideoMsg::Event`]s (stage results routed from the event bus), [`VideoMsg::Watch`] (a look
+//! at the awaited attempt's record: a command waiting in its queue is never timed out, an attempt
+//! whose worker went silent is) and [`VideoMsg::Cancel`]. The stage's own time limit is the
+//! worker's, counted from when it starts the stage. On a retryable stage failure it records
 //! the error and fails on purpose, so that its JobActor re-spawns it after a backoff; on a permanent
 //! failure, or when the attempts are spent, it persists `failed` and stops normally. It stops
 //! normally in every final state.
@@ -14,7 +16,8 @@ use tokio_util::task::AbortOnDropHandle;
 use super::{Deps, fail};
 use crate::domain::workflow::{self, VideoEvent};
 use crate::domain::{
-    DomainEvent, EventPayload, JobId, Stage, StageCommand, VideoId, VideoRecord, VideoStatus, VideoUpdate,
+    AttemptProgress, DomainEvent, EventPayload, JobId, Stage, StageCommand, VideoId, VideoRecord, VideoStatus,
+    VideoUpdate,
 };
 
 pub struct VideoActor {
@@ -32,17 +35,17 @@ pub struct VideoState {
     record: VideoRecord,
     /// The stage and attempt whose result is awaited.
     awaiting: Option<(Stage, u32)>,
-    /// The awaited stage's deadline; aborted when replaced or when the actor stops.
-    deadline: Option<AbortOnDropHandle<()>>,
+    /// The [`VideoMsg::Watch`] ticker; stopped with the actor.
+    watch: Option<AbortOnDropHandle<()>>,
 }
 
 #[derive(Debug)]
 pub enum VideoMsg {
     Event(DomainEvent),
-    Deadline {
-        stage: Stage,
-        attempt: u32,
-    },
+    /// Looks at the awaited attempt's record (every `3 × stages.heartbeat_ms`): queued or running
+    /// is fine however long it takes; a silent one lost its worker and is retried; one that ended
+    /// without its result arriving is asked for again.
+    Watch,
     Cancel,
     /// Results may have been missed: send the awaited stage's command again (same attempt; the
     /// stage is idempotent, so committed work is only reported again).
@@ -61,10 +64,12 @@ impl Actor for VideoActor {
             .get_video(args.job_id, &args.video_id)
             .await?
             .ok_or_else(|| fail(format!("video {} of job {} is not recorded", args.video_id, args.job_id)))?;
-        Ok(VideoState { record, awaiting: None, deadline: None })
+        Ok(VideoState { record, awaiting: None, watch: None })
     }
 
     async fn post_start(&self, myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        let every = self.deps.settings.silence();
+        state.watch = Some(AbortOnDropHandle::new(myself.send_interval(every, || VideoMsg::Watch)));
         self.drive(&myself, state).await
     }
 
@@ -76,22 +81,9 @@ impl Actor for VideoActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             VideoMsg::Event(event) => self.on_event(&myself, state, event).await,
-            VideoMsg::Deadline { stage, attempt } => {
-                if state.awaiting != Some((stage, attempt)) {
-                    return Ok(());
-                }
-                let timeout = self.deps.settings.timeout(stage);
-                let reason = format!("{stage} did not finish within {} s", timeout.as_secs());
-                self.on_failure(&myself, state, stage, true, reason).await
-            }
+            VideoMsg::Watch => self.watch(&myself, state).await,
             VideoMsg::Resync => {
-                if let Some((stage, attempt)) = state.awaiting {
-                    let record = &state.record;
-                    let command = StageCommand::new(record.job_id, Some(record.video_id.clone()), stage, attempt);
-                    if let Err(e) = self.deps.commands.send(command).await {
-                        tracing::warn!(video_id = %record.video_id, %stage, error = %e, "could not re-send the stage");
-                    }
-                }
+                self.resend(state).await;
                 Ok(())
             }
             VideoMsg::Cancel => {
@@ -137,15 +129,48 @@ impl VideoActor {
         self.deps.commands.send(command).await?;
         self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
         state.awaiting = Some((stage, attempts));
-        let timeout = self.deps.settings.timeout(stage);
-        let me = myself.clone();
-        // Replacing the handle drops (aborts) an older deadline; so does the actor stopping.
-        state.deadline = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = me.cast(VideoMsg::Deadline { stage, attempt: attempts });
-        })));
         tracing::debug!(video_id = %state.record.video_id, %stage, attempt = attempts, "stage dispatched");
         Ok(())
+    }
+
+    /// What the awaited attempt's record says; see [`VideoMsg::Watch`].
+    async fn watch(&self, myself: &ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        let Some((stage, attempt)) = state.awaiting else {
+            return Ok(());
+        };
+        let silence = self.deps.settings.silence();
+        let (job_id, video_id) = (state.record.job_id, &state.record.video_id);
+        match self.deps.store.attempt_progress(job_id, Some(video_id), stage, attempt, silence).await {
+            Ok(AttemptProgress::Queued | AttemptProgress::Running) => Ok(()),
+            Ok(AttemptProgress::Silent) => {
+                let reason = format!(
+                    "the worker running {stage} attempt {attempt} stopped answering (no sign of life for {} s)",
+                    silence.as_secs_f64()
+                );
+                self.on_failure(myself, state, stage, true, reason).await
+            }
+            Ok(AttemptProgress::Finished(outcome)) => {
+                tracing::info!(%video_id, %stage, attempt, %outcome, "the attempt ended but its result never came; asking again");
+                self.resend(state).await;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(%video_id, %stage, error = %e, "could not look at the running attempt; next time");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the awaited stage's command again, same attempt: the stage is idempotent, so work
+    /// already committed is only reported again.
+    async fn resend(&self, state: &VideoState) {
+        if let Some((stage, attempt)) = state.awaiting {
+            let record = &state.record;
+            let command = StageCommand::new(record.job_id, Some(record.video_id.clone()), stage, attempt);
+            if let Err(e) = self.deps.commands.send(command).await {
+                tracing::warn!(video_id = %record.video_id, %stage, error = %e, "could not re-send the stage");
+            }
+        }
     }
 
     async fn on_event(
@@ -265,6 +290,7 @@ mod tests {
 
     use super::*;
     use crate::actors::testing::{ChildEnd, FnWork, TestPorts, Watcher, next, settings};
+    use crate::domain::AttemptOutcome;
 
     async fn ports() -> TestPorts {
         TestPorts::new(settings(1, 3600), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await
@@ -388,6 +414,56 @@ mod tests {
         actor.cast(VideoMsg::Cancel).unwrap();
         assert_eq!(next(&mut ends).await, ChildEnd::Terminated);
         assert_eq!(record(&ports, job, &video).await.status, VideoStatus::Cancelled);
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_command_waiting_in_its_queue_is_never_failed() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("queuedvideo").await;
+        let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
+        // Nobody takes the command: many watch periods pass (3 × 50 ms each), and more looks.
+        tokio::time::sleep(ports.deps.settings.silence() * 4).await;
+        for _ in 0..3 {
+            actor.cast(VideoMsg::Watch).unwrap();
+        }
+        let event = DomainEvent::new(job, Some(video.clone()), EventPayload::VideoDownloaded { captions: false });
+        actor.cast(VideoMsg::Event(event)).unwrap();
+        assert_eq!(ports.next_command(Stage::Download).await.attempt, 1, "sent once");
+        assert_eq!(ports.next_command(Stage::AudioExtraction).await.attempt, 1, "still alive, moved on");
+        actor.stop(None);
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_whose_worker_went_silent_is_retried() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("silentvideo").await;
+        let (_actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        let taken = ports.next_command(Stage::Download).await;
+        // A worker took it, then died: no sign of life after the start.
+        ports.deps.store.attempt_started(&taken, "a-worker-that-dies").await.unwrap();
+        match next(&mut ends).await {
+            ChildEnd::Failed(reason) => assert!(reason.contains("stopped answering"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let kept = record(&ports, job, &video).await;
+        assert_eq!((kept.status, kept.attempts), (VideoStatus::Downloading, 1), "retried as attempt 2 on restart");
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_ended_without_its_result_arriving_is_asked_for_again() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("lostresultv").await;
+        let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
+        let taken = ports.next_command(Stage::Download).await;
+        ports.deps.store.attempt_started(&taken, "a-worker").await.unwrap();
+        ports.deps.store.attempt_finished(taken.command_id, AttemptOutcome::Succeeded, None).await.unwrap();
+        let again = ports.next_command(Stage::Download).await;
+        assert_eq!((again.attempt, again.video_id.as_ref()), (1, Some(&video)), "the same attempt, sent again");
+        assert_ne!(again.command_id, taken.command_id);
+        actor.stop(None);
         watcher.stop(None);
     }
 }

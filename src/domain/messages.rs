@@ -35,6 +35,10 @@ pub struct DomainEvent {
     /// How long the stage worked on the command this event reports (stage results only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The attempt of the command whose work this event reports (stage results only), so a result
+    /// of an older attempt is recognised as such. (Not `attempt`: `stage_failed` has one.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_attempt: Option<u32>,
     #[serde(flatten)]
     pub payload: EventPayload,
 }
@@ -95,7 +99,15 @@ const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8f0c_54a1_6a43_4d8e_9a1f_4c1b
 
 impl DomainEvent {
     pub fn new(job_id: JobId, video_id: Option<VideoId>, payload: EventPayload) -> Self {
-        Self { event_id: Uuid::now_v7(), occurred_at: Utc::now(), job_id, video_id, duration_ms: None, payload }
+        Self {
+            event_id: Uuid::now_v7(),
+            occurred_at: Utc::now(),
+            job_id,
+            video_id,
+            duration_ms: None,
+            from_attempt: None,
+            payload,
+        }
     }
 
     /// Gives the event the id it has whenever it is produced again: a redelivered command or a
@@ -138,5 +150,28 @@ mod tests {
             .stable()
         };
         assert_ne!(failed(1).event_id, failed(1).event_id, "each failure is its own event");
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_wire_form() {
+        let job = JobId::new();
+        let video = Some(VideoId::parse("aaaaaaaaaaa").unwrap());
+        let payloads = [
+            EventPayload::VideoDiscovered { title: "t".into(), published_at: Some(Utc::now()) },
+            EventPayload::VideoDownloaded { captions: true },
+            EventPayload::AudioExtracted { seconds: 1.5 },
+            EventPayload::TranscriptionCompleted { source: TranscriptSource::Captions, segments: 3 },
+            EventPayload::SummarizationCompleted { summarizer: "textrank".into() },
+            EventPayload::DiscoveryCompleted { videos: 2 },
+            EventPayload::StageFailed { stage: Stage::Download, attempt: 2, retryable: true, reason: "r".into() },
+            EventPayload::JobFinished { status: JobStatus::Completed },
+        ];
+        for payload in payloads {
+            let mut event = DomainEvent::new(job, video.clone(), payload);
+            event.duration_ms = Some(12);
+            event.from_attempt = Some(2);
+            let wire = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<DomainEvent>(&wire).unwrap(), event, "{wire}");
+        }
     }
 }

@@ -52,8 +52,74 @@ pub struct AttemptRecord {
     /// The process (node id) whose worker took it.
     pub claimed_by: String,
     pub started_at: DateTime<Utc>,
+    /// The worker's last sign of life while it ran the attempt.
+    pub heartbeat_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// None while it runs (or when its process died running it).
     pub outcome: Option<AttemptOutcome>,
     pub error: Option<String>,
+}
+
+/// Where one stage attempt stands, as its worker recorded it: what a VideoActor waiting for the
+/// result needs to know, whatever the queue's depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptProgress {
+    /// No worker has taken it yet: it waits in its queue (however long; that is no failure).
+    Queued,
+    /// A worker runs it and gave a sign of life recently.
+    Running,
+    /// A worker took it but has been silent for longer than allowed: it died with the attempt.
+    Silent,
+    /// It ended a while ago, with this outcome, and its result should have arrived by now.
+    Finished(AttemptOutcome),
+}
+
+impl AttemptProgress {
+    /// Classifies an attempt's latest record as of `now` (one clock: the store's). `taken` is when
+    /// a worker took it and its last sign of life since; `finished` when and how it ended.
+    pub fn of(
+        now: DateTime<Utc>,
+        taken: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+        finished: Option<(DateTime<Utc>, AttemptOutcome)>,
+        silence: std::time::Duration,
+    ) -> AttemptProgress {
+        let silence = chrono::Duration::from_std(silence).unwrap_or(chrono::Duration::MAX);
+        let long_ago = |at: DateTime<Utc>| now.signed_duration_since(at) > silence;
+        match (taken, finished) {
+            (None, _) => AttemptProgress::Queued,
+            (Some(_), Some((at, outcome))) if long_ago(at) => AttemptProgress::Finished(outcome),
+            (Some(_), Some(_)) => AttemptProgress::Running,
+            (Some((started, heartbeat)), None) if long_ago(heartbeat.unwrap_or(started).max(started)) => {
+                AttemptProgress::Silent
+            }
+            (Some(_), None) => AttemptProgress::Running,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn an_attempt_is_queued_running_silent_or_finished() {
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let silence = Duration::from_secs(30);
+        let now = at(100);
+        assert_eq!(AttemptProgress::of(now, None, None, silence), AttemptProgress::Queued, "however long it waited");
+        assert_eq!(AttemptProgress::of(now, Some((at(0), Some(at(80)))), None, silence), AttemptProgress::Running);
+        assert_eq!(AttemptProgress::of(now, Some((at(0), Some(at(60)))), None, silence), AttemptProgress::Silent);
+        assert_eq!(AttemptProgress::of(now, Some((at(90), None)), None, silence), AttemptProgress::Running);
+        assert_eq!(AttemptProgress::of(now, Some((at(10), None)), None, silence), AttemptProgress::Silent);
+        let ended = |s| Some((at(s), AttemptOutcome::Succeeded));
+        assert_eq!(AttemptProgress::of(now, Some((at(0), None)), ended(95), silence), AttemptProgress::Running);
+        assert_eq!(
+            AttemptProgress::of(now, Some((at(0), None)), ended(50), silence),
+            AttemptProgress::Finished(AttemptOutcome::Succeeded)
+        );
+    }
 }

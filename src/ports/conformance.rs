@@ -10,8 +10,8 @@ use futures::StreamExt;
 
 use super::{ArtifactStore, CommandBus, Delivery, DeliveryStream, EventBus, JobStore};
 use crate::domain::{
-    AttemptOutcome, ChannelId, DomainEvent, EventPayload, JobId, JobStatus, KeyPoint, Segment, Stage, StageCommand,
-    Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus, VideoUpdate,
+    AttemptOutcome, AttemptProgress, ChannelId, DomainEvent, EventPayload, JobId, JobStatus, KeyPoint, Segment, Stage,
+    StageCommand, Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus, VideoUpdate,
 };
 
 fn video(id: &str, title: &str) -> VideoMeta {
@@ -138,6 +138,34 @@ async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
     assert_eq!(b.claimed_by, "node-b", "the redelivery's taker");
     assert_eq!((b.outcome, b.error.as_deref()), (Some(AttemptOutcome::Failed), Some("HTTP 403")));
     assert!(store.list_attempts(JobId::new()).await.unwrap().is_empty());
+    progress(store, channel).await;
+}
+
+/// An attempt's progress: queued however long, running while its worker gives signs of life,
+/// silent when they stop, finished once it ended a while ago.
+async fn progress(store: &dyn JobStore, channel: &ChannelId) {
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    let video = VideoId::parse("eeeeeeeeeee").unwrap();
+    let (long, none) = (Duration::from_secs(600), Duration::ZERO);
+    let of = |attempt, silence| store.attempt_progress(job, Some(&video), Stage::Transcription, attempt, silence);
+    assert_eq!(of(1, none).await.unwrap(), AttemptProgress::Queued, "not taken: queued, never silent");
+    let command = StageCommand::new(job, Some(video.clone()), Stage::Transcription, 1);
+    store.attempt_started(&command, "node-a").await.unwrap();
+    assert_eq!(of(1, long).await.unwrap(), AttemptProgress::Running);
+    assert_eq!(of(2, long).await.unwrap(), AttemptProgress::Queued, "another attempt");
+    let discovery = store.attempt_progress(job, None, Stage::Transcription, 1, long).await.unwrap();
+    assert_eq!(discovery, AttemptProgress::Queued, "a job-level attempt is another one");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(of(1, none).await.unwrap(), AttemptProgress::Silent);
+    store.attempt_heartbeat(command.command_id).await.unwrap();
+    let beat = store.list_attempts(job).await.unwrap()[0].heartbeat_at.expect("a heartbeat");
+    assert!(beat >= store.list_attempts(job).await.unwrap()[0].started_at);
+    assert_eq!(of(1, long).await.unwrap(), AttemptProgress::Running);
+    store.attempt_finished(command.command_id, AttemptOutcome::Succeeded, None).await.unwrap();
+    assert_eq!(of(1, long).await.unwrap(), AttemptProgress::Running, "just ended: its result may be on its way");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(of(1, none).await.unwrap(), AttemptProgress::Finished(AttemptOutcome::Succeeded));
 }
 
 pub async fn artifact_store(store: &dyn ArtifactStore) {

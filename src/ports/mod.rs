@@ -25,8 +25,8 @@ use futures::Stream;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptOutcome, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage, StageCommand, Summary,
-    Transcript, VideoId, VideoMeta, VideoRecord, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
+    StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoUpdate,
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
@@ -81,6 +81,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()>;
     /// Records that `owner` took a stage command (a redelivered command overwrites its row).
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()>;
+    /// Records that the attempt `command_id` is still being worked on.
+    async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()>;
+    /// Where attempt `attempt` of `stage` for `video_id` (None: the job's discovery) stands: not
+    /// taken yet, running, silent for longer than `silence`, or finished longer than `silence` ago
+    /// (an attempt that finished more recently reads as running: its result may still be on its
+    /// way). With several commands for one attempt (a re-sent command), the latest taken counts.
+    async fn attempt_progress(
+        &self,
+        job_id: JobId,
+        video_id: Option<&VideoId>,
+        stage: Stage,
+        attempt: u32,
+        silence: Duration,
+    ) -> PortResult<AttemptProgress>;
     /// Records how a stage command ended.
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()>;
     /// A job's stage attempts, oldest first.

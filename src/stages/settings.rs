@@ -147,6 +147,9 @@ pub struct StagesSettings {
     /// How long a process's claim on a job lasts without renewal (renewed every third of it). When
     /// a process dies, another takes its unfinished jobs over after at most this long.
     pub job_lease_secs: u64,
+    /// How often a worker records that the attempt it runs is alive; an attempt silent for three
+    /// of these is taken for lost (its worker died) and retried.
+    pub heartbeat_ms: u64,
     pub discovery: StagePoolSettings,
     pub download: StagePoolSettings,
     pub audio_extraction: StagePoolSettings,
@@ -171,6 +174,16 @@ impl StagesSettings {
             Stage::Transcription => &self.transcription,
             Stage::Summarization => &self.summarization,
         }
+    }
+
+    /// How often a running attempt's worker records a sign of life.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(10))
+    }
+
+    /// How long a running attempt may stay silent before it is taken for lost.
+    pub fn silence(&self) -> Duration {
+        self.heartbeat() * 3
     }
 
     pub fn job_lease(&self) -> Duration {

@@ -394,3 +394,70 @@ async fn cancelling_a_job_run_elsewhere_reports_its_end() {
     assert!(reported, "{:#}", app.get_json(&path).await.1);
     app.shutdown().await;
 }
+
+/// Stage work that takes `delay` before doing the inner work.
+pub(crate) struct Slow {
+    pub(crate) inner: Arc<dyn StageWork>,
+    pub(crate) delay: Duration,
+}
+
+#[async_trait]
+impl StageWork for Slow {
+    async fn run(&self, command: &StageCommand) -> StageResult {
+        tokio::time::sleep(self.delay).await;
+        self.inner.run(command).await
+    }
+}
+
+/// The settings of a long channel through one slow download worker: each download takes 50 ms,
+/// so the 300th waits ~15 s in the queue, fifteen times the download's 1 s limit.
+pub(crate) fn long_queue_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("TUBESUM_STAGES__DOWNLOAD__WORKERS", "1".into()),
+        ("TUBESUM_STAGES__DOWNLOAD__TIMEOUT_SECS", "1".into()),
+        ("TUBESUM_STAGES__HEARTBEAT_MS", "1000".into()),
+    ]
+}
+
+/// `n` video ids of a long channel.
+pub(crate) fn long_channel(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("longq{i:06}")).collect()
+}
+
+/// Stages for a long channel: no-op work, downloads taking 50 ms.
+pub(crate) fn long_queue_stages(ctx: &tubesum::stages::StageContext, ids: &[String]) -> tubesum::stages::Stages {
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let stages = noop::stages(ctx, metas(&ids));
+    let slow = Slow { inner: stages.get(Stage::Download), delay: Duration::from_millis(50) };
+    stages.with(Stage::Download, Arc::new(slow))
+}
+
+/// Every video summarized, and one attempt per (video, stage): no command timed out in its queue.
+pub(crate) async fn assert_each_stage_ran_once(app: &TestApp, job_id: &str, videos: usize) {
+    let job = app.wait_for_job(job_id, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "completed", "{:#}", job["counts"]);
+    assert_eq!(job["counts"]["summarized"], videos as u64);
+    let (_, attempts) = app.get_json(&format!("/jobs/{job_id}/attempts")).await;
+    let mut per: HashMap<(String, String), u32> = HashMap::new();
+    for a in attempts.as_array().unwrap() {
+        let key = (a["video_id"].as_str().unwrap_or("(job)").to_owned(), a["stage"].as_str().unwrap().to_owned());
+        *per.entry(key).or_default() += 1;
+        assert_eq!(a["attempt"], 1, "{a}");
+    }
+    assert_eq!(per.len(), 1 + 4 * videos, "one discovery and four stages per video");
+    let repeated: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "stages that ran more than once: {repeated:?}");
+}
+
+/// A channel of 300 videos and one download worker: time waiting in the queue fails nothing and
+/// spends no attempt; the download's time limit counts from when a worker starts it.
+#[tokio::test]
+async fn a_long_queue_times_nothing_out_and_each_stage_runs_once() {
+    let ids = long_channel(300);
+    let stage_ids = ids.clone();
+    let app =
+        TestApp::builder().env(&long_queue_env()).stages(move |ctx| long_queue_stages(ctx, &stage_ids)).spawn().await;
+    let job_id = app.submit(CHANNEL, false).await;
+    assert_each_stage_ran_once(&app, &job_id, ids.len()).await;
+    app.shutdown().await;
+}

@@ -409,3 +409,37 @@ async fn a_poison_command_ends_in_the_dead_letter_queue_with_its_reason() {
     app.shutdown().await;
     iso.db.drop_now().await;
 }
+
+/// The long channel of `actors::a_long_queue_times_nothing_out_and_each_stage_runs_once` on the
+/// production backends, split between two processes that each run one download worker: nothing
+/// times out in the queue, and each stage of each video runs once in the cluster.
+#[tokio::test]
+async fn a_long_queue_over_two_processes_times_nothing_out() {
+    use tubesum::domain::Stage;
+
+    use crate::actors::{assert_each_stage_ran_once, long_channel, long_queue_env, long_queue_stages};
+
+    let iso = Isolation::new().await;
+    let ids = long_channel(300);
+    let mut apps = Vec::new();
+    for pools in [
+        vec![Stage::Discovery, Stage::Download, Stage::Summarization],
+        vec![Stage::Download, Stage::AudioExtraction, Stage::Transcription],
+    ] {
+        let stage_ids = ids.clone();
+        let app = TestApp::builder()
+            .env(&iso.env())
+            .env(&long_queue_env())
+            .pools(pools)
+            .stages(move |ctx| long_queue_stages(ctx, &stage_ids))
+            .spawn()
+            .await;
+        apps.push(app);
+    }
+    let job_id = apps[0].submit(CHANNEL, false).await;
+    assert_each_stage_ran_once(&apps[0], &job_id, ids.len()).await;
+    for app in apps {
+        app.shutdown().await;
+    }
+    iso.db.drop_now().await;
+}

@@ -12,8 +12,8 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptOutcome, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, StageCommand, Summary, Transcript, VideoId,
-    VideoMeta, VideoRecord, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, Stage, StageCommand,
+    Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoUpdate,
 };
 use crate::ports::{ArtifactStore, JobStore, PortError, PortResult};
 
@@ -235,10 +235,11 @@ impl JobStore for SqliteStore {
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
         sqlx::query(
-            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
              ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
-             started_at = excluded.started_at, finished_at = NULL, outcome = NULL, error = NULL",
+             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, finished_at = NULL, \
+             outcome = NULL, error = NULL",
         )
         .bind(command.command_id.to_string())
         .bind(command.job_id.to_string())
@@ -251,6 +252,48 @@ impl JobStore for SqliteStore {
         .await
         .map_err(translate)?;
         Ok(())
+    }
+
+    async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {
+        sqlx::query("UPDATE stage_attempts SET heartbeat_at = ? WHERE command_id = ? AND finished_at IS NULL")
+            .bind(now())
+            .bind(command_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_progress(
+        &self,
+        job_id: JobId,
+        video_id: Option<&VideoId>,
+        stage: Stage,
+        attempt: u32,
+        silence: Duration,
+    ) -> PortResult<AttemptProgress> {
+        let row = sqlx::query(
+            "SELECT started_at, heartbeat_at, finished_at, outcome FROM stage_attempts \
+             WHERE job_id = ? AND video_id IS ? AND stage = ? AND attempt = ? ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(job_id.to_string())
+        .bind(video_id.map(VideoId::as_str))
+        .bind(stage.as_str())
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?;
+        let Some(row) = row else {
+            return Ok(AttemptProgress::of(Utc::now(), None, None, silence));
+        };
+        let time = |column: &str| row.get::<Option<String>, _>(column).as_deref().map(parse_time).transpose();
+        let started = time("started_at")?.ok_or_else(|| PortError::Corrupt("attempt without a start".into()))?;
+        let outcome: Option<String> = row.get("outcome");
+        let finished = match (time("finished_at")?, outcome) {
+            (Some(at), Some(outcome)) => Some((at, parse("outcome", &outcome)?)),
+            _ => None,
+        };
+        Ok(AttemptProgress::of(Utc::now(), Some((started, time("heartbeat_at")?)), finished, silence))
     }
 
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
@@ -277,6 +320,7 @@ impl JobStore for SqliteStore {
                 let video_id: Option<String> = row.get("video_id");
                 let stage: String = row.get("stage");
                 let started: String = row.get("started_at");
+                let heartbeat: Option<String> = row.get("heartbeat_at");
                 let finished: Option<String> = row.get("finished_at");
                 let outcome: Option<String> = row.get("outcome");
                 Ok(AttemptRecord {
@@ -286,6 +330,7 @@ impl JobStore for SqliteStore {
                     attempt: u32::try_from(row.get::<i64, _>("attempt")).unwrap_or(0),
                     claimed_by: row.get("claimed_by"),
                     started_at: parse_time(&started)?,
+                    heartbeat_at: heartbeat.as_deref().map(parse_time).transpose()?,
                     finished_at: finished.as_deref().map(parse_time).transpose()?,
                     outcome: outcome.as_deref().map(|o| parse("outcome", o)).transpose()?,
                     error: row.get("error"),

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
-    AttemptOutcome, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, StageCommand, VideoId,
-    VideoMeta, VideoRecord, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
+    StageCommand, VideoId, VideoMeta, VideoRecord, VideoUpdate,
 };
 use crate::ports::{JobStore, PortError, PortResult};
 
@@ -256,10 +256,11 @@ impl JobStore for PgStore {
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
         sqlx::query(
-            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, now()) \
+            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, now(), now()) \
              ON CONFLICT (command_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, \
-             started_at = EXCLUDED.started_at, finished_at = NULL, outcome = NULL, error = NULL",
+             started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, finished_at = NULL, \
+             outcome = NULL, error = NULL",
         )
         .bind(command.command_id)
         .bind(command.job_id.0)
@@ -271,6 +272,48 @@ impl JobStore for PgStore {
         .await
         .map_err(translate)?;
         Ok(())
+    }
+
+    async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {
+        sqlx::query("UPDATE stage_attempts SET heartbeat_at = now() WHERE command_id = $1 AND finished_at IS NULL")
+            .bind(command_id)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn attempt_progress(
+        &self,
+        job_id: JobId,
+        video_id: Option<&VideoId>,
+        stage: Stage,
+        attempt: u32,
+        silence: Duration,
+    ) -> PortResult<AttemptProgress> {
+        // The database's clock throughout: every timestamp of the table is its now().
+        let row = sqlx::query(
+            "SELECT now() AS db_now, a.started_at, a.heartbeat_at, a.finished_at, a.outcome \
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM stage_attempts \
+             WHERE job_id = $1 AND video_id IS NOT DISTINCT FROM $2 AND stage = $3 AND attempt = $4 \
+             ORDER BY started_at DESC LIMIT 1) AS a ON true",
+        )
+        .bind(job_id.0)
+        .bind(video_id.map(VideoId::as_str))
+        .bind(stage.as_str())
+        .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        let now: DateTime<Utc> = row.get("db_now");
+        let started: Option<DateTime<Utc>> = row.get("started_at");
+        let outcome: Option<String> = row.get("outcome");
+        let finished = match (row.get::<Option<DateTime<Utc>>, _>("finished_at"), outcome) {
+            (Some(at), Some(outcome)) => Some((at, parse("outcome", &outcome)?)),
+            _ => None,
+        };
+        let taken = started.map(|at| (at, row.get::<Option<DateTime<Utc>>, _>("heartbeat_at")));
+        Ok(AttemptProgress::of(now, taken, finished, silence))
     }
 
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
@@ -302,6 +345,7 @@ impl JobStore for PgStore {
                     attempt: u32::try_from(row.get::<i32, _>("attempt")).unwrap_or(0),
                     claimed_by: row.get("claimed_by"),
                     started_at: row.get("started_at"),
+                    heartbeat_at: row.get("heartbeat_at"),
                     finished_at: row.get("finished_at"),
                     outcome: outcome.as_deref().map(|o| parse("outcome", o)).transpose()?,
                     error: row.get("error"),
