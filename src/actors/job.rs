@@ -46,7 +46,8 @@ pub enum JobMsg {
     RetryDiscovery {
         attempt: u32,
     },
-    /// Looks at the discovery attempt's record (see [`JobActor::watch_discovery`]).
+    /// Looks at the discovery attempt's record, as a VideoActor looks at its stage's
+    /// ([`super::video::VideoMsg::Watch`]).
     WatchDiscovery {
         attempt: u32,
     },

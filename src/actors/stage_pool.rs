@@ -187,12 +187,18 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     let started = std::time::Instant::now();
     // Its own task: a panic in the stage is caught here instead of taking the pool down; the
     // handle aborts the work when the deadline drops it.
-    let task = AbortOnDropHandle::new(tokio::spawn(async move { work.run(&task_command).await }));
+    let mut task = AbortOnDropHandle::new(tokio::spawn(async move { work.run(&task_command).await }));
     // The timeout counts from here, when a worker starts the stage: time in the queue spends none.
     let outcome = tokio::select! {
-        outcome = tokio::time::timeout(timeout, task) => outcome,
+        outcome = tokio::time::timeout(timeout, &mut task) => outcome,
         never = heartbeats(deps, command.command_id) => match never {},
     };
+    if outcome.is_err() {
+        // Past its limit: cancel it and wait until it is gone (its subprocess killed, whisper told
+        // to stop) before this worker's slot goes to the next command.
+        task.abort();
+        let _ = (&mut task).await;
+    }
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -486,6 +492,58 @@ mod tests {
             ports.deps.store.attempt_progress(job, video, Stage::Summarization, 1, Duration::from_millis(150));
         assert_eq!(progress.await.unwrap(), crate::domain::AttemptProgress::Running);
         gate.add_permits(1);
+        pool.stop(None);
+    }
+
+    /// Counts itself out of `running` when dropped (its stage's future went away).
+    struct Running(Arc<AtomicUsize>);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a process is gone: no longer in /proc, or dead and waiting to be reaped.
+    fn gone(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_or(true, |status| status.lines().any(|l| l.starts_with("State:") && l.contains("Z")))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stage_past_its_limit_is_gone_with_its_subprocess_before_the_next_starts() {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (r, m, d) = (running.clone(), most.clone(), dir.clone());
+        let work = Arc::new(FnWork(move |command: StageCommand| {
+            let (running, most, dir) = (r.clone(), m.clone(), d.clone());
+            async move {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let _counted = Running(running);
+                let pidfile = dir.path().join(command.video_id.unwrap().as_str());
+                let script = format!("echo $$ > {}; exec sleep 300", pidfile.display());
+                crate::stages::process::run(std::path::Path::new("sh"), ["-c", &script], Duration::from_secs(600))
+                    .await
+                    .map_err(|e| StageError::Retryable(e.to_string()))?;
+                Ok(Vec::new())
+            }
+        }));
+        let ports = TestPorts::new(settings(1, 1), work).await;
+        let mut events = ports.deps.events.subscribe().await.unwrap();
+        let videos = ["outlives001", "outlives002", "outlives003"];
+        for video in videos {
+            ports.deps.commands.send(ports.current_command(Stage::Download, video).await).await.unwrap();
+        }
+        let pool = spawn_pool(&ports, Stage::Download).await;
+        for _ in videos {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+            assert!(matches!(event.payload, EventPayload::StageFailed { retryable: true, .. }), "{event:?}");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "a timed-out stage overlapped the next one");
+        for video in videos {
+            let pid = std::fs::read_to_string(dir.path().join(video)).unwrap().trim().to_owned();
+            eventually(&format!("subprocess {pid} of {video} is gone"), || gone(&pid)).await;
+        }
         pool.stop(None);
     }
 }

@@ -110,7 +110,8 @@ impl Pipeline {
     pub async fn prometheus(&self) -> String {
         let pools = self.pool_stats().await;
         let backlog = self.deps.events.backlog().await.ok().flatten();
-        self.analytics.render_prometheus(&pools, backlog)
+        let dead = self.deps.events.dead_letters().await.ok().flatten();
+        self.analytics.render_prometheus(&pools, backlog, dead)
     }
 
     /// A snapshot of the live actor tree.

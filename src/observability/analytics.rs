@@ -210,8 +210,8 @@ impl Analytics {
 
     /// The Prometheus exposition: the event counters, plus the stage pools' current state and the
     /// event bus's backlog.
-    pub fn render_prometheus(&self, pools: &[PoolStats], backlog: Option<u64>) -> String {
-        self.metrics.render(pools, backlog)
+    pub fn render_prometheus(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>) -> String {
+        self.metrics.render(pools, backlog, dead)
     }
 }
 
@@ -276,10 +276,11 @@ mod tests {
         assert_eq!((one.events, one.stages[1].completed), (4, 1));
         assert_eq!(analytics.report(Some(JobId::new())).events, 0);
 
-        let text = analytics.render_prometheus(&[], Some(3));
+        let text = analytics.render_prometheus(&[], Some(3), Some(1));
         assert!(text.contains(r#"tubesum_stage_completed_total{stage="download"} 2"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_failed_total{stage="transcription",retryable="false"} 1"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_duration_seconds_count{stage="download"} 2"#), "{text}");
         assert!(text.contains("tubesum_outbox_pending 3"), "{text}");
+        assert!(text.contains("tubesum_outbox_dead_letters 1"), "{text}");
     }
 }

@@ -62,8 +62,9 @@ impl Metrics {
         });
     }
 
-    /// The text exposition, with the pools' gauges and the event bus's backlog as of now.
-    pub fn render(&self, pools: &[PoolStats], backlog: Option<u64>) -> String {
+    /// The text exposition, with the pools' gauges and the event bus's backlog and dead letters
+    /// as of now.
+    pub fn render(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>) -> String {
         metrics::with_local_recorder(&self.recorder, || {
             for pool in pools {
                 let stage = pool.stage.as_str();
@@ -72,6 +73,9 @@ impl Metrics {
             }
             if let Some(pending) = backlog {
                 metrics::gauge!("tubesum_outbox_pending").set(pending as f64);
+            }
+            if let Some(dead) = dead {
+                metrics::gauge!("tubesum_outbox_dead_letters").set(dead as f64);
             }
         });
         self.handle.render()

@@ -157,4 +157,9 @@ pub trait EventBus: Send + Sync + 'static {
     async fn backlog(&self) -> PortResult<Option<u64>> {
         Ok(None)
     }
+    /// Events the bus gave up passing on to a broker (undecodable, or refused too often), kept
+    /// aside for an operator; `None` where the bus keeps none.
+    async fn dead_letters(&self) -> PortResult<Option<u64>> {
+        Ok(None)
+    }
 }

@@ -148,8 +148,10 @@ pub fn is_silent(samples: &[f32]) -> bool {
 
 #[cfg(feature = "whisper")]
 mod whisper {
+    use std::ffi::c_void;
     use std::path::Path;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use async_trait::async_trait;
     use tokio::sync::OnceCell;
@@ -207,22 +209,49 @@ mod whisper {
             let wav = wav.to_owned();
             let settings = self.settings.clone();
             let language = self.language.clone();
-            tokio::task::spawn_blocking(move || {
+            // The decode runs on a blocking thread, which dropping this future cannot stop: the
+            // guard tells whisper.cpp to abandon it instead (a timeout, a pool stopped).
+            let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+            let flag = cancel.0.clone();
+            let result = tokio::task::spawn_blocking(move || {
                 let samples = audio::read_samples(&wav)?;
-                let segments =
-                    if is_silent(&samples) { Vec::new() } else { decode(&context, &settings, &language, &samples)? };
+                let segments = if is_silent(&samples) {
+                    Vec::new()
+                } else {
+                    decode(&context, &settings, &language, &samples, &flag)?
+                };
                 Ok(Recognized { source: TranscriptSource::Whisper, language: Some(language), segments })
             })
             .await
-            .map_err(|e| StageError::Retryable(format!("whisper worker crashed: {e}")))?
+            .map_err(|e| StageError::Retryable(format!("whisper worker crashed: {e}")))?;
+            drop(cancel);
+            result
         }
     }
 
+    /// Sets its flag when dropped: the stage's future went away before the decode ended.
+    struct CancelOnDrop(Arc<AtomicBool>);
+
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// whisper.cpp's abort callback: true once the decode's cancel flag is set.
+    unsafe extern "C" fn abort_when_cancelled(data: *mut c_void) -> bool {
+        // SAFETY: `data` points at the AtomicBool of an Arc that `decode` borrows for as long as
+        // whisper.cpp may call this (the whole `full` call).
+        unsafe { &*(data as *const AtomicBool) }.load(Ordering::Relaxed)
+    }
+
+    /// Decodes `samples`; whisper.cpp abandons the decode (an error) once `cancel` is set.
     fn decode(
         context: &WhisperContext,
         settings: &WhisperSettings,
         language: &str,
         samples: &[f32],
+        cancel: &Arc<AtomicBool>,
     ) -> Result<Vec<Segment>, StageError> {
         let failed = |e: whisper_rs::WhisperError| StageError::Retryable(format!("whisper failed: {e}"));
         let mut state = context.create_state().map_err(failed)?;
@@ -241,6 +270,12 @@ mod whisper {
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
         params.set_no_speech_thold(settings.no_speech_threshold);
+        // whisper-rs's set_abort_callback_safe passes its closure under the wrong type; this
+        // callback reads the flag directly. SAFETY: `cancel` outlives the `full` call below.
+        unsafe {
+            params.set_abort_callback(Some(abort_when_cancelled));
+            params.set_abort_callback_user_data(Arc::as_ptr(cancel) as *mut c_void);
+        }
         state.full(params, samples).map_err(failed)?;
         let mut out = Vec::new();
         for segment in state.as_iter() {
@@ -256,6 +291,50 @@ mod whisper {
             });
         }
         Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The model the tests use: `$WHISPER_MODEL` or `models/ggml-tiny.en.bin` (scripts/setup.sh).
+        fn context() -> WhisperContext {
+            let model = std::env::var_os("WHISPER_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin")
+            });
+            assert!(model.is_file(), "whisper model {} missing: run scripts/setup.sh", model.display());
+            let mut params = WhisperContextParameters::default();
+            params.use_gpu(false);
+            WhisperContext::new_with_params(&model, params).expect("model loads")
+        }
+
+        fn settings() -> WhisperSettings {
+            WhisperSettings { model: "unused".into(), threads: 1, no_speech_threshold: 0.6, beam_size: 1 }
+        }
+
+        /// A deterministic hiss: not silence, so whisper decodes it.
+        fn noise(seconds: usize) -> Vec<f32> {
+            let mut x: u32 = 1;
+            (0..seconds * 16_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x as f32 / u32::MAX as f32 - 0.5) * 0.2
+                })
+                .collect()
+        }
+
+        /// whisper.cpp consults the flag after each encoder window and decoder step, so a
+        /// cancelled decode stops within one of those instead of running the whole file. (An
+        /// uncancelled decode ending well is what the pipeline tests show.)
+        #[test]
+        fn a_cancelled_decode_is_abandoned_by_whisper() {
+            let context = context();
+            let cancelled = Arc::new(AtomicBool::new(true));
+            let err = decode(&context, &settings(), "en", &noise(60), &cancelled).expect_err("whisper went on");
+            assert!(err.to_string().contains("whisper failed"), "{err}");
+        }
     }
 }
 

@@ -96,14 +96,25 @@ impl EventBus for OutboxEventBus {
     async fn backlog(&self) -> PortResult<Option<u64>> {
         Ok(Some(pending(&self.pool).await?.try_into().unwrap_or_default()))
     }
+
+    async fn dead_letters(&self) -> PortResult<Option<u64>> {
+        Ok(Some(dead_letters(&self.pool).await?.try_into().unwrap_or_default()))
+    }
 }
 
-/// Publishes one batch of `sink`'s pending events, oldest first, and takes them off its list only
-/// if the sink took them all. Returns how many were published.
+/// How many times a sink may refuse an event (other than by being away) before the event is moved
+/// to `outbox_dead` for that sink.
+pub const MAX_REFUSALS: i32 = 5;
+
+/// Publishes one batch of `sink`'s pending events, oldest first, all at once, and takes the ones
+/// the sink took off its list. An event that does not decode, or that the sink refused
+/// [`MAX_REFUSALS`] times, goes to `outbox_dead` instead of blocking the rows behind it; events the
+/// sink could not take because it is away stay pending and make this an `Unavailable` error (the
+/// relay backs off). Returns how many were published.
 pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
     let mut tx = pool.begin().await.map_err(translate)?;
     let rows = sqlx::query(
-        "SELECT p.outbox_id, o.payload FROM outbox_pending p JOIN outbox o ON o.id = p.outbox_id \
+        "SELECT p.outbox_id, p.failures, o.payload FROM outbox_pending p JOIN outbox o ON o.id = p.outbox_id \
          WHERE p.sink = $1 ORDER BY p.outbox_id LIMIT $2 FOR UPDATE OF p SKIP LOCKED",
     )
     .bind(&sink.name)
@@ -114,33 +125,76 @@ pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut events = Vec::with_capacity(rows.len());
+    let mut batch = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = row.get("outbox_id");
-        let payload: serde_json::Value = row.get("payload");
-        let event: DomainEvent =
-            serde_json::from_value(payload).map_err(|e| PortError::Corrupt(format!("outbox row {id}: {e}")))?;
-        ids.push(id);
-        events.push(event);
+        let failures: i32 = row.get("failures");
+        match serde_json::from_value::<DomainEvent>(row.get("payload")) {
+            Ok(event) => batch.push((id, failures, event)),
+            Err(e) => bury(&mut tx, sink, id, &format!("undecodable outbox row: {e}")).await?,
+        }
     }
-    // The batch is in flight at once (publishes are started in order); a failure rolls the batch
-    // back: those rows stay pending and are retried.
-    futures::future::try_join_all(events.iter().map(|event| sink.bus.publish(event.clone()))).await?;
+    let results = futures::future::join_all(batch.iter().map(|(_, _, event)| sink.bus.publish(event.clone()))).await;
+    let (mut published, mut away) = (Vec::new(), None);
+    for ((id, failures, event), result) in batch.iter().zip(results) {
+        match result {
+            Ok(()) => published.push(*id),
+            Err(e @ PortError::Unavailable(_)) => away = Some(e),
+            Err(e) if failures + 1 >= MAX_REFUSALS => {
+                let reason = format!("{} refused {} times; last: {e}", event.payload.kind(), failures + 1);
+                bury(&mut tx, sink, *id, &reason).await?;
+            }
+            Err(e) => {
+                sqlx::query(
+                    "UPDATE outbox_pending SET failures = failures + 1, last_error = $3 WHERE sink = $1 AND outbox_id = $2",
+                )
+                .bind(&sink.name)
+                .bind(id)
+                .bind(e.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+            }
+        }
+    }
     sqlx::query("DELETE FROM outbox_pending WHERE sink = $1 AND outbox_id = ANY($2)")
         .bind(&sink.name)
-        .bind(&ids)
+        .bind(&published)
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
     // When it last went out (to any sink); pending rows say what still waits.
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-        .bind(&ids)
+        .bind(&published)
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
     tx.commit().await.map_err(translate)?;
-    Ok(ids.len())
+    match away {
+        Some(e) if published.is_empty() => Err(e),
+        _ => Ok(published.len()),
+    }
+}
+
+/// Moves `sink`'s pending event `id` to `outbox_dead`, with why.
+async fn bury(tx: &mut sqlx::PgConnection, sink: &Sink, id: i64, reason: &str) -> PortResult<()> {
+    tracing::error!(sink = %sink.name, outbox_id = id, reason, "outbox: an event is moved to outbox_dead");
+    sqlx::query(
+        "WITH gone AS (DELETE FROM outbox_pending WHERE sink = $1 AND outbox_id = $2 RETURNING outbox_id) \
+         INSERT INTO outbox_dead (outbox_id, sink, error) SELECT outbox_id, $1, $3 FROM gone ON CONFLICT DO NOTHING",
+    )
+    .bind(&sink.name)
+    .bind(id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+/// How many events some sink gave up on (`outbox_dead`).
+pub async fn dead_letters(pool: &PgPool) -> PortResult<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox_dead").fetch_one(pool).await.map_err(translate)
 }
 
 /// How many events wait in the outbox for at least one sink.
@@ -152,7 +206,8 @@ pub async fn pending(pool: &PgPool) -> PortResult<i64> {
 pub async fn prune(pool: &PgPool, retention: Duration) -> PortResult<u64> {
     let done = sqlx::query(
         "DELETE FROM outbox o WHERE o.published_at < now() - make_interval(secs => $1) \
-         AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id)",
+         AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.outbox_id = o.id) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_dead d WHERE d.outbox_id = o.id)",
     )
     .bind(retention.as_secs_f64())
     .execute(pool)

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tubesum::adapters::embedded::InProcessEventBus;
 use tubesum::adapters::postgres::outbox::{
-    OutboxEventBus, Sink, enqueue, pending, prune, published_at, relay_once, run_relay,
+    MAX_REFUSALS, OutboxEventBus, Sink, dead_letters, enqueue, pending, prune, published_at, relay_once, run_relay,
 };
 use tubesum::adapters::postgres::testing::TestDatabase;
 use tubesum::domain::{DomainEvent, EventPayload, JobId, VideoId};
@@ -117,5 +117,68 @@ async fn the_relay_task_publishes_soon_after_an_insert() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     relay.abort();
+    db.drop_now().await;
+}
+
+/// A sink that refuses one event for good (as a broker refuses a message it cannot take) and takes
+/// the others.
+struct Refuses {
+    refused: Uuid,
+    taken: Mutex<Vec<DomainEvent>>,
+}
+
+#[async_trait]
+impl EventBus for Refuses {
+    async fn publish(&self, event: DomainEvent) -> PortResult<()> {
+        if event.event_id == self.refused {
+            return Err(PortError::Other("message too large".into()));
+        }
+        self.taken.lock().unwrap().push(event);
+        Ok(())
+    }
+    async fn subscribe(&self) -> PortResult<EventStream> {
+        Err(PortError::Other("not a source".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_poison_row_is_moved_aside_and_holds_back_nothing() {
+    let db = TestDatabase::create().await;
+    let store = db.store().await;
+    let pool = store.pool().clone();
+    let refused = event(1);
+    let sink = Sink::new("picky", Arc::new(Refuses { refused: refused.event_id, taken: Mutex::new(Vec::new()) }));
+    let sinks = ["picky".to_owned()];
+    // An undecodable row first in line, then a refused event, then good ones.
+    sqlx::query(
+        "WITH o AS (INSERT INTO outbox (event_id, topic, payload) VALUES ($1, 'x', '{\"not\": \"an event\"}') RETURNING id) \
+         INSERT INTO outbox_pending (outbox_id, sink) SELECT id, 'picky' FROM o",
+    )
+    .bind(Uuid::new_v4())
+    .execute(&pool)
+    .await
+    .unwrap();
+    enqueue(&pool, &refused, &sinks).await.unwrap();
+    let good: Vec<DomainEvent> = (2..5).map(event).collect();
+    for e in &good {
+        enqueue(&pool, e, &sinks).await.unwrap();
+    }
+
+    assert_eq!(relay_once(&pool, &sink).await.unwrap(), 3, "the good ones go out past the poison");
+    assert_eq!(dead_letters(&pool).await.unwrap(), 1, "the undecodable row is dead at once");
+    // The refused one is tried again, then given up on.
+    for _ in 1..MAX_REFUSALS {
+        assert_eq!(pending(&pool).await.unwrap(), 1);
+        relay_once(&pool, &sink).await.unwrap();
+    }
+    assert_eq!(pending(&pool).await.unwrap(), 0);
+    assert_eq!(dead_letters(&pool).await.unwrap(), 2);
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT error FROM outbox_dead ORDER BY outbox_id").fetch_all(&pool).await.unwrap();
+    assert!(reasons[0].contains("undecodable"), "{reasons:?}");
+    assert!(reasons[1].contains("refused 5 times") && reasons[1].contains("message too large"), "{reasons:?}");
+    // Dead letters are kept (with their payload) when published events are pruned.
+    prune(&pool, Duration::ZERO).await.unwrap();
+    assert_eq!(dead_letters(&pool).await.unwrap(), 2);
     db.drop_now().await;
 }
