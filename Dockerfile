@@ -1,6 +1,7 @@
 # tubesum: one image for the API and the stage workers.
 #   docker build -t tubesum .
-#   docker run -p 8080:8080 -v $PWD/models:/app/models tubesum
+#   docker run -p 8080:8080 -e TUBESUM_SERVER__API_TOKEN=… -v $PWD/models:/app/models tubesum
+# It listens on 0.0.0.0, so `serve` refuses to start without a token (server.api_token).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         cmake libclang-dev libcurl4-openssl-dev pkg-config \

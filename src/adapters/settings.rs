@@ -38,18 +38,33 @@ pub struct KafkaSettings {
     pub topic_prefix: String,
 }
 
-/// A URL with its password replaced by `***`, for messages.
+/// Query parameters whose values are secrets (compared without case).
+const SECRET_PARAMS: &[&str] =
+    &["password", "passwd", "pass", "pwd", "sslpassword", "secret", "token", "access_token", "api_key", "apikey"];
+
+/// A URL with its secrets replaced by `***`, for messages: the password of its user info
+/// (`scheme://user:***@host`) and the values of query parameters such as `password=` or `token=`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    let Some(query) = query else { return base };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(key)) => format!("{key}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -61,5 +76,11 @@ mod tests {
         assert_eq!(redact_url("amqp://guest:guest@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
         assert_eq!(redact_url("postgres://postgres@127.0.0.1/db"), "postgres://postgres@127.0.0.1/db");
         assert_eq!(redact_url("mongodb://u:p@a:1,b:2/?x=1"), "mongodb://u:***@a:1,b:2/?x=1");
+        assert_eq!(
+            redact_url("postgres://h/db?user=me&Password=s3cret&sslmode=require&token=t"),
+            "postgres://h/db?user=me&Password=***&sslmode=require&token=***"
+        );
+        assert_eq!(redact_url("amqp://u:p@h/%2f?password=x"), "amqp://u:***@h/%2f?password=***");
+        assert_eq!(redact_url("http://h/?a=b@c"), "http://h/?a=b@c", "an @ in the query is not user info");
     }
 }

@@ -38,7 +38,8 @@ pub struct TextSummary {
 
 /// Summarizes a text with the configured summarizer (stateless).
 #[utoipa::path(post, path = "/summarize-text", tag = "summaries", request_body = SummarizeText,
-    responses((status = 200, body = TextSummary), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = TextSummary), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn summarize_text(
     State(app): State<AppState>,
     body: Result<Json<SummarizeText>, JsonRejection>,
@@ -49,6 +50,19 @@ pub async fn summarize_text(
     if body.text.trim().is_empty() {
         return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "empty_text", "text must not be empty"));
     }
+    let chars = body.text.chars().count();
+    if chars > app.summarize_max_chars {
+        let message = format!(
+            "the text has {chars} characters; /summarize-text takes at most {} (server.summarize_text_max_chars)",
+            app.summarize_max_chars
+        );
+        return Err(ApiError::with_code(StatusCode::PAYLOAD_TOO_LARGE, "text_too_long", message));
+    }
+    let Ok(_slot) = app.summarize_slots.try_acquire() else {
+        let message =
+            "too many /summarize-text requests at once (server.summarize_text_concurrency); try again shortly";
+        return Err(ApiError::with_code(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message));
+    };
     let segments = vec![Segment { start: 0.0, end: 0.0, text: body.text }];
     let draft = app.summarizer.summarize(&segments).await.map_err(|e| {
         let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };

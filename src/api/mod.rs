@@ -31,6 +31,10 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// For `/summarize-text`.
     pub summarizer: Arc<dyn Summarizer>,
+    /// `/summarize-text` requests that may run at once; the others get 429.
+    pub summarize_slots: Arc<tokio::sync::Semaphore>,
+    /// The longest text `/summarize-text` takes (it bounds the LLM calls one request makes).
+    pub summarize_max_chars: usize,
     pub api_token: Option<SecretString>,
 }
 

@@ -37,6 +37,8 @@ impl Application {
         let state = AppState {
             pipeline: pipeline.clone(),
             summarizer: summarizer::from_settings(&settings.llm, &settings.summary),
+            summarize_slots: Arc::new(tokio::sync::Semaphore::new(settings.server.summarize_text_concurrency)),
+            summarize_max_chars: settings.server.summarize_text_max_chars,
             api_token: settings.server.api_token.clone(),
         };
         Ok(Application { listener, pipeline, state, max_body_bytes: settings.server.max_body_bytes })

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings};
@@ -128,6 +128,29 @@ pub struct ServerSettings {
     #[serde(default)]
     pub api_token: Option<SecretString>,
     pub max_body_bytes: usize,
+    /// Serve without a token on an address other than loopback: refused unless this says so.
+    pub allow_unauthenticated: bool,
+    /// The longest text `POST /summarize-text` takes, in characters (bounds its LLM calls).
+    pub summarize_text_max_chars: usize,
+    /// `POST /summarize-text` requests served at once; more get 429.
+    pub summarize_text_concurrency: usize,
+}
+
+impl ServerSettings {
+    /// Refuses to serve an open API beyond this machine: listening on a non-loopback address
+    /// needs `api_token`, or `allow_unauthenticated = true` said on purpose.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.api_token.is_some() || self.listen.ip().is_loopback() || self.allow_unauthenticated {
+            return Ok(());
+        }
+        Err(ConfigError::Rule(format!(
+            "refusing to serve {} without a token: anyone who reaches it could submit and cancel jobs. \
+             Set server.api_token (TUBESUM_SERVER__API_TOKEN), listen on 127.0.0.1, or set \
+             server.allow_unauthenticated = true (TUBESUM_SERVER__ALLOW_UNAUTHENTICATED) if a proxy in \
+             front authenticates",
+            self.listen
+        )))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +210,11 @@ impl Settings {
             (0.0..=1.0).contains(&self.whisper.no_speech_threshold),
             "whisper.no_speech_threshold must be between 0 and 1",
         )?;
+        rule(
+            self.server.api_token.as_ref().is_none_or(|t| !t.expose_secret().trim().is_empty()),
+            "server.api_token must not be empty (leave it unset to serve without authentication on loopback)",
+        )?;
+        rule(self.server.summarize_text_concurrency >= 1, "server.summarize_text_concurrency must be at least 1")?;
         let ports = self.port_backends();
         rule(
             ports.events == Backends::Embedded || ports.store == Backends::Production,
@@ -316,5 +344,27 @@ mod tests {
     fn secrets_are_not_printed() {
         let s = Settings::load(None, env(&[("TUBESUM_LLM__API_KEY", "sk-very-secret")])).unwrap();
         assert!(!format!("{s:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn an_open_api_is_served_on_loopback_only_unless_said_so() {
+        let load = |pairs: &[(&str, &str)]| Settings::load(None, env(pairs)).unwrap().server;
+        assert!(load(&[]).check_exposure().is_ok(), "127.0.0.1 by default");
+        let open = load(&[("TUBESUM_SERVER__LISTEN", "0.0.0.0:8080")]);
+        let err = open.check_exposure().unwrap_err().to_string();
+        assert!(err.contains("server.api_token") && err.contains("server.allow_unauthenticated"), "{err}");
+        let with_token = [("TUBESUM_SERVER__LISTEN", "0.0.0.0:8080"), ("TUBESUM_SERVER__API_TOKEN", "t0ken")];
+        assert!(load(&with_token).check_exposure().is_ok());
+        let on_purpose = [("TUBESUM_SERVER__LISTEN", "[::]:8080"), ("TUBESUM_SERVER__ALLOW_UNAUTHENTICATED", "true")];
+        assert!(load(&on_purpose).check_exposure().is_ok());
+        assert!(load(&[("TUBESUM_SERVER__LISTEN", "[::1]:8080")]).check_exposure().is_ok());
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        for token in ["", "  "] {
+            let err = Settings::load(None, env(&[("TUBESUM_SERVER__API_TOKEN", token)])).unwrap_err();
+            assert!(err.to_string().contains("server.api_token must not be empty"), "{err}");
+        }
     }
 }

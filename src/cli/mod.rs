@@ -120,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }
+            settings.server.check_exposure()?;
             let app = Application::build(settings, stages.0).await?;
             tracing::info!(address = %app.address(), "tubesum listening");
             eprintln!("tubesum listening on http://{} (ops console: /console)", app.address());

@@ -162,3 +162,17 @@ async fn summarize_text_works_offline_and_rejects_empty_text() {
     assert_eq!(empty.status(), 400);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn summarize_text_refuses_more_text_than_its_cap() {
+    let app = instant_app(&[("TUBESUM_SERVER__SUMMARIZE_TEXT_MAX_CHARS", "50".into())]).await;
+    let long = json!({"text": "é".repeat(51)});
+    let response = app.client.post(app.url("/summarize-text")).json(&long).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "text_too_long");
+    assert!(body["error"]["message"].as_str().unwrap().contains("51 characters"), "{body}");
+    let fits = json!({"text": "é".repeat(50)});
+    assert_eq!(app.client.post(app.url("/summarize-text")).json(&fits).send().await.unwrap().status(), 200);
+    app.shutdown().await;
+}

@@ -168,3 +168,25 @@ async fn a_backend_left_out_of_the_build_is_named_at_start() {
     assert!(stderr.contains("`postgres`") && stderr.contains("ports.store"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
 }
+
+/// `serve` beyond loopback without a token is refused before it listens, naming the settings; so
+/// is an empty token.
+#[tokio::test]
+async fn serve_refuses_an_open_api_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tubesum"));
+        cmd.env("TUBESUM_DATA_DIR", dir.path()).args(["serve", "--listen", "0.0.0.0:0"]).kill_on_drop(true);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output()
+    };
+    let open = serve(&[]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(!open.status.success(), "{stderr}");
+    assert!(stderr.contains("server.api_token") && stderr.contains("server.allow_unauthenticated"), "{stderr}");
+    let empty = serve(&[("TUBESUM_SERVER__API_TOKEN", "")]).await.unwrap();
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("must not be empty"));
+}

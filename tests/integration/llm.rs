@@ -228,3 +228,52 @@ async fn the_openai_transcription_backend_sends_the_audio_and_keeps_its_segments
     assert_eq!(silent["text"], "");
     app.shutdown().await;
 }
+
+/// A chat-completions server whose answers wait for `gate`; `asked` counts the requests.
+async fn gated_llm(gate: Arc<tokio::sync::Semaphore>, asked: Arc<Mutex<u32>>) -> String {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| {
+            let (gate, asked) = (gate.clone(), asked.clone());
+            async move {
+                *asked.lock().unwrap() += 1;
+                let _pass = gate.acquire().await.unwrap();
+                let content = json!({"summary": "Gated summary."}).to_string();
+                Json(json!({
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn summarize_text_answers_429_beyond_its_concurrency() {
+    let (gate, asked) = (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(Mutex::new(0)));
+    let base_url = gated_llm(gate.clone(), asked.clone()).await;
+    let env = [
+        ("TUBESUM_LLM__BASE_URL", base_url),
+        ("TUBESUM_LLM__MODEL", "test-model".into()),
+        ("TUBESUM_SERVER__SUMMARIZE_TEXT_CONCURRENCY", "1".into()),
+    ];
+    let app = TestApp::builder().env(&env).noop_stages(&[]).spawn().await;
+    let ask = || app.client.post(app.url("/summarize-text")).json(&json!({"text": "Rockets are fast."})).send();
+    let first = tokio::spawn(ask());
+    let waiting = crate::helpers::poll_until(Duration::from_secs(10), || async { *asked.lock().unwrap() == 1 }).await;
+    assert!(waiting, "the first request reached the model");
+    let second = ask().await.unwrap();
+    assert_eq!(second.status(), 429);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    gate.add_permits(1);
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(*asked.lock().unwrap(), 1, "the refused request never reached the model");
+    app.shutdown().await;
+}
