@@ -33,16 +33,18 @@ case "${1:-}" in
       exit
     fi
     # The embedded build (what `scripts/dev.sh demo` and a laptop get): no lapin, mongodb, rdkafka
-    # or sqlx-postgres. Its lints, its unit tests, and the binary end to end (summarize, serve,
-    # demo, and refusing a backend it was built without).
+    # or sqlx-postgres. Its lints, and its binary, kept aside: the default build reuses the path.
     embedded=(--no-default-features --features embedded)
-    cargo clippy "${embedded[@]}" --all-targets --quiet -- -D warnings
-    cargo test "${embedded[@]}" --lib
-    cargo test "${embedded[@]}" --test integration -- cli:: layers::
-    # The default build: every backend. The layer check runs with the rest.
+    cargo clippy "${embedded[@]}" --quiet -- -D warnings
+    cargo build "${embedded[@]}" --quiet
+    mkdir -p target/embedded && cp target/debug/tubesum target/embedded/tubesum
+    # The default build: every backend, every test of the workspace (the layer check included).
     cargo clippy --workspace --all-targets --quiet -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace --all-targets -- --skip faults::
+    # The embedded binary end to end: the CLI tests again (summarize, serve, demo, and a production
+    # backend refused with the feature it lacks), run against it instead of the default binary.
+    TEST_TUBESUM_BIN=target/embedded/tubesum cargo test --test integration cli::
     # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
     cargo test --test integration faults:: -- --test-threads=1
     ;;

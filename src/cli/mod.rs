@@ -19,7 +19,7 @@ use crate::app::{Settings, shutdown_signal};
 use crate::domain::{ChannelId, Stage};
 
 #[derive(Debug, Parser)]
-#[command(name = "tubesum", version, about = "Turns a YouTube channel into per-video transcripts and summaries.")]
+#[command(name = "tubesum", version = version(), about = "Turns a YouTube channel into per-video transcripts and summaries.")]
 pub struct Cli {
     /// A TOML file layered over config/default.toml (environment variables TUBESUM_* override both).
     #[arg(long, global = true, value_name = "FILE")]
@@ -87,6 +87,23 @@ pub enum ModelsCommand {
     },
     /// Converts a faster-whisper / CTranslate2 Whisper model directory into a ggml file.
     ImportCt2 { dir: PathBuf, out: PathBuf },
+}
+
+/// `tubesum --version`: the version and what this build carries (its cargo features).
+fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let carried = [
+            ("postgres", cfg!(feature = "postgres")),
+            ("rabbitmq", cfg!(feature = "rabbitmq")),
+            ("kafka", cfg!(feature = "kafka")),
+            ("mongodb", cfg!(feature = "mongodb")),
+        ];
+        let backends: Vec<&str> =
+            std::iter::once("embedded").chain(carried.iter().filter(|(_, on)| *on).map(|(name, _)| *name)).collect();
+        let whisper = if cfg!(feature = "whisper") { "local whisper" } else { "no local whisper" };
+        format!("{} (backends: {}; {whisper})", env!("CARGO_PKG_VERSION"), backends.join(", "))
+    });
+    &VERSION
 }
 
 /// The stage pools a process runs.

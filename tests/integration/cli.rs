@@ -13,6 +13,20 @@ use crate::helpers::{poll_until, whisper_model, yt_dlp};
 
 const CHANNEL: &str = "UCclicliclicliclicliclic";
 
+/// The binary under test: this build's, or another build's given as `TEST_TUBESUM_BIN` (the test
+/// command runs these tests again against the laptop build's binary).
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("TEST_TUBESUM_BIN").map_or_else(|| env!("CARGO_BIN_EXE_tubesum").into(), Into::into)
+}
+
+/// What the binary under test carries, from `tubesum --version`: whether it has PostgreSQL.
+async fn has_postgres() -> bool {
+    let output = Command::new(binary()).arg("--version").output().await.unwrap();
+    let version = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(version.contains("(backends: embedded"), "{version}");
+    version.contains("postgres")
+}
+
 async fn standin(dir: &std::path::Path) -> StandIn {
     let quiet = dir.join("q.m4a");
     media::silence(2.0, &quiet).await.unwrap();
@@ -28,7 +42,7 @@ async fn standin(dir: &std::path::Path) -> StandIn {
 }
 
 fn tubesum(standin: &StandIn, data: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tubesum"));
+    let mut cmd = Command::new(binary());
     cmd.env("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template())
         .env("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template())
         .env("TUBESUM_WHISPER__MODEL", whisper_model())
@@ -126,12 +140,11 @@ async fn serve_listens_where_told_and_stops_gracefully() {
 
 /// `tubesum demo`, the README's first command: a local channel made with espeak-ng and ffmpeg,
 /// served by the stand-in, summarized end to end by the binary (in whichever build ran the tests).
-#[cfg(feature = "demo")]
 #[tokio::test]
 async fn demo_summarizes_its_local_channel() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_tubesum"))
+    let output = Command::new(binary())
         .env("TUBESUM_WHISPER__MODEL", whisper_model())
         .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
         .env("TUBESUM_DATA_DIR", dir.path().join("data"))
@@ -150,23 +163,28 @@ async fn demo_summarizes_its_local_channel() {
     assert_eq!(index.matches(".md)").count(), 3, "{index}");
 }
 
-/// A build without the production drivers refuses a production backend at start, naming the
-/// feature it lacks, before it connects to anything.
-#[cfg(not(feature = "postgres"))]
+/// A production backend is refused at start by a build without it, naming the features it lacks,
+/// before anything is created; a build with it tries to connect and names the server it tried.
 #[tokio::test]
-async fn a_backend_left_out_of_the_build_is_named_at_start() {
+async fn a_production_backend_is_named_at_start_whether_built_in_or_not() {
     let dir = tempfile::tempdir().unwrap();
     let standin = standin(dir.path()).await;
     let output = tubesum(&standin, &dir.path().join("data"))
         .env("TUBESUM_BACKENDS", "production")
+        .env("TUBESUM_DATABASE__URL", "postgres://tubesum:hunter2@127.0.0.1:1/nowhere")
         .args(["summarize", CHANNEL])
         .output()
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("`postgres`") && stderr.contains("ports.store"), "{stderr}");
-    assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
+    if has_postgres().await {
+        assert!(stderr.contains("PostgreSQL at postgres://tubesum:***@127.0.0.1:1/nowhere"), "{stderr}");
+    } else {
+        assert!(stderr.contains("`postgres`") && stderr.contains("ports.store"), "{stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
+    }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 /// `serve` beyond loopback without a token is refused before it listens, naming the settings; so
@@ -175,7 +193,7 @@ async fn a_backend_left_out_of_the_build_is_named_at_start() {
 async fn serve_refuses_an_open_api_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let serve = |envs: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tubesum"));
+        let mut cmd = Command::new(binary());
         cmd.env("TUBESUM_DATA_DIR", dir.path()).args(["serve", "--listen", "0.0.0.0:0"]).kill_on_drop(true);
         for (k, v) in envs {
             cmd.env(k, v);
