@@ -16,8 +16,20 @@ use crate::domain::DomainEvent;
 pub trait EventSink: Send + Sync + 'static {
     /// A short name for logs and the actor tree.
     fn name(&self) -> &'static str;
-    /// Handles one delivery (possibly a duplicate).
-    fn accept(&self, event: &DomainEvent);
+    /// Handles one delivery (possibly a duplicate). Only once it returns `Ok` is the event
+    /// acknowledged to the bus; an error fails the consumer, which the RootSupervisor restarts, and
+    /// the event is delivered again.
+    fn accept(&self, event: &DomainEvent) -> Result<(), String>;
+}
+
+/// Feeds a sink, one event at a time.
+struct SinkDrain(Arc<dyn EventSink>);
+
+#[async_trait::async_trait]
+impl super::pump::Drain<DomainEvent> for SinkDrain {
+    async fn take(&mut self, event: DomainEvent) -> Result<(), String> {
+        self.0.accept(&event)
+    }
 }
 
 pub struct EventConsumer {
@@ -51,8 +63,7 @@ impl Actor for EventConsumer {
         args: EventConsumerArgs,
     ) -> Result<EventConsumerState, ActorProcessingErr> {
         let events = self.deps.events.subscribe_group(&args.group).await?;
-        let sink = args.sink;
-        let drain = move |event: DomainEvent| sink.accept(&event);
+        let drain = SinkDrain(args.sink);
         Ok(EventConsumerState { _pump: pump::spawn(myself, events, drain, EventConsumerMsg::SubscriptionEnded) })
     }
 
@@ -85,8 +96,21 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn accept(&self, event: &DomainEvent) {
+        fn accept(&self, event: &DomainEvent) -> Result<(), String> {
             self.0.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+    }
+
+    /// A sink whose disk is full.
+    struct Refuser;
+
+    impl EventSink for Refuser {
+        fn name(&self) -> &'static str {
+            "refuser"
+        }
+        fn accept(&self, _: &DomainEvent) -> Result<(), String> {
+            Err("no space left on device".into())
         }
     }
 
@@ -103,5 +127,17 @@ mod tests {
         eventually("both events reach the sink", || sink.0.lock().unwrap().len() == 2).await;
         assert_eq!(*sink.0.lock().unwrap(), [a, b]);
         consumer.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_cannot_take_an_event_fails_its_consumer() {
+        let ports = TestPorts::new(settings(1, 60), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
+        let args = EventConsumerArgs { group: "refusing-group".into(), sink: Arc::new(Refuser) };
+        let (consumer, handle) = Actor::spawn(None, EventConsumer { deps: ports.deps.clone() }, args).await.unwrap();
+        let event = DomainEvent::new(JobId::new(), None, EventPayload::JobFinished { status: JobStatus::Failed });
+        ports.deps.events.publish(event).await.unwrap();
+        // It fails (for its supervisor to restart it) instead of passing over the event.
+        tokio::time::timeout(std::time::Duration::from_secs(5), handle).await.expect("the consumer failed").unwrap();
+        assert_eq!(consumer.get_status(), ractor::ActorStatus::Stopped);
     }
 }

@@ -15,16 +15,20 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::ports::PortResult;
 
 /// Where a pump puts each item. Any `FnMut(T)` is one; a drain that must wait (for a free worker,
-/// say) implements it itself.
+/// say) or can fail implements it itself. The pump asks its stream for the next item only once
+/// `take` has returned: a stream that acknowledges an item when asked for the next one (the Kafka
+/// consumer does) acknowledges only what was taken. A drain's error ends the pump, the item
+/// unacknowledged.
 #[async_trait]
 pub trait Drain<T>: Send + 'static {
-    async fn take(&mut self, item: T);
+    async fn take(&mut self, item: T) -> Result<(), String>;
 }
 
 #[async_trait]
 impl<T: Send + 'static, F: FnMut(T) + Send + 'static> Drain<T> for F {
-    async fn take(&mut self, item: T) {
-        self(item)
+    async fn take(&mut self, item: T) -> Result<(), String> {
+        self(item);
+        Ok(())
     }
 }
 
@@ -48,7 +52,11 @@ where
     let task = tokio::spawn(async move {
         let reason = loop {
             match stream.next().await {
-                Some(Ok(item)) => drain.take(item).await,
+                Some(Ok(item)) => {
+                    if let Err(e) = drain.take(item).await {
+                        break format!("could not take an item: {e}");
+                    }
+                }
                 Some(Err(e)) => break format!("stream error: {e}"),
                 None => break "stream closed".to_owned(),
             }

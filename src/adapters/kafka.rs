@@ -16,7 +16,6 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::adapters::settings::KafkaSettings;
 use crate::domain::DomainEvent;
@@ -88,18 +87,25 @@ impl KafkaEventBus {
 
     /// A consumer of every event topic in consumer group `group` (each group sees every event),
     /// from the group's committed offsets or else from the earliest event.
+    ///
+    /// An event is acknowledged only once the subscriber is done with it: its offset is stored
+    /// when the stream is asked for the next event (the pump asks only after its drain took the
+    /// event), and stored offsets are committed every few seconds and when the consumer closes.
+    /// A subscriber that stops midway leaves its last event uncommitted, and the group sees it again.
     pub async fn consume(&self, group: &str) -> PortResult<EventStream> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.settings.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| PortError::Unavailable(format!("Kafka consumer: {e}")))?;
         let names: Vec<String> = TOPICS.iter().map(|t| self.topic(t)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(|e| PortError::Unavailable(format!("subscribing: {e}")))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        // One event in hand at a time: the task waits for the subscriber to be done with it.
+        let (tx, rx) = tokio::sync::mpsc::channel::<(PortResult<DomainEvent>, Option<Done>)>(1);
         tokio::spawn(async move {
             let mut messages = consumer.stream();
             loop {
@@ -111,26 +117,56 @@ impl KafkaEventBus {
                         None => break,
                     },
                 };
-                let item = match message {
-                    Ok(m) => match m.payload().map(serde_json::from_slice::<DomainEvent>) {
-                        Some(Ok(event)) => Ok(event),
-                        Some(Err(e)) => {
-                            tracing::warn!(topic = m.topic(), error = %e, "skipping an undecodable event");
-                            continue;
-                        }
-                        None => continue,
-                    },
-                    Err(e) => Err(PortError::Unavailable(format!("Kafka: {e}"))),
+                let m = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = tx.send((Err(PortError::Unavailable(format!("Kafka: {e}"))), None)).await;
+                        break;
+                    }
                 };
-                if tx.send(item).await.is_err() {
-                    break;
+                let event = match m.payload().map(serde_json::from_slice::<DomainEvent>) {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => {
+                        // Nothing would ever take it: pass over it, acknowledged.
+                        tracing::warn!(topic = m.topic(), offset = m.offset(), error = %e, "skipping an undecodable event");
+                        store(&consumer, &m);
+                        continue;
+                    }
+                    None => {
+                        store(&consumer, &m);
+                        continue;
+                    }
+                };
+                let (done, taken) = tokio::sync::oneshot::channel();
+                if tx.send((Ok(event), Some(done))).await.is_err() || taken.await.is_err() {
+                    break; // the subscriber went away before it was done: not acknowledged
                 }
+                store(&consumer, &m);
             }
             drop(messages);
-            // Closing leaves the group, a round trip to the broker: not on an async worker.
+            // Closing commits the stored offsets and leaves the group, round trips to the broker:
+            // not on an async worker.
             tokio::task::spawn_blocking(move || drop(consumer));
         });
-        Ok(ReceiverStream::new(rx).boxed())
+        let events = futures::stream::unfold((rx, None::<Done>), |(mut rx, previous)| async move {
+            // Asked for the next event: the subscriber is done with the previous one.
+            if let Some(done) = previous {
+                let _ = done.send(());
+            }
+            let (item, done) = rx.recv().await?;
+            Some((item, (rx, done)))
+        });
+        Ok(events.boxed())
+    }
+}
+
+/// Tells the consumer task that the subscriber is done with an event.
+type Done = tokio::sync::oneshot::Sender<()>;
+
+/// Marks a message as done, for the next commit.
+fn store(consumer: &StreamConsumer, message: &rdkafka::message::BorrowedMessage<'_>) {
+    if let Err(e) = consumer.store_offset_from_message(message) {
+        tracing::warn!(topic = message.topic(), error = %e, "could not store a consumed offset");
     }
 }
 

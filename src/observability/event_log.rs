@@ -31,17 +31,21 @@ impl EventSink for EventLog {
         "event-log"
     }
 
-    fn accept(&self, event: &DomainEvent) {
+    /// The line is written (to the OS) before this returns `Ok`, so the event is acknowledged to
+    /// the bus only once it is in the log. A line that cannot be written is an error: the event is
+    /// not acknowledged, and comes again.
+    fn accept(&self, event: &DomainEvent) -> Result<(), String> {
         let mut state = self.state.lock().expect("event log lock");
         let (dedupe, file) = &mut *state;
-        if !dedupe.first(event.event_id) {
-            return;
+        if dedupe.seen(event.event_id) {
+            return Ok(());
         }
         let line = match serde_json::to_string(event) {
             Ok(line) => line,
             Err(e) => {
+                // Cannot happen for a decoded event; retrying would not help either.
                 tracing::warn!(error = %e, "could not encode an event for the event log");
-                return;
+                return Ok(());
             }
         };
         tracing::info!(
@@ -52,26 +56,26 @@ impl EventSink for EventLog {
             video_id = event.video_id.as_ref().map(|v| v.as_str()),
             event = %line,
         );
-        let Some(path) = &self.path else { return };
-        if file.is_none() {
-            if let Some(parent) = path.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            match std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not open the event log");
-                    return;
-                }
-            }
-        }
-        if let Some(f) = file
-            && let Err(e) = writeln!(f, "{line}")
+        if let Some(path) = &self.path
+            && let Err(e) = append(file, path, &line)
         {
-            tracing::warn!(path = %path.display(), error = %e, "could not append to the event log");
             *file = None;
+            return Err(format!("could not append to the event log {}: {e}", path.display()));
         }
+        dedupe.first(event.event_id);
+        Ok(())
     }
+}
+
+/// Appends one line to the log at `path`, opening it (and its directory) first if need be.
+fn append(file: &mut Option<std::fs::File>, path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    if file.is_none() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        *file = Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
+    }
+    file.as_mut().expect("opened above").write_all(format!("{line}\n").as_bytes())
 }
 
 #[cfg(test)]
@@ -89,10 +93,25 @@ mod tests {
         let a = event(job, EventPayload::AudioExtracted { seconds: 1.5 }, Some(10));
         let b = event(job, EventPayload::JobFinished { status: JobStatus::Failed }, None);
         for e in [&a, &b, &a] {
-            log.accept(e);
+            log.accept(e).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<DomainEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines, vec![a, b]);
+    }
+
+    #[test]
+    fn an_event_whose_line_cannot_be_written_is_refused_and_taken_when_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        // Its directory cannot be made: a file stands where it would go.
+        std::fs::write(dir.path().join("logs"), b"").unwrap();
+        let path = dir.path().join("logs/events.jsonl");
+        let log = EventLog::new(Some(path.clone()));
+        let a = event(JobId::new(), EventPayload::AudioExtracted { seconds: 1.5 }, Some(10));
+        assert!(log.accept(&a).unwrap_err().contains("could not append"));
+        std::fs::remove_file(dir.path().join("logs")).unwrap();
+        log.accept(&a).expect("written once it can be");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "the refused event was not taken for a duplicate");
     }
 }

@@ -31,6 +31,11 @@ impl Dedupe {
         Self { seen: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
+    /// Whether an id was seen already (within the window), without recording it.
+    pub fn seen(&self, id: uuid::Uuid) -> bool {
+        self.seen.contains(&id)
+    }
+
     /// True the first time an id is seen (within the window).
     pub fn first(&mut self, id: uuid::Uuid) -> bool {
         if !self.seen.insert(id) {
