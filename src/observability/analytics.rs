@@ -5,7 +5,10 @@
 //! process's `/analytics` covers the whole retained history.
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
+
+use lru::LruCache;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,8 +18,11 @@ use super::metrics::Metrics;
 use super::{DEDUPE_WINDOW, Dedupe};
 use crate::actors::{EventSink, PoolStats};
 use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, Stage};
-/// Stage durations kept per stage for the percentiles of `/analytics`.
+/// Stage durations kept per stage for the percentiles of `/analytics`, overall and per job.
 const DURATION_SAMPLES: usize = 10_000;
+const JOB_DURATION_SAMPLES: usize = 1_000;
+/// Jobs whose analytics are kept: those with the most recent events (older ones report nothing).
+pub const JOBS_KEPT: usize = 1_000;
 
 /// The stage an event reports the completion of.
 pub(super) fn completed_stage(payload: &EventPayload) -> Option<Stage> {
@@ -46,6 +52,8 @@ struct StageTally {
 
 #[derive(Default)]
 struct Tally {
+    /// How many stage durations are kept for the percentiles.
+    samples: usize,
     events: u64,
     by_type: HashMap<&'static str, u64>,
     stages: HashMap<Stage, StageTally>,
@@ -56,6 +64,10 @@ struct Tally {
 }
 
 impl Tally {
+    fn new(samples: usize) -> Self {
+        Self { samples, ..Self::default() }
+    }
+
     fn add(&mut self, event: &DomainEvent) {
         self.events += 1;
         *self.by_type.entry(event.payload.kind()).or_default() += 1;
@@ -81,7 +93,7 @@ impl Tally {
                 tally.duration_total_ms += u128::from(ms);
                 tally.duration_max_ms = tally.duration_max_ms.max(ms);
                 tally.durations_ms.push_back(ms);
-                if tally.durations_ms.len() > DURATION_SAMPLES {
+                if tally.durations_ms.len() > self.samples {
                     tally.durations_ms.pop_front();
                 }
             }
@@ -171,7 +183,8 @@ pub struct AnalyticsReport {
 struct AnalyticsState {
     dedupe: Dedupe,
     all: Tally,
-    jobs: HashMap<JobId, Tally>,
+    /// The [`JOBS_KEPT`] jobs with the latest events.
+    jobs: LruCache<JobId, Tally>,
 }
 
 /// The analytics consumer's aggregates, and this process's Prometheus [`Metrics`] fed by the same
@@ -192,8 +205,8 @@ impl Analytics {
         Self {
             state: Mutex::new(AnalyticsState {
                 dedupe: Dedupe::new(DEDUPE_WINDOW),
-                all: Tally::default(),
-                jobs: HashMap::new(),
+                all: Tally::new(DURATION_SAMPLES),
+                jobs: LruCache::new(NonZeroUsize::new(JOBS_KEPT).expect("not zero")),
             }),
             metrics: Metrics::new(),
         }
@@ -204,7 +217,7 @@ impl Analytics {
         let state = self.state.lock().expect("analytics lock");
         match job_id {
             None => state.all.report(None),
-            Some(id) => state.jobs.get(&id).map_or_else(|| Tally::default().report(Some(id)), |t| t.report(Some(id))),
+            Some(id) => state.jobs.peek(&id).map_or_else(|| Tally::default().report(Some(id)), |t| t.report(Some(id))),
         }
     }
 
@@ -220,16 +233,17 @@ impl EventSink for Analytics {
         "analytics"
     }
 
-    fn accept(&self, event: &DomainEvent) {
+    fn accept(&self, event: &DomainEvent) -> Result<(), String> {
         {
             let mut state = self.state.lock().expect("analytics lock");
             if !state.dedupe.first(event.event_id) {
-                return;
+                return Ok(());
             }
             state.all.add(event);
-            state.jobs.entry(event.job_id).or_default().add(event);
+            state.jobs.get_or_insert_mut(event.job_id, || Tally::new(JOB_DURATION_SAMPLES)).add(event);
         }
         self.metrics.record(event);
+        Ok(())
     }
 }
 
@@ -239,25 +253,40 @@ mod tests {
     use crate::domain::TranscriptSource;
     use crate::observability::tests::event;
 
+    fn feed(analytics: &Analytics, event: &DomainEvent) {
+        analytics.accept(event).expect("analytics take every event");
+    }
+
     #[test]
     fn counts_stages_durations_failures_once_per_event() {
         let analytics = Analytics::new();
         let (job, other) = (JobId::new(), JobId::new());
         let downloaded = event(job, EventPayload::VideoDownloaded { captions: false }, Some(200));
-        analytics.accept(&downloaded);
-        analytics.accept(&downloaded); // a redelivery
-        analytics.accept(&event(other, EventPayload::VideoDownloaded { captions: true }, Some(400)));
-        analytics.accept(&event(
-            job,
-            EventPayload::StageFailed { stage: Stage::Transcription, attempt: 1, retryable: false, reason: "x".into() },
-            Some(5),
-        ));
-        analytics.accept(&event(
-            job,
-            EventPayload::TranscriptionCompleted { source: TranscriptSource::Whisper, segments: 3 },
-            Some(1000),
-        ));
-        analytics.accept(&event(job, EventPayload::JobFinished { status: JobStatus::Completed }, None));
+        feed(&analytics, &downloaded);
+        feed(&analytics, &downloaded); // a redelivery
+        feed(&analytics, &event(other, EventPayload::VideoDownloaded { captions: true }, Some(400)));
+        feed(
+            &analytics,
+            &event(
+                job,
+                EventPayload::StageFailed {
+                    stage: Stage::Transcription,
+                    attempt: 1,
+                    retryable: false,
+                    reason: "x".into(),
+                },
+                Some(5),
+            ),
+        );
+        feed(
+            &analytics,
+            &event(
+                job,
+                EventPayload::TranscriptionCompleted { source: TranscriptSource::Whisper, segments: 3 },
+                Some(1000),
+            ),
+        );
+        feed(&analytics, &event(job, EventPayload::JobFinished { status: JobStatus::Completed }, None));
 
         let all = analytics.report(None);
         assert_eq!(all.events, 5);
@@ -282,5 +311,35 @@ mod tests {
         assert!(text.contains(r#"tubesum_stage_duration_seconds_count{stage="download"} 2"#), "{text}");
         assert!(text.contains("tubesum_outbox_pending 3"), "{text}");
         assert!(text.contains("tubesum_outbox_dead_letters 1"), "{text}");
+    }
+
+    #[test]
+    fn per_job_analytics_keep_only_the_most_recently_active_jobs() {
+        let analytics = Analytics::new();
+        let jobs: Vec<JobId> = (0..=JOBS_KEPT).map(|_| JobId::new()).collect();
+        let (first, second) = (jobs[0], jobs[1]);
+        for job in &jobs[..JOBS_KEPT] {
+            feed(&analytics, &event(*job, EventPayload::VideoDownloaded { captions: false }, Some(1)));
+        }
+        // The first job is active again: the second is now the least recent, and gives way.
+        feed(&analytics, &event(first, EventPayload::AudioExtracted { seconds: 1.0 }, Some(1)));
+        feed(&analytics, &event(jobs[JOBS_KEPT], EventPayload::VideoDownloaded { captions: false }, Some(1)));
+        assert_eq!(analytics.state.lock().unwrap().jobs.len(), JOBS_KEPT);
+        assert_eq!(analytics.report(Some(first)).events, 2);
+        assert_eq!(analytics.report(Some(second)).events, 0, "evicted");
+        assert_eq!(analytics.report(None).events, JOBS_KEPT as u64 + 2, "the overall tally keeps everything");
+    }
+
+    #[test]
+    fn a_jobs_duration_samples_are_bounded() {
+        let analytics = Analytics::new();
+        let job = JobId::new();
+        for ms in 0..(JOB_DURATION_SAMPLES as u64 + 10) {
+            feed(&analytics, &event(job, EventPayload::VideoDownloaded { captions: false }, Some(ms)));
+        }
+        let state = analytics.state.lock().unwrap();
+        let tally = state.jobs.peek(&job).unwrap();
+        assert_eq!(tally.stages[&Stage::Download].durations_ms.len(), JOB_DURATION_SAMPLES);
+        assert_eq!(tally.stages[&Stage::Download].duration_count, JOB_DURATION_SAMPLES as u64 + 10);
     }
 }
