@@ -12,6 +12,9 @@ use crate::ports::PortError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A query string the route does not take.
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -40,6 +43,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -48,10 +52,42 @@ impl ApiError {
         }
     }
 
-    /// A response with a more specific code than the status's default.
+    /// A response with a more specific code than the status's default. A message longer than
+    /// [`MAX_MESSAGE`] (it may echo what the client sent) is cut short.
     pub fn with_code(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: code.into(), message: message.into() } };
+        let body = ErrorBody { error: ErrorDetail { code: code.into(), message: truncate(message.into()) } };
         (status, Json(body)).into_response()
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Response {
+        e.into_response()
+    }
+}
+
+/// The longest error message sent, in characters: input echoed in a message is cut to fit.
+pub const MAX_MESSAGE: usize = 300;
+
+fn truncate(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+/// `Query<T>` whose rejection is the JSON error body (`invalid_query`), not axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError::InvalidQuery(rejection.body_text()).into_response()),
+        }
     }
 }
 
@@ -70,11 +106,26 @@ impl From<PortError> for ApiError {
         match e {
             PortError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             PortError::AlreadyExists(what) => ApiError::Conflict(format!("{what} already exists")),
+            PortError::Stale(what) => ApiError::Conflict(what),
             PortError::Unavailable(detail) => {
                 tracing::error!(%detail, "backend unavailable");
                 ApiError::Unavailable("a backend is unavailable; try again shortly".into())
             }
             PortError::Corrupt(detail) | PortError::Other(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE + 50);
+        let cut = truncate(long);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE + 1);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::app::pipeline::CancelOutcome;
 use crate::domain::{AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
 
@@ -51,9 +51,24 @@ pub struct JobView {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Videos per status (every status is present), plus `total`.
-    pub counts: BTreeMap<String, usize>,
+    /// Videos per status (every status is present), plus `total`: always the whole job's.
+    pub counts: BTreeMap<String, u64>,
+    /// One page of the job's videos, in discovery order (see `limit`, `offset`, `status`).
     pub videos: Vec<VideoView>,
+    /// The page: at most `limit` videos from the `offset`-th of those that match `status`.
+    pub limit: u32,
+    pub offset: u32,
+    /// How many videos match the page's `status` filter (all of them without one).
+    pub matching: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttemptPage {
+    pub attempts: Vec<AttemptRecord>,
+    /// How many attempts the job has in all.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -78,16 +93,48 @@ pub struct JobList {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
 
-pub fn job_view(job: JobRecord, videos: Vec<VideoRecord>) -> JobView {
-    let mut counts: BTreeMap<String, usize> = VideoStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
-    for v in &videos {
-        *counts.entry(v.status.to_string()).or_default() += 1;
+/// The most videos (or attempts) one page holds, and the default page size.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VideoPage {
+    /// At most 1000; default 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+    /// Only the videos in this status.
+    pub status: Option<VideoStatus>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptQuery {
+    /// At most 1000; default 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// A job's view: `counts` of the whole job, `videos` one page of it.
+pub fn job_view(
+    job: JobRecord,
+    counted: &[(VideoStatus, u64)],
+    videos: Vec<VideoRecord>,
+    (limit, offset, status): (u32, u32, Option<VideoStatus>),
+) -> JobView {
+    let mut counts: BTreeMap<String, u64> = VideoStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for (status, n) in counted {
+        counts.insert(status.to_string(), *n);
     }
-    counts.insert("total".into(), videos.len());
+    let total = counted.iter().map(|(_, n)| n).sum();
+    let matching = status.map_or(total, |wanted| counted.iter().find(|(s, _)| *s == wanted).map_or(0, |(_, n)| *n));
+    counts.insert("total".into(), total);
     JobView {
         job_id: job.job_id.to_string(),
         channel_id: job.channel_id.to_string(),
@@ -108,6 +155,9 @@ pub fn job_view(job: JobRecord, videos: Vec<VideoRecord>) -> JobView {
                 error: v.error,
             })
             .collect(),
+        limit,
+        offset,
+        matching,
     }
 }
 
@@ -143,38 +193,66 @@ pub async fn create_job(
     Ok(response)
 }
 
-/// A job with its videos.
-#[utoipa::path(get, path = "/jobs/{job_id}", tag = "jobs",
-    params(("job_id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
-pub async fn get_job(State(app): State<AppState>, Path(job_id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    let job_id = parse_job_id(&job_id)?;
-    let store = &app.pipeline.deps.store;
-    let job = store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
-    let videos = store.list_videos(job_id).await?;
-    Ok(Json(job_view(job, videos)))
+/// A page's size: `limit` within 1..=`max` (default `default`); outside it, a 400.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::InvalidQuery(format!("limit must be between 1 and {max}, not {n}"))),
+    }
 }
 
-/// A job's stage attempts, oldest first: which process took each stage command and how it ended.
+/// A job with the count of its videos per status, and a page of its videos.
+#[utoipa::path(get, path = "/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id"), VideoPage),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+    ApiQuery(page): ApiQuery<VideoPage>,
+) -> Result<Json<JobView>, Response> {
+    let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
+    Ok(Json(job_page(&app, &job_id, limit, page).await?))
+}
+
+async fn job_page(app: &AppState, job_id: &str, limit: u32, page: VideoPage) -> Result<JobView, ApiError> {
+    let job_id = parse_job_id(job_id)?;
+    let store = &app.pipeline.deps.store;
+    let job = store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+    let offset = page.offset.unwrap_or(0);
+    let counts = store.video_counts(job_id).await?;
+    let videos = store.videos_page(job_id, page.status, limit, offset).await?;
+    Ok(job_view(job, &counts, videos, (limit, offset, page.status)))
+}
+
+/// A page of a job's stage attempts, oldest first: which process took each stage command and how
+/// it ended.
 #[utoipa::path(get, path = "/jobs/{job_id}/attempts", tag = "jobs",
-    params(("job_id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = Vec<AttemptRecord>), (status = 404, body = ErrorBody)))]
+    params(("job_id" = String, Path, description = "The job's id"), AttemptQuery),
+    responses((status = 200, body = AttemptPage), (status = 404, body = ErrorBody)))]
 pub async fn list_attempts(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
-) -> Result<Json<Vec<AttemptRecord>>, ApiError> {
-    let job_id = parse_job_id(&job_id)?;
-    let store = &app.pipeline.deps.store;
-    store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
-    Ok(Json(store.list_attempts(job_id).await?))
+    ApiQuery(page): ApiQuery<AttemptQuery>,
+) -> Result<Json<AttemptPage>, Response> {
+    let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
+    let offset = page.offset.unwrap_or(0);
+    let attempts = async {
+        let job_id = parse_job_id(&job_id)?;
+        let store = &app.pipeline.deps.store;
+        store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
+        Ok::<_, ApiError>(store.attempts_page(job_id, limit, offset).await?)
+    };
+    let (attempts, total) = attempts.await?;
+    Ok(Json(AttemptPage { attempts, total, limit, offset }))
 }
 
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(Page), responses((status = 200, body = JobList)))]
-pub async fn list_jobs(State(app): State<AppState>, Query(page): Query<Page>) -> Result<Json<JobList>, ApiError> {
-    let limit = page.limit.unwrap_or(20).clamp(1, 100);
+pub async fn list_jobs(State(app): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Result<Json<JobList>, Response> {
+    let limit = page_limit(page.limit, 20, 100)?;
     let offset = page.offset.unwrap_or(0);
-    let (jobs, total) = app.pipeline.deps.store.list_jobs(limit, offset).await?;
+    let (jobs, total) = app.pipeline.deps.store.list_jobs(limit, offset).await.map_err(ApiError::from)?;
     let jobs = jobs
         .into_iter()
         .map(|j| JobSummaryView {

@@ -49,7 +49,7 @@ pub struct AppState {
     components(schemas(
         jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
-        crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
+        jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail,
     )),
     modifiers(&BearerAuth),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 
-use super::{ArtifactStore, CommandBus, Delivery, DeliveryStream, EventBus, JobStore};
+use super::{ArtifactStore, CommandBus, Delivery, DeliveryStream, EventBus, Finish, JobStore, PortError};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, ChannelId, DomainEvent, EventPayload, JobId, JobStatus, KeyPoint, Segment, Stage,
     StageCommand, Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus, VideoUpdate,
@@ -31,12 +31,13 @@ pub async fn job_store(store: &dyn JobStore) {
     assert!(store.create_job(job, &channel, false).await.is_err(), "duplicate job id accepted");
     assert!(store.get_job(JobId::new()).await.unwrap().is_none());
 
-    store.set_job_status(job, JobStatus::Failed, Some("channel not found")).await.unwrap();
+    store.set_job_status(job, JobStatus::Discovering, Some("feed unavailable")).await.unwrap();
     let got = store.get_job(job).await.unwrap().unwrap();
-    assert_eq!(got.status, JobStatus::Failed);
-    assert_eq!(got.error.as_deref(), Some("channel not found"));
-    assert!(store.set_job_status(JobId::new(), JobStatus::Failed, None).await.is_err());
+    assert_eq!(got.status, JobStatus::Discovering);
+    assert_eq!(got.error.as_deref(), Some("feed unavailable"));
+    assert!(matches!(store.set_job_status(JobId::new(), JobStatus::Failed, None).await, Err(PortError::NotFound(_))));
     store.set_job_status(job, JobStatus::Running, None).await.unwrap();
+    final_statuses_stay(store, &channel).await;
     assert!(store.claimable_jobs().await.unwrap().contains(&job), "an unfinished, unheld job");
 
     let videos = [video("aaaaaaaaaaa", "First & <best>"), video("bbbbbbbbbbb", "Second")];
@@ -61,6 +62,23 @@ pub async fn job_store(store: &dyn JobStore) {
     let missing = VideoId::parse("zzzzzzzzzzz").unwrap();
     assert!(store.update_video(job, &missing, &update).await.is_err());
 
+    // Pages of a job's videos, filtered by status; counts per status cover them all.
+    // (A redelivered discovery that found two more: the first two are left as they are.)
+    let all = [videos[0].clone(), videos[1].clone(), video("ccccccccccc", "Third"), video("ddddddddddd", "Fourth")];
+    store.add_videos(job, &all).await.unwrap();
+    let ids =
+        |page: Vec<crate::domain::VideoRecord>| page.into_iter().map(|v| v.video_id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(store.videos_page(job, None, 2, 1).await.unwrap()), ["bbbbbbbbbbb", "ccccccccccc"]);
+    assert!(store.videos_page(job, None, 2, 10).await.unwrap().is_empty(), "past the end");
+    let discovered = store.videos_page(job, Some(VideoStatus::Discovered), 2, 1).await.unwrap();
+    assert_eq!(ids(discovered), ["ccccccccccc", "ddddddddddd"], "the filter before the page");
+    let downloading = store.videos_page(job, Some(VideoStatus::Downloading), 10, 0).await.unwrap();
+    assert_eq!(ids(downloading), ["aaaaaaaaaaa"]);
+    let mut counts = store.video_counts(job).await.unwrap();
+    counts.sort_by_key(|(status, _)| status.as_str());
+    assert_eq!(counts, [(VideoStatus::Discovered, 3), (VideoStatus::Downloading, 1)]);
+    assert!(store.video_counts(JobId::new()).await.unwrap().is_empty());
+
     // Listing: newest first, paginated, with the total.
     let second = JobId::new();
     store.create_job(second, &channel, false).await.unwrap();
@@ -75,6 +93,23 @@ pub async fn job_store(store: &dyn JobStore) {
 
     leases(store, &channel).await;
     attempts(store, &channel).await;
+}
+
+/// A job ends once: its final status is never overwritten, by a status or by another ending.
+async fn final_statuses_stay(store: &dyn JobStore, channel: &ChannelId) {
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    let ending = |status| DomainEvent::new(job, None, EventPayload::JobFinished { status });
+    let first = store.finish_job(job, JobStatus::Completed, None, &ending(JobStatus::Completed)).await.unwrap();
+    assert!(matches!(first, Finish::WithEvent | Finish::StatusOnly), "{first:?}");
+    let second = store.finish_job(job, JobStatus::Cancelled, None, &ending(JobStatus::Cancelled)).await.unwrap();
+    assert_eq!(second, Finish::AlreadyFinal(JobStatus::Completed), "a late cancel does not undo completed");
+    let err = store.set_job_status(job, JobStatus::Running, None).await.unwrap_err();
+    assert!(matches!(err, PortError::Stale(_)), "{err}");
+    assert_eq!(store.get_job(job).await.unwrap().unwrap().status, JobStatus::Completed);
+    let missing = JobId::new();
+    let err = store.finish_job(missing, JobStatus::Failed, None, &ending(JobStatus::Failed)).await.unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err}");
 }
 
 /// Job ownership: one live lease per unfinished job; an expired or released one may be taken.
@@ -138,6 +173,10 @@ async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
     assert_eq!(b.claimed_by, "node-b", "the redelivery's taker");
     assert_eq!((b.outcome, b.error.as_deref()), (Some(AttemptOutcome::Failed), Some("HTTP 403")));
     assert!(store.list_attempts(JobId::new()).await.unwrap().is_empty());
+    let (page, total) = store.attempts_page(job, 1, 1).await.unwrap();
+    assert_eq!((page.len(), total), (1, 2), "a page of the attempts, and how many in all");
+    assert_eq!(page[0].command_id, rows[1].command_id, "the same order as the whole list");
+    assert_eq!(store.attempts_page(job, 5, 7).await.unwrap(), (Vec::new(), 2), "past the end: still the total");
     progress(store, channel).await;
 }
 

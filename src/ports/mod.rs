@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
-    StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoUpdate,
+    StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
@@ -40,11 +40,38 @@ pub enum PortError {
     Unavailable(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A write refused because the record moved on without the writer (a job already final).
+    #[error("{0}")]
+    Stale(String),
     #[error("{0}")]
     Other(String),
 }
 
 pub type PortResult<T> = Result<T, PortError>;
+
+/// How [`JobStore::finish_job`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The status and its event, in one transaction (the outbox passes the event on).
+    WithEvent,
+    /// The status only: the caller publishes the event.
+    StatusOnly,
+    /// The job had ended already, with this status: nothing was written.
+    AlreadyFinal(JobStatus),
+}
+
+/// [`Finish::AlreadyFinal`] with the job's status, for a store that found the job final.
+pub async fn already_final(store: &(impl JobStore + ?Sized), job_id: JobId) -> PortResult<Finish> {
+    match store.get_job(job_id).await? {
+        Some(job) => Ok(Finish::AlreadyFinal(job.status)),
+        None => Err(PortError::NotFound(format!("job {job_id}"))),
+    }
+}
+
+/// The error for a write to a job that has ended.
+pub fn job_is_final(job_id: JobId, status: &str) -> PortError {
+    PortError::Stale(format!("job {job_id} has ended ({status}); its status is not changed"))
+}
 
 /// Job and video state.
 #[async_trait]
@@ -53,20 +80,25 @@ pub trait JobStore: Send + Sync + 'static {
     async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>>;
     /// Newest first.
     async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)>;
+    /// Sets an unfinished job's status. A final status is never changed: [`PortError::Stale`]
+    /// when the job is final, [`PortError::NotFound`] when there is none.
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()>;
-    /// Ends a job: its final status and the event that reports it. A store with a transactional
-    /// outbox writes both in one transaction and returns true; otherwise it writes the status and
-    /// returns false, and the caller publishes the event.
+    /// Ends a job, once: its final status and the event that reports it, written only while the
+    /// job is unfinished (a job ends with the first final status written; a later one changes
+    /// nothing). A store with a transactional outbox writes both in one transaction.
     async fn finish_job(
         &self,
         job_id: JobId,
         status: JobStatus,
         error: Option<&str>,
         event: &DomainEvent,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Finish> {
         let _ = event;
-        self.set_job_status(job_id, status, error).await?;
-        Ok(false)
+        match self.set_job_status(job_id, status, error).await {
+            Ok(()) => Ok(Finish::StatusOnly),
+            Err(PortError::Stale(_)) => already_final(self, job_id).await,
+            Err(e) => Err(e),
+        }
     }
     /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
     /// stopped renewing), oldest first: the jobs a process may resume.
@@ -97,11 +129,28 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> PortResult<AttemptProgress>;
     /// Records how a stage command ended.
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()>;
-    /// A job's stage attempts, oldest first.
-    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>>;
+    /// A page of a job's stage attempts, oldest first, and how many the job has in all.
+    async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)>;
+    /// Every stage attempt of a job, oldest first.
+    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>> {
+        Ok(self.attempts_page(job_id, u32::MAX, 0).await?.0)
+    }
     /// Records discovered videos; videos already recorded for the job are left as they are.
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()>;
-    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>>;
+    /// A page of a job's videos in discovery order, only those in `status` when given.
+    async fn videos_page(
+        &self,
+        job_id: JobId,
+        status: Option<VideoStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> PortResult<Vec<VideoRecord>>;
+    /// Every video of a job, in discovery order.
+    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
+        self.videos_page(job_id, None, u32::MAX, 0).await
+    }
+    /// How many of a job's videos are in each status (statuses with none are left out).
+    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>>;
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>>;
     async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()>;
 }

@@ -270,7 +270,8 @@ async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
         assert_eq!(attempt.outcome, Some(tubesum::domain::AttemptOutcome::Succeeded));
     }
     let (_, listed) = app.get_json(&format!("/jobs/{job_id}/attempts")).await;
-    assert_eq!(listed.as_array().unwrap().len(), attempts.len());
+    assert_eq!(listed["attempts"].as_array().unwrap().len(), attempts.len());
+    assert_eq!(listed["total"], attempts.len() as u64);
     app.shutdown().await;
 }
 
@@ -437,9 +438,19 @@ pub(crate) async fn assert_each_stage_ran_once(app: &TestApp, job_id: &str, vide
     let job = app.wait_for_job(job_id, Duration::from_secs(180)).await;
     assert_eq!(job["status"], "completed", "{:#}", job["counts"]);
     assert_eq!(job["counts"]["summarized"], videos as u64);
-    let (_, attempts) = app.get_json(&format!("/jobs/{job_id}/attempts")).await;
+    // More than one page of attempts: read them all, page by page.
+    let mut attempts = Vec::new();
+    loop {
+        let (_, page) = app.get_json(&format!("/jobs/{job_id}/attempts?limit=500&offset={}", attempts.len())).await;
+        let rows = page["attempts"].as_array().unwrap();
+        attempts.extend(rows.iter().cloned());
+        if rows.is_empty() || attempts.len() as u64 == page["total"] {
+            assert_eq!(attempts.len() as u64, page["total"], "pages add up to the total");
+            break;
+        }
+    }
     let mut per: HashMap<(String, String), u32> = HashMap::new();
-    for a in attempts.as_array().unwrap() {
+    for a in &attempts {
         let key = (a["video_id"].as_str().unwrap_or("(job)").to_owned(), a["stage"].as_str().unwrap().to_owned());
         *per.entry(key).or_default() += 1;
         assert_eq!(a["attempt"], 1, "{a}");

@@ -92,6 +92,39 @@ async fn a_job_is_accepted_with_a_location_and_listed() {
     app.shutdown().await;
 }
 
+/// A job's videos come a page at a time, filtered by status, while its counts cover the whole job.
+#[tokio::test]
+async fn a_jobs_videos_are_paged_and_its_counts_stay_whole() {
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc", "ddddddddddd", "eeeeeeeeeee"];
+    let app = TestApp::builder().noop_stages(&ids).spawn().await;
+    let job_id = app.submit("UCabcdefghijklmnopqrstuv", false).await;
+    app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    let (status, page) = app.get_json(&format!("/jobs/{job_id}?limit=2&offset=1")).await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> =
+        page["videos"].as_array().unwrap().iter().map(|v| v["video_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["bbbbbbbbbbb", "ccccccccccc"], "discovery order, from the offset");
+    assert_eq!(
+        (page["limit"].as_u64(), page["offset"].as_u64(), page["matching"].as_u64()),
+        (Some(2), Some(1), Some(5))
+    );
+    assert_eq!((page["counts"]["total"].as_u64(), page["counts"]["summarized"].as_u64()), (Some(5), Some(5)));
+    assert_eq!(page["counts"]["failed"], 0, "every status is counted");
+    let (_, none) = app.get_json(&format!("/jobs/{job_id}?status=failed")).await;
+    assert_eq!((none["videos"].as_array().unwrap().len(), none["matching"].as_u64()), (0, Some(0)));
+    assert_eq!(none["counts"]["total"], 5, "the filter pages the videos, not the counts");
+    let (_, all) = app.get_json(&format!("/jobs/{job_id}?status=summarized")).await;
+    assert_eq!((all["videos"].as_array().unwrap().len(), all["limit"].as_u64()), (5, Some(1000)), "the default page");
+    for bad in ["limit=1001", "limit=0", "offset=-1", "status=nonsense", "limit=x"] {
+        let (status, body) = app.get_json(&format!("/jobs/{job_id}?{bad}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")), "{bad}: {body}");
+    }
+    let (_, attempts) = app.get_json(&format!("/jobs/{job_id}/attempts?limit=3&offset=20")).await;
+    assert_eq!(attempts["total"], 1 + 4 * ids.len() as u64);
+    assert_eq!(attempts["attempts"].as_array().unwrap().len(), 1, "the last of 21");
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_api_token_guards_every_route_but_healthz() {
     let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, Stage, StageCommand,
-    Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoUpdate,
+    Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{ArtifactStore, JobStore, PortError, PortResult};
+use crate::ports::{ArtifactStore, JobStore, PortError, PortResult, job_is_final};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -167,18 +167,29 @@ impl JobStore for SqliteStore {
     }
 
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
-        let done = sqlx::query("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE job_id = ?")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(now())
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ? \
+             WHERE job_id = ? AND status IN ('pending', 'discovering', 'running')",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now())
+        .bind(job_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let now: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
             .bind(job_id.to_string())
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(translate)?;
-        if done.rows_affected() == 0 {
-            return Err(PortError::NotFound(format!("job {job_id}")));
-        }
-        Ok(())
+        Err(match now {
+            Some(status) => job_is_final(job_id, &status),
+            None => PortError::NotFound(format!("job {job_id}")),
+        })
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
@@ -308,13 +319,23 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>> {
-        let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = ? ORDER BY started_at, command_id")
+    async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)> {
+        let rows = sqlx::query(
+            "SELECT * FROM stage_attempts WHERE job_id = ? ORDER BY started_at, command_id LIMIT ? OFFSET ?",
+        )
+        .bind(job_id.to_string())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stage_attempts WHERE job_id = ?")
             .bind(job_id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(translate)?;
-        rows.iter()
+        let attempts = rows
+            .iter()
             .map(|row| {
                 let command_id: String = row.get("command_id");
                 let video_id: Option<String> = row.get("video_id");
@@ -336,7 +357,8 @@ impl JobStore for SqliteStore {
                     error: row.get("error"),
                 })
             })
-            .collect()
+            .collect::<PortResult<_>>()?;
+        Ok((attempts, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
@@ -360,14 +382,37 @@ impl JobStore for SqliteStore {
         tx.commit().await.map_err(translate)
     }
 
-    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
-        sqlx::query("SELECT * FROM job_videos WHERE job_id = ? ORDER BY position")
-            .bind(job_id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(translate)?
-            .iter()
-            .map(video_from_row)
+    async fn videos_page(
+        &self,
+        job_id: JobId,
+        status: Option<VideoStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> PortResult<Vec<VideoRecord>> {
+        sqlx::query(
+            "SELECT * FROM job_videos WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY position LIMIT ?3 OFFSET ?4",
+        )
+        .bind(job_id.to_string())
+        .bind(status.map(VideoStatus::as_str))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?
+        .iter()
+        .map(video_from_row)
+        .collect()
+    }
+
+    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM job_videos WHERE job_id = ? GROUP BY status")
+                .bind(job_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(translate)?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((parse("video status", &status)?, u64::try_from(n).unwrap_or(0))))
             .collect()
     }
 

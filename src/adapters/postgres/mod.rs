@@ -19,9 +19,9 @@ use uuid::Uuid;
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
-    StageCommand, VideoId, VideoMeta, VideoRecord, VideoUpdate,
+    StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{JobStore, PortError, PortResult};
+use crate::ports::{Finish, JobStore, PortError, PortResult, already_final, job_is_final};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -106,6 +106,37 @@ fn job_from_row(row: &PgRow) -> PortResult<JobRecord> {
     })
 }
 
+/// Sets the status of a job that has not ended; a final status is never changed.
+async fn set_unfinished_status(
+    conn: &mut sqlx::PgConnection,
+    job_id: JobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> PortResult<()> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = $1, error = $2, updated_at = now() \
+         WHERE job_id = $3 AND status IN ('pending', 'discovering', 'running')",
+    )
+    .bind(status.as_str())
+    .bind(error)
+    .bind(job_id.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(translate)?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    let now: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = $1")
+        .bind(job_id.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(translate)?;
+    Err(match now {
+        Some(status) => job_is_final(job_id, &status),
+        None => PortError::NotFound(format!("job {job_id}")),
+    })
+}
+
 fn video_from_row(row: &PgRow) -> PortResult<VideoRecord> {
     let video_id: String = row.get("video_id");
     let status: String = row.get("status");
@@ -164,17 +195,8 @@ impl JobStore for PgStore {
     }
 
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
-        let done = sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = now() WHERE job_id = $3")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(job_id.0)
-            .execute(&self.pool)
-            .await
-            .map_err(translate)?;
-        if done.rows_affected() == 0 {
-            return Err(PortError::NotFound(format!("job {job_id}")));
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(translate)?;
+        set_unfinished_status(&mut conn, job_id, status, error).await
     }
 
     async fn finish_job(
@@ -183,25 +205,23 @@ impl JobStore for PgStore {
         status: JobStatus,
         error: Option<&str>,
         event: &DomainEvent,
-    ) -> PortResult<bool> {
+    ) -> PortResult<Finish> {
         let Some(sinks) = &self.outbox_sinks else {
-            self.set_job_status(job_id, status, error).await?;
-            return Ok(false);
+            return match self.set_job_status(job_id, status, error).await {
+                Ok(()) => Ok(Finish::StatusOnly),
+                Err(PortError::Stale(_)) => already_final(self, job_id).await,
+                Err(e) => Err(e),
+            };
         };
         let mut tx = self.pool.begin().await.map_err(translate)?;
-        let done = sqlx::query("UPDATE jobs SET status = $1, error = $2, updated_at = now() WHERE job_id = $3")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(job_id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if done.rows_affected() == 0 {
-            return Err(PortError::NotFound(format!("job {job_id}")));
+        match set_unfinished_status(&mut tx, job_id, status, error).await {
+            Ok(()) => {}
+            Err(PortError::Stale(_)) => return already_final(self, job_id).await,
+            Err(e) => return Err(e),
         }
         outbox::enqueue(&mut *tx, event, sinks).await?;
         tx.commit().await.map_err(translate)?;
-        Ok(true)
+        Ok(Finish::WithEvent)
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
@@ -327,13 +347,28 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn list_attempts(&self, job_id: JobId) -> PortResult<Vec<AttemptRecord>> {
-        let rows = sqlx::query("SELECT * FROM stage_attempts WHERE job_id = $1 ORDER BY started_at, command_id")
-            .bind(job_id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(translate)?;
-        rows.iter()
+    async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)> {
+        let rows = sqlx::query(
+            "SELECT *, COUNT(*) OVER () AS total FROM stage_attempts WHERE job_id = $1 \
+             ORDER BY started_at, command_id LIMIT $2 OFFSET $3",
+        )
+        .bind(job_id.0)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let total = match rows.first() {
+            Some(row) => row.get::<i64, _>("total"),
+            // Past the end (or none at all): count them apart.
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM stage_attempts WHERE job_id = $1")
+                .bind(job_id.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(translate)?,
+        };
+        let attempts = rows
+            .iter()
             .map(|row| {
                 let video_id: Option<String> = row.get("video_id");
                 let stage: String = row.get("stage");
@@ -351,7 +386,8 @@ impl JobStore for PgStore {
                     error: row.get("error"),
                 })
             })
-            .collect()
+            .collect::<PortResult<_>>()?;
+        Ok((attempts, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
@@ -373,14 +409,38 @@ impl JobStore for PgStore {
         tx.commit().await.map_err(translate)
     }
 
-    async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
-        sqlx::query("SELECT * FROM job_videos WHERE job_id = $1 ORDER BY position")
-            .bind(job_id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(translate)?
-            .iter()
-            .map(video_from_row)
+    async fn videos_page(
+        &self,
+        job_id: JobId,
+        status: Option<VideoStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> PortResult<Vec<VideoRecord>> {
+        sqlx::query(
+            "SELECT * FROM job_videos WHERE job_id = $1 AND ($2::text IS NULL OR status = $2) \
+             ORDER BY position LIMIT $3 OFFSET $4",
+        )
+        .bind(job_id.0)
+        .bind(status.map(VideoStatus::as_str))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?
+        .iter()
+        .map(video_from_row)
+        .collect()
+    }
+
+    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM job_videos WHERE job_id = $1 GROUP BY status")
+                .bind(job_id.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(translate)?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((parse("video status", &status)?, u64::try_from(n).unwrap_or(0))))
             .collect()
     }
 

@@ -8,7 +8,7 @@ use tubesum::adapters::postgres::PgStore;
 use tubesum::adapters::postgres::testing::TestDatabase;
 use tubesum::adapters::settings::DatabaseSettings;
 use tubesum::domain::{ChannelId, DomainEvent, JobId, JobStatus};
-use tubesum::ports::{JobStore, PortError, conformance};
+use tubesum::ports::{Finish, JobStore, PortError, conformance};
 
 #[tokio::test]
 async fn postgres_job_store_conforms() {
@@ -28,17 +28,24 @@ async fn a_job_ends_with_its_event_in_one_transaction() {
     let plain = db.store().await;
     let job = JobId::new();
     plain.create_job(job, &channel, false).await.unwrap();
-    assert!(!plain.finish_job(job, JobStatus::Completed, None, &finished(job)).await.unwrap(), "no outbox");
+    let ended = plain.finish_job(job, JobStatus::Completed, None, &finished(job)).await.unwrap();
+    assert_eq!(ended, Finish::StatusOnly, "no outbox");
     assert_eq!(outbox::pending(plain.pool()).await.unwrap(), 0);
 
     let store = db.store().await.with_outbox(&["fanout", "kafka"]);
     let job = JobId::new();
     store.create_job(job, &channel, false).await.unwrap();
     let event = finished(job);
-    assert!(store.finish_job(job, JobStatus::Failed, Some("gone"), &event).await.unwrap());
+    assert_eq!(store.finish_job(job, JobStatus::Failed, Some("gone"), &event).await.unwrap(), Finish::WithEvent);
     let record = store.get_job(job).await.unwrap().unwrap();
     assert_eq!((record.status, record.error.as_deref()), (JobStatus::Failed, Some("gone")));
     assert_eq!(outbox::published_at(store.pool(), event.event_id).await.unwrap(), Some(None), "pending");
+    // A job ends once: a later final status (a race with a cancel, say) changes nothing.
+    let late = DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Cancelled });
+    let again = store.finish_job(job, JobStatus::Cancelled, None, &late).await.unwrap();
+    assert_eq!(again, Finish::AlreadyFinal(JobStatus::Failed));
+    assert_eq!(store.get_job(job).await.unwrap().unwrap().status, JobStatus::Failed);
+    assert_eq!(outbox::published_at(store.pool(), late.event_id).await.unwrap(), None, "no event for it");
     let missing = JobId::new();
     assert!(store.finish_job(missing, JobStatus::Failed, None, &finished(missing)).await.is_err());
     assert_eq!(outbox::pending(store.pool()).await.unwrap(), 1, "nothing enqueued for a missing job");
