@@ -86,6 +86,9 @@ impl Actor for JobActor {
             JobStatus::Pending | JobStatus::Discovering => self.discover(&myself, state, 1).await,
             JobStatus::Running => self.run_videos(&myself, state).await,
             JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed | JobStatus::Cancelled => {
+                // Ended (cancelled, say) while its actors were down: what it left unfinished is
+                // cancelled with it.
+                self.cancel_unfinished_videos(job.job_id).await?;
                 myself.stop(Some(job.status.to_string()));
                 Ok(())
             }
@@ -307,15 +310,11 @@ impl JobActor {
         if !state.children.is_empty() || (state.pending > 0 && !state.cancelled) || state.discovery_attempt.is_some() {
             return Ok(());
         }
-        let mut videos = self.deps.store.list_videos(state.job_id).await?;
         if state.cancelled {
-            for video in videos.iter_mut().filter(|v| !workflow::is_final(v.status)) {
-                let to = workflow::on(video.status, VideoEvent::Cancel)?;
-                let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
-                self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
-            }
+            self.cancel_unfinished_videos(state.job_id).await?;
             return self.finish(myself, state, JobStatus::Cancelled, None).await;
         }
+        let videos = self.deps.store.list_videos(state.job_id).await?;
         if videos.iter().any(|v| !workflow::is_final(v.status)) {
             // A video with work left and no actor (e.g. after a restart race): drive it.
             for v in videos.into_iter().filter(|v| !workflow::is_final(v.status)) {
@@ -339,9 +338,28 @@ impl JobActor {
         status: JobStatus,
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
-        self.deps.finish_job(state.job_id, status, error.as_deref()).await?;
-        tracing::info!(job_id = %state.job_id, %status, "job finished");
-        myself.stop(Some(status.to_string()));
+        let ended = self.deps.finish_job(state.job_id, status, error.as_deref()).await?;
+        if ended == status {
+            tracing::info!(job_id = %state.job_id, %status, "job finished");
+        } else {
+            tracing::info!(job_id = %state.job_id, %ended, "job had ended already");
+        }
+        myself.stop(Some(ended.to_string()));
+        Ok(())
+    }
+
+    /// Cancels the videos of the job that have not ended (those no VideoActor runs), and deletes
+    /// their media.
+    async fn cancel_unfinished_videos(&self, job_id: JobId) -> Result<(), ActorProcessingErr> {
+        for video in self.deps.store.list_videos(job_id).await? {
+            if workflow::is_final(video.status) {
+                continue;
+            }
+            let to = workflow::on(video.status, VideoEvent::Cancel)?;
+            let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
+            self.deps.store.update_video(job_id, &video.video_id, &update).await?;
+            self.deps.stages.media.discard(&video.video_id, to).await;
+        }
         Ok(())
     }
 

@@ -204,6 +204,7 @@ impl JobSupervisor {
                     if let Some(job_ref) = state.jobs.get(&job_id) {
                         let _ = job_ref.cast(JobMsg::Cancel);
                     }
+                    self.deps.running.cancel(job_id);
                 }
                 // Finishing here: its actor stops by itself.
                 Ok(Some(job)) if job.status.is_final() => {}

@@ -40,10 +40,10 @@ pub mod video;
 use std::sync::Arc;
 
 pub use consumer::{EventConsumerArgs, EventSink};
-pub use stage_pool::PoolStats;
+pub use stage_pool::{PoolStats, RunningStages};
 
 use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, VideoId};
-use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, PortResult};
+use crate::ports::{ArtifactStore, CommandBus, EventBus, Finish, JobStore, PortResult};
 use crate::stages::{Stages, StagesSettings};
 
 /// What actors share (read-only): the runtime's settings, the ports, and the stage work.
@@ -56,18 +56,26 @@ pub struct Deps {
     pub commands: Arc<dyn CommandBus>,
     pub events: Arc<dyn EventBus>,
     pub stages: Stages,
+    /// The stage executions running in this process, by job (to stop a cancelled job's).
+    pub running: Arc<RunningStages>,
 }
 
 impl Deps {
     /// Ends a job: writes its final status and publishes `job_finished` (a stable id, so a repeat
     /// after a crash is seen once). With the outbox the two are one transaction; otherwise the
-    /// event follows the status (the in-process bus keeps nothing across a crash anyway).
-    pub async fn finish_job(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
+    /// event follows the status (the in-process bus keeps nothing across a crash anyway). A job
+    /// that has ended already keeps its status, and nothing is published: the status it ended
+    /// with is returned.
+    pub async fn finish_job(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<JobStatus> {
         let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
-        if !self.store.finish_job(job_id, status, error, &event).await? {
-            self.events.publish(event).await?;
+        match self.store.finish_job(job_id, status, error, &event).await? {
+            Finish::WithEvent => Ok(status),
+            Finish::StatusOnly => {
+                self.events.publish(event).await?;
+                Ok(status)
+            }
+            Finish::AlreadyFinal(ended) => Ok(ended),
         }
-        Ok(())
     }
 }
 

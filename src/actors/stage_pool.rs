@@ -8,19 +8,21 @@
 //! stage runs under an abort-on-drop handle, so stopping the pool (or a timeout) stops the work
 //! with it; subprocesses are killed when their handle drops.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::pump::{self, Drain, Pump};
 use super::{Deps, fail};
-use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, JobStatus, Stage, StageCommand, workflow};
+use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, JobId, Stage, StageCommand, workflow};
 use crate::ports::{Delivery, PortError};
 use crate::stages::{StageError, StageWork};
 
@@ -39,6 +41,51 @@ pub struct StagePoolState {
     stage: Stage,
     counters: Arc<Counters>,
     _pump: Pump,
+}
+
+/// The stage executions running in this process, by job: cancelling a job stops its running
+/// stages at once (each execution watches its job's token).
+#[derive(Debug, Default)]
+pub struct RunningStages {
+    jobs: Mutex<HashMap<JobId, (CancellationToken, usize)>>,
+}
+
+impl RunningStages {
+    /// Registers one execution for `job`; it is unregistered when the guard drops.
+    pub fn enter(self: &Arc<Self>, job: JobId) -> Running {
+        let mut jobs = self.jobs.lock().expect("running stages lock");
+        let (token, count) = jobs.entry(job).or_insert_with(|| (CancellationToken::new(), 0));
+        *count += 1;
+        Running { registry: self.clone(), job, token: token.clone() }
+    }
+
+    /// Stops every execution of `job` running here; returns how many there were.
+    pub fn cancel(&self, job: JobId) -> usize {
+        let jobs = self.jobs.lock().expect("running stages lock");
+        jobs.get(&job).map_or(0, |(token, count)| {
+            token.cancel();
+            *count
+        })
+    }
+}
+
+/// One registered execution; see [`RunningStages::enter`].
+pub struct Running {
+    registry: Arc<RunningStages>,
+    job: JobId,
+    token: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut jobs = self.registry.jobs.lock().expect("running stages lock");
+        if let Some((_, count)) = jobs.get_mut(&self.job) {
+            *count -= 1;
+            if *count == 0 {
+                jobs.remove(&self.job);
+            }
+        }
+    }
 }
 
 /// One pool's counters, as the ops console and the metrics show them.
@@ -131,15 +178,13 @@ struct Workers {
 
 #[async_trait]
 impl Drain<Delivery> for Workers {
-    async fn take(&mut self, delivery: Delivery) {
+    async fn take(&mut self, delivery: Delivery) -> Result<(), String> {
         while let Some(done) = self.running.try_join_next() {
             if let Err(e) = done {
                 tracing::error!(error = %e, "stage worker crashed");
             }
         }
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return; // never closed
-        };
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?; // never closed
         let (deps, work, counters, node) =
             (self.deps.clone(), self.work.clone(), self.counters.clone(), self.node.clone());
         self.running.spawn(async move {
@@ -148,6 +193,7 @@ impl Drain<Delivery> for Workers {
             counters.running.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
+        Ok(())
     }
 }
 
@@ -162,6 +208,8 @@ pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
 async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, counters: &Counters) {
     let command = delivery.command;
     let stage = command.stage;
+    // Registered before the check: a cancel recorded after it reaches this execution.
+    let running = deps.running.enter(command.job_id);
     match is_current(deps, &command).await {
         Ok(true) => {}
         Ok(false) => {
@@ -190,15 +238,21 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     let mut task = AbortOnDropHandle::new(tokio::spawn(async move { work.run(&task_command).await }));
     // The timeout counts from here, when a worker starts the stage: time in the queue spends none.
     let outcome = tokio::select! {
-        outcome = tokio::time::timeout(timeout, &mut task) => outcome,
-        never = heartbeats(deps, command.command_id) => match never {},
+        outcome = tokio::time::timeout(timeout, &mut task) => Ok(outcome),
+        () = running.token.cancelled() => Err("its job was cancelled"),
+        // (The job cancelled in another process, or a later attempt sent.)
+        () = heartbeats(deps, &command) => Err("it is no longer wanted"),
     };
-    if outcome.is_err() {
-        // Past its limit: cancel it and wait until it is gone (its subprocess killed, whisper told
-        // to stop) before this worker's slot goes to the next command.
+    if !matches!(outcome, Ok(Ok(_))) {
+        // Past its limit, or no longer wanted: cancel it and wait until it is gone (its
+        // subprocess killed, whisper told to stop) before this worker's slot goes to the next.
         task.abort();
         let _ = (&mut task).await;
     }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return stopped(deps, &command, &*delivery.acker, early_ack, why).await,
+    };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -250,32 +304,61 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     }
 }
 
-/// Whether a command is still wanted when a worker takes it: its video is still in the command's
-/// stage and no later attempt was sent (for discovery: the job is discovering). A command that
-/// waited while its video failed, was cancelled or moved on is dropped unrun.
+/// Reports a stage stopped while it ran because it was no longer wanted: no result, the attempt
+/// recorded `stopped`, the delivery taken off the queue. A stopped video's media goes if its job
+/// has ended (a superseded attempt's media is the next attempt's to use).
+async fn stopped(deps: &Deps, command: &StageCommand, acker: &dyn crate::ports::Acker, early_ack: bool, why: &str) {
+    let stage = command.stage;
+    tracing::info!(%stage, job_id = %command.job_id, video_id = ?command.video_id, "stopped the stage: {why}");
+    let error = format!("stopped: {why}");
+    if let Err(e) = deps.store.attempt_finished(command.command_id, AttemptOutcome::Stopped, Some(&error)).await {
+        tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
+    }
+    let ended = matches!(deps.store.get_job(command.job_id).await, Ok(Some(job)) if job.status.is_final());
+    if ended && let Some(video_id) = &command.video_id {
+        deps.stages.media.discard(video_id, crate::domain::VideoStatus::Cancelled).await;
+    }
+    if !early_ack && let Err(e) = acker.ack().await {
+        tracing::warn!(%stage, error = %e, "ack of a stopped command failed");
+    }
+}
+
+/// Whether a command is still wanted: its job has not ended (a cancelled job's commands are
+/// dropped), its video is still in the command's stage and no later attempt was sent (for
+/// discovery: the job is discovering). A command that waited while its video failed, was
+/// cancelled or moved on is dropped unrun.
 async fn is_current(deps: &Deps, command: &StageCommand) -> Result<bool, PortError> {
+    let Some(job) = deps.store.get_job(command.job_id).await? else {
+        return Ok(false);
+    };
     Ok(match &command.video_id {
+        Some(_) if job.status.is_final() => false,
         Some(video_id) => match deps.store.get_video(command.job_id, video_id).await? {
             Some(video) => {
                 workflow::in_flight(video.status) == Some(command.stage) && video.attempts <= command.attempt
             }
             None => false,
         },
-        None => deps.store.get_job(command.job_id).await?.is_some_and(|job| job.status == JobStatus::Discovering),
+        None => job.status == crate::domain::JobStatus::Discovering,
     })
 }
 
-/// Records a sign of life for the running attempt every `stages.heartbeat_ms`, for ever (the
-/// caller drops it when the stage ends): the VideoActor waiting for the result tells a lost worker
-/// from a slow one by it.
-async fn heartbeats(deps: &Deps, command_id: uuid::Uuid) -> std::convert::Infallible {
+/// Records a sign of life for the running attempt every `stages.heartbeat_ms` (the VideoActor
+/// waiting for the result tells a lost worker from a slow one by it), and returns when the
+/// attempt is no longer wanted (its job was cancelled in another process, or a later attempt was
+/// sent): the caller then stops the stage. Runs until then, or until the caller drops it.
+async fn heartbeats(deps: &Deps, command: &StageCommand) {
     let mut every = tokio::time::interval(deps.settings.heartbeat());
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await; // the first tick is at once; attempt_started has just recorded one
     loop {
         every.tick().await;
+        let command_id = command.command_id;
         if let Err(e) = deps.store.attempt_heartbeat(command_id).await {
             tracing::warn!(%command_id, error = %e, "could not record the attempt's heartbeat");
+        }
+        if let Ok(false) = is_current(deps, command).await {
+            return;
         }
     }
 }
@@ -332,7 +415,7 @@ fn panic_message(error: tokio::task::JoinError) -> String {
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
 
     use super::*;
     use crate::actors::testing::{DropFlag, FnWork, TestPorts, eventually, settings};
@@ -368,6 +451,34 @@ mod tests {
 
         pool.stop_and_wait(None, None).await.unwrap();
         eventually("the running stage is cancelled", || dropped.load(Ordering::SeqCst)).await;
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_job_stops_its_running_stage_with_no_result() {
+        let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let ports = TestPorts::new(settings(1, 3600), hanging(started.clone(), dropped.clone())).await;
+        let mut events = ports.deps.events.subscribe().await.unwrap();
+        let pool = spawn_pool(&ports, Stage::Download).await;
+        let command = ports.current_command(Stage::Download, "cancelledvv").await;
+        ports.deps.commands.send(command.clone()).await.unwrap();
+        eventually("the stage runs", || started.load(Ordering::SeqCst) == 1).await;
+
+        assert_eq!(ports.deps.running.cancel(command.job_id), 1, "one execution of the job runs here");
+        eventually("the running stage is stopped", || dropped.load(Ordering::SeqCst)).await;
+        let stopped = || async {
+            let attempts = ports.deps.store.list_attempts(command.job_id).await.unwrap();
+            attempts.first().and_then(|a| a.outcome) == Some(AttemptOutcome::Stopped)
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !stopped().await {
+            assert!(tokio::time::Instant::now() < until, "the attempt was not recorded stopped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
+        assert_eq!((stats.running, stats.succeeded, stats.failed), (0, 0, 0), "no result either way");
+        assert!(events.next().now_or_never().is_none(), "nothing published for a stopped stage");
+        assert_eq!(ports.deps.running.cancel(command.job_id), 0, "nothing of the job runs any more");
+        pool.stop(None);
     }
 
     #[tokio::test]

@@ -50,6 +50,7 @@ impl TestPorts {
             audio_extraction: work.clone(),
             transcription: work.clone(),
             summarization: work,
+            media: crate::stages::Media::default(),
         };
         let deps = Deps {
             settings: Arc::new(settings),
@@ -58,6 +59,7 @@ impl TestPorts {
             commands: Arc::new(InProcessCommandBus::default()),
             events: Arc::new(InProcessEventBus::default()),
             stages,
+            running: Arc::default(),
         };
         TestPorts { deps, _dir: dir }
     }

@@ -265,7 +265,11 @@ impl VideoActor {
         let to = workflow::on(state.record.status, event)?;
         let attempts = if workflow::is_final(to) { state.record.attempts } else { 0 };
         let error = if to == VideoStatus::Failed { error } else { None };
-        self.persist(state, to, attempts, error).await
+        self.persist(state, to, attempts, error).await?;
+        if matches!(to, VideoStatus::Failed | VideoStatus::Cancelled) {
+            self.deps.stages.media.discard(&state.record.video_id, to).await;
+        }
+        Ok(())
     }
 
     async fn persist(

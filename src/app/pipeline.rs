@@ -84,6 +84,11 @@ impl Pipeline {
         Ok(job)
     }
 
+    /// Cancels a job: the cancel is recorded first (the job ends `cancelled`, and from then on its
+    /// queued commands are dropped when taken), then its actors stop, cancelling its videos and
+    /// discarding their media, and the stages it runs here are stopped. Where another process
+    /// runs it, that process learns it at its next lease renewal, and its stages at their next
+    /// heartbeat.
     pub async fn cancel(&self, job_id: JobId) -> Result<CancelOutcome, PortError> {
         let Some(job) = self.deps.store.get_job(job_id).await? else {
             return Ok(CancelOutcome::NotFound);
@@ -91,13 +96,13 @@ impl Pipeline {
         if job.status.is_final() {
             return Ok(CancelOutcome::AlreadyFinished(job.status));
         }
-        let running = ractor::call_t!(self.root, RootMsg::CancelJob, 5_000, job_id).unwrap_or(false);
-        if !running {
-            // Not running here: cancel it in the store. Where another process runs it, that
-            // process cancels it at its next lease renewal and reports it; where none does, this
-            // is the job's end, reported here (a stable id: consumers see it once either way).
-            self.deps.finish_job(job_id, JobStatus::Cancelled, None).await?;
+        let ended = self.deps.finish_job(job_id, JobStatus::Cancelled, None).await?;
+        if ended != JobStatus::Cancelled {
+            return Ok(CancelOutcome::AlreadyFinished(ended));
         }
+        let _ = ractor::call_t!(self.root, RootMsg::CancelJob, 5_000, job_id);
+        let stopped = self.deps.running.cancel(job_id);
+        tracing::info!(%job_id, stopped, "job cancelled");
         Ok(CancelOutcome::Cancelling)
     }
 

@@ -70,6 +70,7 @@ impl Wiring {
             commands,
             events,
             stages,
+            running: Arc::default(),
         };
         Ok(Wiring { settings, deps, background })
     }

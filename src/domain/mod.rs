@@ -193,12 +193,14 @@ impl Stage {
 }
 
 text_enum!(
-    /// How a stage attempt ended.
+    /// How a stage attempt ended (`stopped`: while it ran, its job was cancelled or a later
+    /// attempt replaced it).
     AttemptOutcome {
         Succeeded => "succeeded",
         Failed => "failed",
         Crashed => "crashed",
         TimedOut => "timed_out",
+        Stopped => "stopped",
     }
 );
 

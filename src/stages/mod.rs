@@ -44,7 +44,7 @@ impl From<PortError> for StageError {
     fn from(e: PortError) -> Self {
         match e {
             PortError::Unavailable(_) | PortError::Other(_) => StageError::Retryable(e.to_string()),
-            PortError::NotFound(_) | PortError::AlreadyExists(_) | PortError::Corrupt(_) => {
+            PortError::NotFound(_) | PortError::AlreadyExists(_) | PortError::Corrupt(_) | PortError::Stale(_) => {
                 StageError::Permanent(e.to_string())
             }
         }
@@ -59,7 +59,7 @@ pub trait StageWork: Send + Sync + 'static {
     async fn run(&self, command: &StageCommand) -> StageResult;
 }
 
-/// The five stages' work, as injected into the stage pools.
+/// The five stages' work, as injected into the stage pools, and where their media lives.
 #[derive(Clone)]
 pub struct Stages {
     pub discovery: Arc<dyn StageWork>,
@@ -67,6 +67,38 @@ pub struct Stages {
     pub audio_extraction: Arc<dyn StageWork>,
     pub transcription: Arc<dyn StageWork>,
     pub summarization: Arc<dyn StageWork>,
+    pub media: Media,
+}
+
+/// The media directory of this host's videos (`data_dir/media/{video_id}`), and what becomes of a
+/// video's media when the video ends without a summary.
+#[derive(Debug, Clone, Default)]
+pub struct Media {
+    dir: Option<PathBuf>,
+    keep_failed: bool,
+}
+
+impl Media {
+    pub fn new(settings: &StageSettings) -> Self {
+        let download = &settings.download;
+        Self { dir: Some(settings.media_dir.clone()), keep_failed: download.keep_media || download.keep_failed_media }
+    }
+
+    /// Deletes the media of a video that ended `status` without a summary: always when it was
+    /// cancelled, when it failed unless `download.keep_failed_media` (or `keep_media`) says to keep it.
+    pub async fn discard(&self, video_id: &VideoId, status: crate::domain::VideoStatus) {
+        use crate::domain::VideoStatus;
+        let Some(dir) = &self.dir else { return };
+        if status == VideoStatus::Failed && self.keep_failed {
+            return;
+        }
+        let path = dir.join(video_id.as_str());
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => tracing::debug!(%video_id, %status, "media deleted"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(%video_id, path = %path.display(), error = %e, "could not delete media"),
+        }
+    }
 }
 
 impl Stages {
@@ -100,6 +132,7 @@ impl Stages {
             audio_extraction: Arc::new(audio::AudioExtraction::new(ctx.clone())),
             transcription: Arc::new(transcription::Transcription::new(ctx.clone())?),
             summarization: Arc::new(summarization::Summarization::new(ctx.clone())?),
+            media: Media::new(&ctx.settings),
         })
     }
 }
@@ -140,6 +173,25 @@ mod tests {
     fn adapter_errors_are_classified() {
         assert!(StageError::from(PortError::Unavailable("db down".into())).is_retryable());
         assert!(!StageError::from(PortError::Corrupt("bad row".into())).is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_videos_media_is_deleted_a_failed_ones_kept_when_asked() {
+        use crate::domain::VideoStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let video = VideoId::parse("aaaaaaaaaaa").unwrap();
+        let make = || std::fs::create_dir_all(dir.path().join("aaaaaaaaaaa/x")).unwrap();
+        let exists = || dir.path().join("aaaaaaaaaaa").exists();
+        let media = |keep_failed| Media { dir: Some(dir.path().to_owned()), keep_failed };
+        make();
+        media(true).discard(&video, VideoStatus::Failed).await;
+        assert!(exists(), "kept for debugging");
+        media(true).discard(&video, VideoStatus::Cancelled).await;
+        assert!(!exists(), "a cancelled video's media is always deleted");
+        make();
+        media(false).discard(&video, VideoStatus::Failed).await;
+        assert!(!exists());
+        media(false).discard(&video, VideoStatus::Failed).await; // nothing there: nothing to do
     }
 
     #[test]

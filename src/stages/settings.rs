@@ -62,6 +62,7 @@ pub struct DownloadSettings {
     pub max_filesize: String,
     pub timeout_secs: u64,
     pub keep_media: bool,
+    pub keep_failed_media: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,7 +12,7 @@ use tubesum::stages::summarization::NO_SPEECH_SUMMARY;
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo, demo};
 
-use crate::helpers::{TestApp, videos, whisper_model};
+use crate::helpers::{TestApp, poll_until, videos, whisper_model};
 
 const CHANNEL: &str = "UCpipelinepipelinepipeli";
 
@@ -195,5 +195,76 @@ async fn yt_dlp_discovery_lists_the_whole_channel() {
     let job = app.wait_for_job(&unknown, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "failed");
     assert!(job["error"].as_str().unwrap().contains("not found"), "{job:#}");
+    app.shutdown().await;
+}
+
+/// The stand-in video ids a request asked for (`/watch?v=…`, `/media/….m4a`).
+fn queued_ids_in(requests: &[String]) -> std::collections::HashSet<String> {
+    let pattern = regex::Regex::new(r"queued\d{5}").unwrap();
+    requests.iter().flat_map(|r| pattern.find_iter(r).map(|m| m.as_str().to_owned())).collect()
+}
+
+/// Cancel while 20 downloads wait in the queue: no download starts after the cancel (the queued
+/// commands are dropped when taken, the running one is stopped), and the job's media is deleted.
+#[tokio::test]
+async fn a_cancelled_job_starts_no_more_downloads_and_leaves_no_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(2.0, &quiet).await.unwrap();
+    let mut channel = StandInChannel::new(CHANNEL, "A long queue");
+    for i in 0..22 {
+        let video = StandInVideo::new(format!("queued{i:05}"), format!("Queued {i}"));
+        channel = channel.video(video.media(&quiet, Container::M4a.content_type()));
+    }
+    let after = StandInChannel::new("UCaftercancelaftercancel", "Submitted after the cancel")
+        .video(StandInVideo::new("afterCancel", "After").media(&quiet, Container::M4a.content_type()));
+    let standin = StandIn::start(vec![channel, after]).await.unwrap();
+    let mut env = standin_env(&standin);
+    env.push(("TUBESUM_STAGES__DOWNLOAD__WORKERS", "1".into()));
+    let app = TestApp::builder().env(&env).spawn().await;
+
+    let job_id = app.submit(CHANNEL, false).await;
+    let started = || async { queued_ids_in(&standin.requests()).len() >= 2 };
+    assert!(poll_until(Duration::from_secs(120), started).await, "downloads never started");
+    let response = app.client.delete(app.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let before_cancel = queued_ids_in(&standin.requests());
+    assert!(before_cancel.len() < 20, "the queue ran dry before the cancel: {before_cancel:?}");
+
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "cancelled", "{job:#}");
+    // One download worker takes commands in order: once a job submitted after the cancel is done,
+    // every command the cancelled job left in the queue was taken, and dropped.
+    let next = app.submit("UCaftercancelaftercancel", false).await;
+    let next = app.wait_for_job(&next, Duration::from_secs(300)).await;
+    assert_eq!(next["status"], "completed", "{next:#}");
+    let all = queued_ids_in(&standin.requests());
+    let late: Vec<_> = all.difference(&before_cancel).collect();
+    assert!(late.is_empty(), "downloads started after the cancel: {late:?}");
+
+    let media = app.data.path().join("media");
+    let leftovers = || {
+        std::fs::read_dir(&media)
+            .map(|dir| dir.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("queued")).count())
+            .unwrap_or(0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), || async { leftovers() == 0 }).await,
+        "media left of the cancelled job"
+    );
+    let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+    let unfinished = [
+        "discovered",
+        "downloading",
+        "downloaded",
+        "extracting_audio",
+        "audio_extracted",
+        "transcribing",
+        "transcribed",
+        "summarizing",
+    ];
+    for status in unfinished {
+        assert_eq!(job["counts"][status], 0, "{status}: {:#}", job["counts"]);
+    }
     app.shutdown().await;
 }

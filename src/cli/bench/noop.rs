@@ -30,6 +30,7 @@ pub fn stages(ctx: &StageContext, videos: Vec<VideoMeta>) -> Stages {
         audio_extraction: make(Stage::AudioExtraction),
         transcription: make(Stage::Transcription),
         summarization: make(Stage::Summarization),
+        media: crate::stages::Media::new(&ctx.settings),
     }
 }
 
