@@ -60,6 +60,51 @@ impl ApiError {
     }
 }
 
+/// The response to a JSON body the route cannot take: 413 when it is over the size cap, 415 when
+/// it is not declared `application/json`, else 400 — always with the JSON error body.
+pub fn body_rejection(rejection: axum::extract::rejection::JsonRejection) -> Response {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => {
+            return ApiError::with_code(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("invalid request body: {}", rejection.body_text()),
+            );
+        }
+    };
+    ApiError::with_code(status, code, rejection.body_text())
+}
+
+/// Gives every error response the JSON error body: those made below the handlers (axum's 405, the
+/// body limit's 413, …) come as plain text or empty. Headers such as `Allow` are kept.
+pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method (see Allow)"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is larger than server.max_body_bytes"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json"),
+        _ => ("error", status.canonical_reason().unwrap_or("error")),
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut json = ApiError::with_code(status, code, message);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    json.headers_mut().extend(parts.headers);
+    json
+}
+
 impl From<ApiError> for Response {
     fn from(e: ApiError) -> Response {
         e.into_response()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
 use crate::app::pipeline::CancelOutcome;
 use crate::domain::{AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
 
@@ -175,13 +175,7 @@ pub async fn create_job(
     State(app): State<AppState>,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<Response, Response> {
-    let Json(body) = body.map_err(|rejection| {
-        ApiError::with_code(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("invalid request body: {}", rejection.body_text()),
-        )
-    })?;
+    let Json(body) = body.map_err(body_rejection)?;
     let channel = ChannelId::parse(body.channel_id.trim())
         .map_err(|e| ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()))?;
     let job = app.pipeline.submit(&channel, body.force).await.map_err(|e| ApiError::from(e).into_response())?;

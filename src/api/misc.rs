@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, body_rejection};
 use crate::app::pipeline::ActorNode;
 use crate::domain::Segment;
 use crate::observability::AnalyticsReport;
@@ -44,9 +44,7 @@ pub async fn summarize_text(
     State(app): State<AppState>,
     body: Result<Json<SummarizeText>, JsonRejection>,
 ) -> Result<Json<TextSummary>, Response> {
-    let Json(body) = body.map_err(|r| {
-        ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {}", r.body_text()))
-    })?;
+    let Json(body) = body.map_err(body_rejection)?;
     if body.text.trim().is_empty() {
         return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "empty_text", "text must not be empty"));
     }

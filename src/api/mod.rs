@@ -88,6 +88,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(protected)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -109,11 +110,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     if request.uri().path() == "/console" {
         return Ok(next.run(request).await);
     }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
             Ok(next.run(request).await)
@@ -123,6 +120,26 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        assert_eq!(bearer_token("Basic dXNlcg=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 }

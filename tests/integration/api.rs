@@ -138,6 +138,8 @@ async fn the_api_token_guards_every_route_but_healthz() {
         assert_eq!(wrong.status(), 401);
         let right = app.client.get(app.url(path)).bearer_auth("s3cret").send().await.unwrap();
         assert_eq!(right.status(), 200, "{path}");
+        let lower = app.client.get(app.url(path)).header("authorization", "bearer s3cret").send().await.unwrap();
+        assert_eq!(lower.status(), 200, "the scheme is case-insensitive: {path}");
     }
     let post = app
         .client
@@ -174,6 +176,35 @@ async fn request_bodies_are_capped() {
     let big = json!({"text": "word ".repeat(1000)});
     let response = app.client.post(app.url("/summarize-text")).json(&big).send().await.unwrap();
     assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large", "the JSON error body: {body}");
+    app.shutdown().await;
+}
+
+/// Errors made below the handlers (wrong method, wrong content type) carry the JSON error body too.
+#[tokio::test]
+async fn every_error_has_the_json_body() {
+    let app = instant_app(&[]).await;
+    let response = app.client.put(app.url("/jobs")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(response.headers().get("allow").is_some(), "Allow kept");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    let response = app
+        .client
+        .post(app.url("/jobs"))
+        .header("content-type", "text/plain")
+        .body(r#"{"channel_id": "UCabcdefghijklmnopqrstuv"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+    let long = "x".repeat(100_000);
+    let response = app.client.post(app.url("/jobs")).json(&json!({ "channel_id": long })).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().chars().count() <= 301, "echoed input is cut short");
     app.shutdown().await;
 }
 
