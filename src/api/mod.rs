@@ -53,6 +53,8 @@ pub struct AppState {
         error::ErrorBody, error::ErrorDetail,
     )),
     modifiers(&BearerAuth),
+    // Every route takes the token when `server.api_token` is set; /healthz overrides this.
+    security(("bearer" = [])),
 )]
 pub struct ApiDoc;
 

@@ -167,6 +167,9 @@ async fn openapi_describes_the_routes() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["security"], json!([{"bearer": []}]), "the token is required by default");
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]), "but not for /healthz");
     app.shutdown().await;
 }
 
