@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -52,7 +52,7 @@ pub struct AppState {
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Responses),
     // Every route takes the token when `server.api_token` is set; /healthz overrides this.
     security(("bearer" = [])),
 )]
@@ -68,6 +68,39 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Completes every operation's responses: a description for each (the status's reason where the
+/// route gave none) and the 401 of every route behind the token.
+struct Responses;
+
+impl utoipa::Modify for Responses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::Content;
+        use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if path != "/healthz" {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+                        let description = "Missing or wrong bearer token (only when `server.api_token` is set)";
+                        RefOr::T(
+                            ResponseBuilder::new().description(description).content("application/json", body).build(),
+                        )
+                    });
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        let reason = status.parse().ok().and_then(|s| StatusCode::from_u16(s).ok());
+                        response.description = reason.and_then(|s| s.canonical_reason()).unwrap_or("Response").into();
+                    }
+                }
+            }
+        }
     }
 }
 

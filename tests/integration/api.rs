@@ -170,6 +170,16 @@ async fn openapi_describes_the_routes() {
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(doc["security"], json!([{"bearer": []}]), "the token is required by default");
     assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]), "but not for /healthz");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let described = response["description"].as_str().is_some_and(|d| !d.is_empty());
+                assert!(described, "{method} {path} {status} has no description");
+            }
+            let unauthorized = operation["responses"].get("401").is_some();
+            assert_eq!(unauthorized, path != "/healthz", "{method} {path}: 401 documented where the token guards");
+        }
+    }
     app.shutdown().await;
 }
 
