@@ -206,17 +206,18 @@ pub async fn get_job(
     ApiQuery(page): ApiQuery<VideoPage>,
 ) -> Result<Json<JobView>, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
-    Ok(Json(job_page(&app, &job_id, limit, page).await?))
+    let offset = page.offset.unwrap_or(0);
+    let job = existing_job(&app, &job_id).await?;
+    let store = &app.pipeline.deps.store;
+    let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
+    let videos = store.videos_page(job.job_id, page.status, limit, offset).await.map_err(ApiError::from)?;
+    Ok(Json(job_view(job, &counts, videos, (limit, offset, page.status))))
 }
 
-async fn job_page(app: &AppState, job_id: &str, limit: u32, page: VideoPage) -> Result<JobView, ApiError> {
-    let job_id = parse_job_id(job_id)?;
-    let store = &app.pipeline.deps.store;
-    let job = store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
-    let offset = page.offset.unwrap_or(0);
-    let counts = store.video_counts(job_id).await?;
-    let videos = store.videos_page(job_id, page.status, limit, offset).await?;
-    Ok(job_view(job, &counts, videos, (limit, offset, page.status)))
+/// The job `raw` names, or a 404.
+async fn existing_job(app: &AppState, raw: &str) -> Result<JobRecord, ApiError> {
+    let job_id = parse_job_id(raw)?;
+    app.pipeline.deps.store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
 }
 
 /// A page of a job's stage attempts, oldest first: which process took each stage command and how
@@ -231,13 +232,9 @@ pub async fn list_attempts(
 ) -> Result<Json<AttemptPage>, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page.offset.unwrap_or(0);
-    let attempts = async {
-        let job_id = parse_job_id(&job_id)?;
-        let store = &app.pipeline.deps.store;
-        store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
-        Ok::<_, ApiError>(store.attempts_page(job_id, limit, offset).await?)
-    };
-    let (attempts, total) = attempts.await?;
+    let job = existing_job(&app, &job_id).await?;
+    let (attempts, total) =
+        app.pipeline.deps.store.attempts_page(job.job_id, limit, offset).await.map_err(ApiError::from)?;
     Ok(Json(AttemptPage { attempts, total, limit, offset }))
 }
 
