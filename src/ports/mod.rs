@@ -60,6 +60,21 @@ pub enum Finish {
     AlreadyFinal(JobStatus),
 }
 
+/// [`JobStore::finish_job`] for a store that writes the status alone (the caller publishes the
+/// event): [`Finish::StatusOnly`], or [`Finish::AlreadyFinal`] when the job had ended.
+pub async fn finish_status_only(
+    store: &(impl JobStore + ?Sized),
+    job_id: JobId,
+    status: JobStatus,
+    error: Option<&str>,
+) -> PortResult<Finish> {
+    match store.set_job_status(job_id, status, error).await {
+        Ok(()) => Ok(Finish::StatusOnly),
+        Err(PortError::Stale(_)) => already_final(store, job_id).await,
+        Err(e) => Err(e),
+    }
+}
+
 /// [`Finish::AlreadyFinal`] with the job's status, for a store that found the job final.
 pub async fn already_final(store: &(impl JobStore + ?Sized), job_id: JobId) -> PortResult<Finish> {
     match store.get_job(job_id).await? {
@@ -94,11 +109,7 @@ pub trait JobStore: Send + Sync + 'static {
         event: &DomainEvent,
     ) -> PortResult<Finish> {
         let _ = event;
-        match self.set_job_status(job_id, status, error).await {
-            Ok(()) => Ok(Finish::StatusOnly),
-            Err(PortError::Stale(_)) => already_final(self, job_id).await,
-            Err(e) => Err(e),
-        }
+        finish_status_only(self, job_id, status, error).await
     }
     /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
     /// stopped renewing), oldest first: the jobs a process may resume.

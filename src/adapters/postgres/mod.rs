@@ -21,7 +21,7 @@ use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
     StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{Finish, JobStore, PortError, PortResult, already_final, job_is_final};
+use crate::ports::{Finish, JobStore, PortError, PortResult, already_final, finish_status_only, job_is_final};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -207,11 +207,7 @@ impl JobStore for PgStore {
         event: &DomainEvent,
     ) -> PortResult<Finish> {
         let Some(sinks) = &self.outbox_sinks else {
-            return match self.set_job_status(job_id, status, error).await {
-                Ok(()) => Ok(Finish::StatusOnly),
-                Err(PortError::Stale(_)) => already_final(self, job_id).await,
-                Err(e) => Err(e),
-            };
+            return finish_status_only(self, job_id, status, error).await;
         };
         let mut tx = self.pool.begin().await.map_err(translate)?;
         match set_unfinished_status(&mut tx, job_id, status, error).await {
