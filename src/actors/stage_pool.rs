@@ -418,7 +418,7 @@ mod tests {
     use futures::{FutureExt, StreamExt};
 
     use super::*;
-    use crate::actors::testing::{DropFlag, FnWork, TestPorts, eventually, settings};
+    use crate::actors::testing::{DropFlag, FnWork, TestPorts, eventually, eventually_async, settings};
     use crate::domain::{VideoId, VideoStatus, VideoUpdate};
 
     async fn spawn_pool(ports: &TestPorts, stage: Stage) -> ActorRef<StagePoolMsg> {
@@ -469,11 +469,7 @@ mod tests {
             let attempts = ports.deps.store.list_attempts(command.job_id).await.unwrap();
             attempts.first().and_then(|a| a.outcome) == Some(AttemptOutcome::Stopped)
         };
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !stopped().await {
-            assert!(tokio::time::Instant::now() < until, "the attempt was not recorded stopped");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually_async("the attempt is recorded stopped", stopped).await;
         let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
         assert_eq!((stats.running, stats.succeeded, stats.failed), (0, 0, 0), "no result either way");
         assert!(events.next().now_or_never().is_none(), "nothing published for a stopped stage");
@@ -534,11 +530,7 @@ mod tests {
             let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
             stats.succeeded + stats.failed == 5 && stats.running == 0
         };
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !done().await {
-            assert!(tokio::time::Instant::now() < until, "not all five ended");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually_async("all five end", done).await;
         assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the pool's workers");
         let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
         assert_eq!((stats.succeeded, stats.failed, stats.running), (4, 1, 0), "the panic was one failed command");
@@ -593,11 +585,10 @@ mod tests {
             let attempts = ports.deps.store.list_attempts(command.job_id).await.unwrap();
             attempts.first().and_then(|a| a.heartbeat_at.map(|h| h - a.started_at)).unwrap_or_default()
         };
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while beat_after_start().await < chrono::Duration::milliseconds(100) {
-            assert!(tokio::time::Instant::now() < until, "no heartbeat after the start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually_async("a heartbeat after the start", || async {
+            beat_after_start().await >= chrono::Duration::milliseconds(100)
+        })
+        .await;
         let (job, video) = (command.job_id, command.video_id.as_ref());
         let progress =
             ports.deps.store.attempt_progress(job, video, Stage::Summarization, 1, Duration::from_millis(150));

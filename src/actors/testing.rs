@@ -202,8 +202,13 @@ pub async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
 
 /// Polls `check` every 10 ms until it holds, or panics naming `what` after five seconds.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    eventually_async(what, || std::future::ready(check())).await;
+}
+
+/// [`eventually`] for a check that must await (a store read, an actor call).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !check() {
+    while !check().await {
         assert!(tokio::time::Instant::now() < until, "not within 5 s: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

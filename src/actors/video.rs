@@ -293,7 +293,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::actors::testing::{ChildEnd, FnWork, TestPorts, Watcher, next, settings};
+    use crate::actors::testing::{ChildEnd, FnWork, TestPorts, Watcher, eventually_async, next, settings};
     use crate::domain::AttemptOutcome;
 
     async fn ports() -> TestPorts {
@@ -352,11 +352,7 @@ mod tests {
         let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
         assert_eq!(ports.next_command(Stage::Transcription).await.attempt, 2);
         // Counted once sent (an outage before the send spends no attempt).
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while record(&ports, job, &video).await.attempts != 2 {
-            assert!(tokio::time::Instant::now() < until, "attempt 2 not recorded");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        eventually_async("attempt 2 recorded", || async { record(&ports, job, &video).await.attempts == 2 }).await;
         actor.stop(None);
         watcher.stop(None);
     }
