@@ -169,13 +169,19 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Polls the job until it is final; panics with its last state after `deadline`.
+    /// Polls the job until it and the videos it shows are final (a cancelled job's videos
+    /// follow its cancel); panics with its last state after `deadline`.
     pub async fn wait_for_job(&self, job_id: &str, deadline: Duration) -> Value {
+        const FINAL_JOB: [&str; 4] = ["completed", "completed_with_errors", "failed", "cancelled"];
+        const FINAL_VIDEO: [&str; 3] = ["summarized", "failed", "cancelled"];
         let until = tokio::time::Instant::now() + deadline;
         let (done, last) = loop {
             let (_, job) = self.get_json(&format!("/jobs/{job_id}")).await;
-            let status = job["status"].as_str().unwrap_or("").to_owned();
-            if ["completed", "completed_with_errors", "failed", "cancelled"].contains(&status.as_str()) {
+            let job_final = FINAL_JOB.contains(&job["status"].as_str().unwrap_or(""));
+            let videos_final = job["videos"]
+                .as_array()
+                .is_none_or(|videos| videos.iter().all(|v| FINAL_VIDEO.contains(&v["status"].as_str().unwrap_or(""))));
+            if job_final && videos_final {
                 break (true, job);
             }
             if tokio::time::Instant::now() >= until {
