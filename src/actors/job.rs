@@ -275,6 +275,11 @@ impl JobActor {
                 let to = workflow::on(video.status, VideoEvent::Reuse)?;
                 let update = VideoUpdate { status: to, attempts: 0, error: None };
                 self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
+                let media = &self.deps.stages.media;
+                if media.video_dir(&video.video_id).exists() {
+                    // Kept for this job while another one finished it: no longer needed here.
+                    media.release(state.job_id, &video.video_id, to);
+                }
                 continue;
             }
             self.spawn_video(myself, state, video.video_id).await?;
@@ -358,7 +363,7 @@ impl JobActor {
             let to = workflow::on(video.status, VideoEvent::Cancel)?;
             let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
             self.deps.store.update_video(job_id, &video.video_id, &update).await?;
-            self.deps.stages.media.discard(&video.video_id, to).await;
+            self.deps.stages.media.release(job_id, &video.video_id, to);
         }
         Ok(())
     }

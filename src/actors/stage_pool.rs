@@ -316,7 +316,7 @@ async fn stopped(deps: &Deps, command: &StageCommand, acker: &dyn crate::ports::
     }
     let ended = matches!(deps.store.get_job(command.job_id).await, Ok(Some(job)) if job.status.is_final());
     if ended && let Some(video_id) = &command.video_id {
-        deps.stages.media.discard(video_id, crate::domain::VideoStatus::Cancelled).await;
+        deps.stages.media.release(command.job_id, video_id, crate::domain::VideoStatus::Cancelled);
     }
     if !early_ack && let Err(e) = acker.ack().await {
         tracing::warn!(%stage, error = %e, "ack of a stopped command failed");

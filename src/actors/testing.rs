@@ -50,7 +50,7 @@ impl TestPorts {
             audio_extraction: work.clone(),
             transcription: work.clone(),
             summarization: work,
-            media: crate::stages::Media::default(),
+            media: crate::stages::Media::in_dir(dir.path().join("media"), store.clone()),
         };
         let deps = Deps {
             settings: Arc::new(settings),

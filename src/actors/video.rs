@@ -183,11 +183,8 @@ impl VideoActor {
             return Ok(());
         };
         let outcome = match &event.payload {
-            EventPayload::VideoDownloaded { captions: true } if stage == Stage::Download => {
-                Some(VideoEvent::CaptionsUsed)
-            }
-            EventPayload::VideoDownloaded { captions: false } if stage == Stage::Download => {
-                Some(VideoEvent::Succeed(stage))
+            EventPayload::VideoDownloaded { captions, reused } if stage == Stage::Download => {
+                Some(if *captions || *reused { VideoEvent::TranscriptStored } else { VideoEvent::Succeed(stage) })
             }
             EventPayload::AudioExtracted { .. } if stage == Stage::AudioExtraction => Some(VideoEvent::Succeed(stage)),
             EventPayload::TranscriptionCompleted { .. } if stage == Stage::Transcription => {
@@ -266,8 +263,9 @@ impl VideoActor {
         let attempts = if workflow::is_final(to) { state.record.attempts } else { 0 };
         let error = if to == VideoStatus::Failed { error } else { None };
         self.persist(state, to, attempts, error).await?;
-        if matches!(to, VideoStatus::Failed | VideoStatus::Cancelled) {
-            self.deps.stages.media.discard(&state.record.video_id, to).await;
+        if matches!(to, VideoStatus::Transcribed | VideoStatus::Failed | VideoStatus::Cancelled) {
+            // Recorded first: of jobs sharing the media, the last to let go sees no other needing it.
+            self.deps.stages.media.release(state.record.job_id, &state.record.video_id, to);
         }
         Ok(())
     }
@@ -334,11 +332,25 @@ mod tests {
         let event = |payload| VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), payload));
         actor.cast(event(failed(Stage::Download, 7, false))).unwrap();
         actor.cast(event(EventPayload::AudioExtracted { seconds: 1.0 })).unwrap();
-        actor.cast(event(EventPayload::VideoDownloaded { captions: false })).unwrap();
+        actor.cast(event(EventPayload::VideoDownloaded { captions: false, reused: false })).unwrap();
         let next_stage = ports.next_command(Stage::AudioExtraction).await;
         assert_eq!(next_stage.attempt, 1);
         let now = record(&ports, job, &video).await;
         assert_eq!((now.status, now.error), (VideoStatus::ExtractingAudio, None), "persisted before sending");
+        actor.stop(None);
+        watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_transcript_reused_from_another_job_goes_straight_to_summarization() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("ddddddddddd").await;
+        let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
+        ports.next_command(Stage::Download).await;
+        let reused = EventPayload::VideoDownloaded { captions: false, reused: true };
+        actor.cast(VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), reused))).unwrap();
+        assert_eq!(ports.next_command(Stage::Summarization).await.attempt, 1);
+        assert_eq!(record(&ports, job, &video).await.status, VideoStatus::Summarizing);
         actor.stop(None);
         watcher.stop(None);
     }
@@ -427,7 +439,11 @@ mod tests {
         for _ in 0..3 {
             actor.cast(VideoMsg::Watch).unwrap();
         }
-        let event = DomainEvent::new(job, Some(video.clone()), EventPayload::VideoDownloaded { captions: false });
+        let event = DomainEvent::new(
+            job,
+            Some(video.clone()),
+            EventPayload::VideoDownloaded { captions: false, reused: false },
+        );
         actor.cast(VideoMsg::Event(event)).unwrap();
         assert_eq!(ports.next_command(Stage::Download).await.attempt, 1, "sent once");
         assert_eq!(ports.next_command(Stage::AudioExtraction).await.attempt, 1, "still alive, moved on");

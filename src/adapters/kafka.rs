@@ -202,7 +202,7 @@ mod tests {
     fn every_event_type_has_a_topic() {
         let kinds = [
             EventPayload::VideoDiscovered { title: String::new(), published_at: None },
-            EventPayload::VideoDownloaded { captions: false },
+            EventPayload::VideoDownloaded { captions: false, reused: false },
             EventPayload::AudioExtracted { seconds: 0.0 },
             EventPayload::TranscriptionCompleted { source: crate::domain::TranscriptSource::Whisper, segments: 0 },
             EventPayload::SummarizationCompleted { summarizer: String::new() },

@@ -61,7 +61,7 @@ impl Wiring {
                 anyhow::bail!("production events need the production store (the outbox)")
             }
         };
-        let ctx = StageContext { settings: Arc::new(settings.stage_settings()), store, artifacts };
+        let ctx = StageContext::new(settings.stage_settings(), store, artifacts);
         let stages = Stages::real(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
         let deps = Deps {
             settings: Arc::new(settings.stages.clone()),
@@ -81,6 +81,7 @@ impl Wiring {
             settings: Arc::new(self.settings.stage_settings()),
             store: self.deps.store.clone(),
             artifacts: self.deps.artifacts.clone(),
+            media: self.deps.stages.media.clone(),
         }
     }
 

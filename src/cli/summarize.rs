@@ -77,9 +77,9 @@ async fn follow(mut events: EventStream, job_id: JobId) {
                     b.set_length(videos as u64);
                 }
             }
-            EventPayload::VideoDownloaded { captions } => {
+            EventPayload::VideoDownloaded { captions, reused } => {
                 bars[0].inc(1);
-                if captions {
+                if captions || reused {
                     bars[1].inc(1);
                     bars[2].inc(1);
                 }

@@ -51,8 +51,12 @@ pub enum EventPayload {
         published_at: Option<DateTime<Utc>>,
     },
     /// `captions`: the download stage found captions and stored them as the transcript.
+    /// `reused`: a transcript another job of this video stored is used (the job is not forced).
+    /// Either way audio extraction and transcription are skipped.
     VideoDownloaded {
         captions: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reused: bool,
     },
     AudioExtracted {
         seconds: f64,
@@ -136,7 +140,8 @@ mod tests {
         let done = |seconds| DomainEvent::new(job, video.clone(), EventPayload::AudioExtracted { seconds }).stable();
         assert_eq!(done(1.0).event_id, done(2.0).event_id, "the same stage of the same video");
         let other_kind =
-            DomainEvent::new(job, video.clone(), EventPayload::VideoDownloaded { captions: false }).stable();
+            DomainEvent::new(job, video.clone(), EventPayload::VideoDownloaded { captions: false, reused: false })
+                .stable();
         assert_ne!(done(1.0).event_id, other_kind.event_id);
         let other_job =
             DomainEvent::new(JobId::new(), video.clone(), EventPayload::AudioExtracted { seconds: 1.0 }).stable();
@@ -158,7 +163,7 @@ mod tests {
         let video = Some(VideoId::parse("aaaaaaaaaaa").unwrap());
         let payloads = [
             EventPayload::VideoDiscovered { title: "t".into(), published_at: Some(Utc::now()) },
-            EventPayload::VideoDownloaded { captions: true },
+            EventPayload::VideoDownloaded { captions: true, reused: false },
             EventPayload::AudioExtracted { seconds: 1.5 },
             EventPayload::TranscriptionCompleted { source: TranscriptSource::Captions, segments: 3 },
             EventPayload::SummarizationCompleted { summarizer: "textrank".into() },

@@ -19,8 +19,9 @@ pub enum VideoEvent {
     Dispatch(Stage),
     /// The stage committed its result.
     Succeed(Stage),
-    /// The download stage found captions and stored them as the transcript.
-    CaptionsUsed,
+    /// The download stage found the transcript stored (captions it stored, or a transcript
+    /// another job made): audio extraction and transcription are skipped.
+    TranscriptStored,
     /// The stage failed permanently or ran out of attempts.
     GiveUp(Stage),
     Cancel,
@@ -44,7 +45,7 @@ pub fn on(from: VideoStatus, event: VideoEvent) -> Result<VideoStatus, InvalidTr
         (V::Discovered, E::Dispatch(S::Download)) => Some(V::Downloading),
         (V::Discovered, E::Reuse) => Some(V::Summarized),
         (V::Downloading, E::Succeed(S::Download)) => Some(V::Downloaded),
-        (V::Downloading, E::CaptionsUsed) => Some(V::Transcribed),
+        (V::Downloading, E::TranscriptStored) => Some(V::Transcribed),
         (V::Downloaded, E::Dispatch(S::AudioExtraction)) => Some(V::ExtractingAudio),
         (V::ExtractingAudio, E::Succeed(S::AudioExtraction)) => Some(V::AudioExtracted),
         (V::AudioExtracted, E::Dispatch(S::Transcription)) => Some(V::Transcribing),
@@ -113,7 +114,7 @@ mod tests {
     use VideoStatus as V;
 
     fn all_events() -> Vec<VideoEvent> {
-        let mut events = vec![VideoEvent::CaptionsUsed, VideoEvent::Cancel, VideoEvent::Reuse];
+        let mut events = vec![VideoEvent::TranscriptStored, VideoEvent::Cancel, VideoEvent::Reuse];
         for stage in Stage::ALL {
             events.push(VideoEvent::Dispatch(*stage));
             events.push(VideoEvent::Succeed(*stage));
@@ -130,7 +131,7 @@ mod tests {
             (V::Discovered, E::Dispatch(S::Download), V::Downloading),
             (V::Discovered, E::Reuse, V::Summarized),
             (V::Downloading, E::Succeed(S::Download), V::Downloaded),
-            (V::Downloading, E::CaptionsUsed, V::Transcribed),
+            (V::Downloading, E::TranscriptStored, V::Transcribed),
             (V::Downloaded, E::Dispatch(S::AudioExtraction), V::ExtractingAudio),
             (V::ExtractingAudio, E::Succeed(S::AudioExtraction), V::AudioExtracted),
             (V::AudioExtracted, E::Dispatch(S::Transcription), V::Transcribing),
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn captions_skip_audio_and_transcription() {
         let state = on(V::Discovered, VideoEvent::Dispatch(Stage::Download)).unwrap();
-        let state = on(state, VideoEvent::CaptionsUsed).unwrap();
+        let state = on(state, VideoEvent::TranscriptStored).unwrap();
         assert_eq!(state, V::Transcribed);
         assert_eq!(next_stage(state), Some(Stage::Summarization));
     }

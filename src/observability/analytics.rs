@@ -82,7 +82,7 @@ impl Tally {
             }
             _ => {}
         }
-        if let EventPayload::VideoDownloaded { captions: true } = event.payload {
+        if let EventPayload::VideoDownloaded { captions: true, .. } = event.payload {
             self.captions_used += 1;
         }
         if let Some(stage) = completed_stage(&event.payload) {
@@ -261,10 +261,10 @@ mod tests {
     fn counts_stages_durations_failures_once_per_event() {
         let analytics = Analytics::new();
         let (job, other) = (JobId::new(), JobId::new());
-        let downloaded = event(job, EventPayload::VideoDownloaded { captions: false }, Some(200));
+        let downloaded = event(job, EventPayload::VideoDownloaded { captions: false, reused: false }, Some(200));
         feed(&analytics, &downloaded);
         feed(&analytics, &downloaded); // a redelivery
-        feed(&analytics, &event(other, EventPayload::VideoDownloaded { captions: true }, Some(400)));
+        feed(&analytics, &event(other, EventPayload::VideoDownloaded { captions: true, reused: false }, Some(400)));
         feed(
             &analytics,
             &event(
@@ -319,11 +319,14 @@ mod tests {
         let jobs: Vec<JobId> = (0..=JOBS_KEPT).map(|_| JobId::new()).collect();
         let (first, second) = (jobs[0], jobs[1]);
         for job in &jobs[..JOBS_KEPT] {
-            feed(&analytics, &event(*job, EventPayload::VideoDownloaded { captions: false }, Some(1)));
+            feed(&analytics, &event(*job, EventPayload::VideoDownloaded { captions: false, reused: false }, Some(1)));
         }
         // The first job is active again: the second is now the least recent, and gives way.
         feed(&analytics, &event(first, EventPayload::AudioExtracted { seconds: 1.0 }, Some(1)));
-        feed(&analytics, &event(jobs[JOBS_KEPT], EventPayload::VideoDownloaded { captions: false }, Some(1)));
+        feed(
+            &analytics,
+            &event(jobs[JOBS_KEPT], EventPayload::VideoDownloaded { captions: false, reused: false }, Some(1)),
+        );
         assert_eq!(analytics.state.lock().unwrap().jobs.len(), JOBS_KEPT);
         assert_eq!(analytics.report(Some(first)).events, 2);
         assert_eq!(analytics.report(Some(second)).events, 0, "evicted");
@@ -335,7 +338,7 @@ mod tests {
         let analytics = Analytics::new();
         let job = JobId::new();
         for ms in 0..(JOB_DURATION_SAMPLES as u64 + 10) {
-            feed(&analytics, &event(job, EventPayload::VideoDownloaded { captions: false }, Some(ms)));
+            feed(&analytics, &event(job, EventPayload::VideoDownloaded { captions: false, reused: false }, Some(ms)));
         }
         let state = analytics.state.lock().unwrap();
         let tally = state.jobs.peek(&job).unwrap();

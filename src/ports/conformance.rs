@@ -93,6 +93,32 @@ pub async fn job_store(store: &dyn JobStore) {
 
     leases(store, &channel).await;
     attempts(store, &channel).await;
+    media_users(store, &channel).await;
+}
+
+/// The jobs that still need a video's media: unfinished, and the video not transcribed or ended.
+async fn media_users(store: &dyn JobStore, channel: &ChannelId) {
+    let shared = video("mmmmmmmmmmm", "Shared by three jobs");
+    let id = &shared.video_id;
+    let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+    for job in [a, b, c] {
+        store.create_job(job, channel, false).await.unwrap();
+        store.set_job_status(job, JobStatus::Running, None).await.unwrap();
+        store.add_videos(job, std::slice::from_ref(&shared)).await.unwrap();
+    }
+    let mut users = store.jobs_needing_media(id).await.unwrap();
+    users.sort();
+    let mut all = vec![a, b, c];
+    all.sort();
+    assert_eq!(users, all);
+    let set = |status| VideoUpdate { status, attempts: 1, error: None };
+    store.update_video(a, id, &set(VideoStatus::Transcribed)).await.unwrap();
+    store.update_video(b, id, &set(VideoStatus::Transcribing)).await.unwrap();
+    assert_eq!(store.jobs_needing_media(id).await.unwrap().len(), 2, "a transcribed video needs no media");
+    store.set_job_status(c, JobStatus::Cancelled, None).await.unwrap();
+    assert_eq!(store.jobs_needing_media(id).await.unwrap(), [b], "an ended job needs none");
+    store.update_video(b, id, &set(VideoStatus::Failed)).await.unwrap();
+    assert!(store.jobs_needing_media(id).await.unwrap().is_empty());
 }
 
 /// A job ends once: its final status is never overwritten, by a status or by another ending.
@@ -275,7 +301,7 @@ pub async fn event_bus(bus: &dyn EventBus) {
     let event = DomainEvent::new(
         JobId::new(),
         Some(VideoId::parse("eeeeeeeeeee").unwrap()),
-        EventPayload::VideoDownloaded { captions: false },
+        EventPayload::VideoDownloaded { captions: false, reused: false },
     );
     bus.publish(event.clone()).await.unwrap();
     for stream in [&mut a, &mut b] {

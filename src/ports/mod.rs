@@ -163,6 +163,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// How many of a job's videos are in each status (statuses with none are left out).
     async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>>;
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>>;
+    /// The unfinished jobs that still need this video's media: those in which it has not been
+    /// transcribed yet and has not ended. Media is deleted only when none is left.
+    async fn jobs_needing_media(&self, video_id: &VideoId) -> PortResult<Vec<JobId>>;
     async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()>;
 }
 

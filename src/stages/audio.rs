@@ -30,7 +30,8 @@ pub fn audio_path(video_dir: &Path) -> PathBuf {
 impl StageWork for AudioExtraction {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let video_id = video_of(command)?;
-        let dir = self.ctx.video_dir(video_id);
+        let lock = self.ctx.media.lock(video_id).await?;
+        let dir = lock.video_dir();
         let out = audio_path(&dir);
         if !out.exists() {
             let source = source_file(&dir).await.ok_or_else(|| {

@@ -6,18 +6,19 @@
 pub mod audio;
 pub mod discovery;
 pub mod download;
+pub mod media;
 pub mod process;
 pub mod settings;
 pub mod summarization;
 pub mod transcription;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{DomainEvent, Stage, StageCommand, VideoId};
+use crate::domain::{DomainEvent, JobId, Stage, StageCommand, VideoId};
 use crate::ports::{ArtifactStore, JobStore, PortError};
+pub use media::Media;
 pub use settings::{StageSettings, StagesSettings};
 
 /// A failed attempt at a stage, classified for the retry policy.
@@ -70,37 +71,6 @@ pub struct Stages {
     pub media: Media,
 }
 
-/// The media directory of this host's videos (`data_dir/media/{video_id}`), and what becomes of a
-/// video's media when the video ends without a summary.
-#[derive(Debug, Clone, Default)]
-pub struct Media {
-    dir: Option<PathBuf>,
-    keep_failed: bool,
-}
-
-impl Media {
-    pub fn new(settings: &StageSettings) -> Self {
-        let download = &settings.download;
-        Self { dir: Some(settings.media_dir.clone()), keep_failed: download.keep_media || download.keep_failed_media }
-    }
-
-    /// Deletes the media of a video that ended `status` without a summary: always when it was
-    /// cancelled, when it failed unless `download.keep_failed_media` (or `keep_media`) says to keep it.
-    pub async fn discard(&self, video_id: &VideoId, status: crate::domain::VideoStatus) {
-        use crate::domain::VideoStatus;
-        let Some(dir) = &self.dir else { return };
-        if status == VideoStatus::Failed && self.keep_failed {
-            return;
-        }
-        let path = dir.join(video_id.as_str());
-        match tokio::fs::remove_dir_all(&path).await {
-            Ok(()) => tracing::debug!(%video_id, %status, "media deleted"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(%video_id, path = %path.display(), error = %e, "could not delete media"),
-        }
-    }
-}
-
 impl Stages {
     pub fn get(&self, stage: Stage) -> Arc<dyn StageWork> {
         match stage {
@@ -132,7 +102,7 @@ impl Stages {
             audio_extraction: Arc::new(audio::AudioExtraction::new(ctx.clone())),
             transcription: Arc::new(transcription::Transcription::new(ctx.clone())?),
             summarization: Arc::new(summarization::Summarization::new(ctx.clone())?),
-            media: Media::new(&ctx.settings),
+            media: ctx.media.clone(),
         })
     }
 }
@@ -143,12 +113,23 @@ pub struct StageContext {
     pub settings: Arc<StageSettings>,
     pub store: Arc<dyn JobStore>,
     pub artifacts: Arc<dyn ArtifactStore>,
+    pub media: Media,
 }
 
 impl StageContext {
-    /// `data_dir/media/{video_id}`: the video's downloaded media and extracted audio.
-    pub fn video_dir(&self, video_id: &VideoId) -> PathBuf {
-        self.settings.media_dir.join(video_id.as_str())
+    pub fn new(settings: StageSettings, store: Arc<dyn JobStore>, artifacts: Arc<dyn ArtifactStore>) -> Self {
+        let media = Media::new(&settings, store.clone());
+        Self { settings: Arc::new(settings), store, artifacts, media }
+    }
+
+    /// Whether a stage may report an artifact of this video that `made_by` stored instead of
+    /// making its own: its own job's, or any job's unless this job is forced.
+    pub async fn may_reuse(&self, command: &StageCommand, made_by: JobId) -> Result<bool, StageError> {
+        if made_by == command.job_id {
+            return Ok(true);
+        }
+        let job = self.store.get_job(command.job_id).await?;
+        Ok(job.is_some_and(|job| !job.force))
     }
 }
 
@@ -173,25 +154,6 @@ mod tests {
     fn adapter_errors_are_classified() {
         assert!(StageError::from(PortError::Unavailable("db down".into())).is_retryable());
         assert!(!StageError::from(PortError::Corrupt("bad row".into())).is_retryable());
-    }
-
-    #[tokio::test]
-    async fn a_cancelled_videos_media_is_deleted_a_failed_ones_kept_when_asked() {
-        use crate::domain::VideoStatus;
-        let dir = tempfile::tempdir().unwrap();
-        let video = VideoId::parse("aaaaaaaaaaa").unwrap();
-        let make = || std::fs::create_dir_all(dir.path().join("aaaaaaaaaaa/x")).unwrap();
-        let exists = || dir.path().join("aaaaaaaaaaa").exists();
-        let media = |keep_failed| Media { dir: Some(dir.path().to_owned()), keep_failed };
-        make();
-        media(true).discard(&video, VideoStatus::Failed).await;
-        assert!(exists(), "kept for debugging");
-        media(true).discard(&video, VideoStatus::Cancelled).await;
-        assert!(!exists(), "a cancelled video's media is always deleted");
-        make();
-        media(false).discard(&video, VideoStatus::Failed).await;
-        assert!(!exists());
-        media(false).discard(&video, VideoStatus::Failed).await; // nothing there: nothing to do
     }
 
     #[test]

@@ -66,12 +66,12 @@ fn whisper_recognizer(_: &StageContext) -> Result<Arc<dyn Recognizer>, StageErro
 impl StageWork for Transcription {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let video_id = video_of(command)?;
-        let existing = self.ctx.artifacts.get_transcript(video_id).await?;
-        let transcript = match existing {
-            Some(t) if t.job_id == command.job_id => t,
+        let lock = self.ctx.media.lock(video_id).await?;
+        let transcript = match self.ctx.artifacts.get_transcript(video_id).await? {
+            // This job's, or (unless forced) one another job made meanwhile: not made again.
+            Some(t) if self.ctx.may_reuse(command, t.job_id).await? => t,
             _ => {
-                let dir = self.ctx.video_dir(video_id);
-                let wav = audio::audio_path(&dir);
+                let wav = audio::audio_path(&lock.video_dir());
                 if !wav.exists() {
                     return Err(StageError::Permanent(format!(
                         "no extracted audio for {video_id} at {}",
@@ -89,12 +89,6 @@ impl StageWork for Transcription {
                     job_id: command.job_id,
                 };
                 self.ctx.artifacts.put_transcript(&transcript).await?;
-                if !self.ctx.settings.download.keep_media {
-                    // The transcript is committed; the media is no longer needed.
-                    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-                        tracing::warn!(%video_id, error = %e, "could not remove media");
-                    }
-                }
                 transcript
             }
         };

@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod layers;
 mod llm;
+mod media;
 mod pipeline;
 #[cfg(feature = "production")]
 mod production;

@@ -128,7 +128,8 @@ async fn a_channel_is_transcribed_and_summarized_end_to_end() {
     assert!(
         leftovers
             .iter()
-            .all(|n| n.to_string_lossy().starts_with("brokenMedia") || n.to_string_lossy().starts_with("missingMdia")),
+            .map(|n| n.to_string_lossy())
+            .all(|n| n.starts_with("brokenMedia") || n.starts_with("missingMdia") || n == ".locks"),
         "{leftovers:?}"
     );
 
@@ -202,6 +203,50 @@ async fn yt_dlp_discovery_lists_the_whole_channel() {
 fn queued_ids_in(requests: &[String]) -> std::collections::HashSet<String> {
     let pattern = regex::Regex::new(r"queued\d{5}").unwrap();
     requests.iter().flat_map(|r| pattern.find_iter(r).map(|m| m.as_str().to_owned())).collect()
+}
+
+/// The same channel submitted twice at once: both jobs complete, and this host downloads (and
+/// fetches the page of) each video once for both: the second job waits for the first's work and
+/// reuses it instead of racing it on the shared media directory. No media is left afterwards.
+#[tokio::test]
+async fn the_same_channel_twice_at_once_is_downloaded_once_and_both_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut channel = StandInChannel::new(CHANNEL, "Submitted twice");
+    channel.videos = demo::demo_channel(dir.path()).await.expect("demo media").videos;
+    let ids: Vec<String> = channel.videos.iter().map(|v| v.id.clone()).collect();
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = standin_env(&standin);
+    env.push(("TUBESUM_STAGES__DOWNLOAD__WORKERS", "2".into()));
+    let app = TestApp::builder().env(&env).spawn().await;
+
+    let (first, second) = tokio::join!(app.submit(CHANNEL, false), app.submit(CHANNEL, false));
+    for job_id in [&first, &second] {
+        let job = app.wait_for_job(job_id, Duration::from_secs(600)).await;
+        assert_eq!(job["status"], "completed", "{job:#}");
+        assert_eq!(job["counts"]["summarized"], ids.len(), "{job:#}");
+    }
+    // One download is two requests of the watch URL for a video without captions (the stand-in
+    // serves its media there: yt-dlp reads it with -J, then fetches it), the watch page and the
+    // captions for one with captions.
+    let requests = standin.requests();
+    for id in &ids {
+        let count = |prefix: &str| requests.iter().filter(|r| r.starts_with(&format!("{prefix}{id}"))).count();
+        let (watch, captions) = (count("/watch?v="), count("/captions/"));
+        let once = if captions > 0 { (1, 1) } else { (2, 0) };
+        assert_eq!((watch, captions), once, "{id} downloaded more than once: {requests:#?}");
+    }
+    let media = app.data.path().join("media");
+    let left = || -> Vec<String> {
+        std::fs::read_dir(&media)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    };
+    let gone = poll_until(Duration::from_secs(30), || async { left().is_empty() }).await;
+    assert!(gone, "media left after both jobs: {:?}", left());
+    app.shutdown().await;
 }
 
 /// Cancel while 20 downloads wait in the queue: no download starts after the cancel (the queued

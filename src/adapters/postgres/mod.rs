@@ -452,6 +452,20 @@ impl JobStore for PgStore {
             .transpose()
     }
 
+    async fn jobs_needing_media(&self, video_id: &VideoId) -> PortResult<Vec<JobId>> {
+        let rows: Vec<(uuid::Uuid,)> = sqlx::query_as(
+            "SELECT v.job_id FROM job_videos v JOIN jobs j ON j.job_id = v.job_id \
+             WHERE v.video_id = $1 \
+             AND v.status IN ('discovered', 'downloading', 'downloaded', 'extracting_audio', 'audio_extracted', 'transcribing') \
+             AND j.status IN ('pending', 'discovering', 'running')",
+        )
+        .bind(video_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
+    }
+
     async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
         let done = sqlx::query(
             "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now() \

@@ -30,7 +30,7 @@ pub fn stages(ctx: &StageContext, videos: Vec<VideoMeta>) -> Stages {
         audio_extraction: make(Stage::AudioExtraction),
         transcription: make(Stage::Transcription),
         summarization: make(Stage::Summarization),
-        media: crate::stages::Media::new(&ctx.settings),
+        media: ctx.media.clone(),
     }
 }
 
@@ -58,7 +58,7 @@ impl StageWork for NoopWork {
                 ));
                 Ok(events)
             }
-            Stage::Download => event(EventPayload::VideoDownloaded { captions: false }),
+            Stage::Download => event(EventPayload::VideoDownloaded { captions: false, reused: false }),
             Stage::AudioExtraction => event(EventPayload::AudioExtracted { seconds: 60.0 }),
             Stage::Transcription => {
                 let video_id = video_of(command)?.clone();

@@ -1,5 +1,7 @@
 //! Download: captions first (manual subtitles in the wanted language become the transcript and
-//! audio + whisper are skipped), else the audio with yt-dlp into `media/{video_id}/source.*`.
+//! audio + whisper are skipped), else the audio with yt-dlp into a per-attempt directory, moved to
+//! `media/{video_id}/source.*` once complete. A transcript another job already stored is reused
+//! (unless the job is forced), and a download already on this host is not made again.
 
 pub mod vtt;
 
@@ -10,6 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::media::WorkDir;
 use super::{StageContext, StageError, StageResult, StageWork, fill, process, video_of};
 use crate::domain::{DomainEvent, EventPayload, Stage, StageCommand, Transcript, TranscriptSource, VideoId};
 use crate::stages::settings::CaptionsPolicy;
@@ -97,40 +100,35 @@ impl Download {
 impl StageWork for Download {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let video_id = video_of(command)?;
-        let done = |captions| {
+        let done = |captions, reused| {
             Ok(vec![DomainEvent::new(
                 command.job_id,
                 Some(video_id.clone()),
-                EventPayload::VideoDownloaded { captions },
+                EventPayload::VideoDownloaded { captions, reused },
             )])
         };
-        // Idempotency: a result this job already committed is reported again, not redone.
-        if let Some(t) = self.ctx.artifacts.get_transcript(video_id).await?
-            && t.job_id == command.job_id
-            && t.source == TranscriptSource::Captions
-        {
-            return done(true);
+        // Work of this job or (unless forced) of another one is reused, not redone.
+        if let Some((captions, reused)) = self.stored_transcript(command, video_id).await? {
+            return done(captions, reused);
         }
-        let dir = self.ctx.video_dir(video_id);
+        let lock = self.ctx.media.lock(video_id).await?;
+        // Looked at again with the lock held: another job may have just stored it.
+        if let Some((captions, reused)) = self.stored_transcript(command, video_id).await? {
+            return done(captions, reused);
+        }
+        let dir = lock.video_dir();
         if source_file(&dir).await.is_some() {
-            return done(false);
+            return done(false, false);
         }
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StageError::Retryable(format!("creating {}: {e}", dir.display())))?;
-
-        let (info, info_path) = self.info(video_id, &dir).await?;
+        let work = WorkDir::create(&dir, &command.command_id).await?;
+        let (info, info_path) = self.info(video_id, work.path()).await?;
         if self.ctx.settings.transcription.captions == CaptionsPolicy::Prefer
             && self.try_captions(command, video_id, &info).await?
         {
-            if !self.ctx.settings.download.keep_media {
-                // The transcript is stored; nothing of this video needs to stay on disk.
-                let _ = tokio::fs::remove_dir_all(&dir).await;
-            }
-            return done(true);
+            return done(true, false);
         }
         let settings = &self.ctx.settings.download;
-        let template = dir.join("source.%(ext)s");
+        let template = work.path().join("source.%(ext)s");
         let args: Vec<String> = vec![
             "--ignore-config".into(),
             "--no-playlist".into(),
@@ -151,14 +149,38 @@ impl StageWork for Download {
             info_path.display().to_string(),
         ];
         process::run(self.yt_dlp(), &args, self.timeout()).await.map_err(|e| classify(video_id, e))?;
-        if source_file(&dir).await.is_none() {
+        let Some(downloaded) = source_file(work.path()).await else {
             // yt-dlp exits 0 when --max-filesize skips the file.
             return Err(StageError::Permanent(format!(
                 "yt-dlp produced no file for {video_id} (larger than download.max_filesize = {}?)",
                 settings.max_filesize
             )));
+        };
+        // Lands whole or not at all.
+        let name = downloaded.file_name().unwrap_or_default();
+        tokio::fs::rename(&downloaded, dir.join(name))
+            .await
+            .map_err(|e| StageError::Retryable(format!("moving the download of {video_id} into place: {e}")))?;
+        done(false, false)
+    }
+}
+
+impl Download {
+    /// `(captions, reused)` when the video's transcript is already stored and this job may use
+    /// it: captions this job stored, or a transcript of another job (unless this one is forced).
+    async fn stored_transcript(
+        &self,
+        command: &StageCommand,
+        video_id: &VideoId,
+    ) -> Result<Option<(bool, bool)>, StageError> {
+        let Some(transcript) = self.ctx.artifacts.get_transcript(video_id).await? else {
+            return Ok(None);
+        };
+        let own_captions = transcript.job_id == command.job_id && transcript.source == TranscriptSource::Captions;
+        if own_captions {
+            return Ok(Some((true, false)));
         }
-        done(false)
+        Ok(self.ctx.may_reuse(command, transcript.job_id).await?.then_some((false, true)))
     }
 }
 

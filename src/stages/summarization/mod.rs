@@ -33,7 +33,8 @@ impl StageWork for Summarization {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let video_id = video_of(command)?;
         let summary = match self.ctx.artifacts.get_summary(video_id).await? {
-            Some(existing) if existing.job_id == command.job_id => existing,
+            // This job's, or (unless forced) one another job made meanwhile: not made again.
+            Some(existing) if self.ctx.may_reuse(command, existing.job_id).await? => existing,
             _ => {
                 let transcript = self
                     .ctx
