@@ -42,6 +42,10 @@ impl StageWork for AudioExtraction {
             extract(&self.ctx.settings.audio.ffmpeg, &source, &out, timeout).await?;
         }
         let seconds = wav_seconds(&out)?;
+        // For media whose length yt-dlp did not know before the download.
+        if let Some(reason) = self.ctx.settings.download.too_long(seconds) {
+            return Err(StageError::Permanent(format!("{video_id}: {reason}")));
+        }
         Ok(vec![DomainEvent::new(command.job_id, Some(video_id.clone()), EventPayload::AudioExtracted { seconds })])
     }
 }

@@ -61,8 +61,31 @@ pub struct DownloadSettings {
     pub format: String,
     pub max_filesize: String,
     pub timeout_secs: u64,
+    /// Longer videos fail before their media is downloaded (0: no limit).
+    pub max_duration_secs: u64,
     pub keep_media: bool,
     pub keep_failed_media: bool,
+}
+
+impl DownloadSettings {
+    /// The reason a video `seconds` long is refused, if it is.
+    pub fn too_long(&self, seconds: f64) -> Option<String> {
+        let max = self.max_duration_secs;
+        (max > 0 && seconds > max as f64).then(|| {
+            format!("the video is {} long, over download.max_duration_secs = {max} s", human_duration(seconds))
+        })
+    }
+}
+
+/// `2 h 03 min 05 s`, `4 min 10 s`, `12 s`.
+fn human_duration(seconds: f64) -> String {
+    let total = seconds.round() as u64;
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, _) => format!("{m} min {s:02} s"),
+        _ => format!("{h} h {m:02} min {s:02} s"),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,5 +231,27 @@ impl StagesSettings {
             initial: Duration::from_millis(self.backoff_initial_ms),
             max: Duration::from_millis(self.backoff_max_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_videos_over_the_limit_are_too_long() {
+        let settings = |max_duration_secs| DownloadSettings {
+            yt_dlp: "yt-dlp".into(),
+            format: "bestaudio".into(),
+            max_filesize: "1G".into(),
+            timeout_secs: 60,
+            max_duration_secs,
+            keep_media: false,
+            keep_failed_media: false,
+        };
+        assert_eq!(settings(3600).too_long(3600.0), None);
+        let reason = settings(3600).too_long(7385.0).unwrap();
+        assert!(reason.contains("2 h 03 min 05 s") && reason.contains("download.max_duration_secs = 3600"), "{reason}");
+        assert_eq!(settings(0).too_long(1e9), None, "0 is no limit");
     }
 }

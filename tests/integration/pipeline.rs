@@ -205,6 +205,47 @@ fn queued_ids_in(requests: &[String]) -> std::collections::HashSet<String> {
     requests.iter().flat_map(|r| pattern.find_iter(r).map(|m| m.as_str().to_owned())).collect()
 }
 
+/// A video longer than `download.max_duration_secs` fails with the reason, and none of its media
+/// is downloaded; one whose page does not state its length fails once its audio shows it; a short
+/// one beside them is summarized.
+#[tokio::test]
+async fn a_video_over_the_duration_limit_fails_before_its_media_is_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(2.0, &quiet).await.unwrap();
+    let longer = dir.path().join("longer.m4a");
+    media::silence(6.0, &longer).await.unwrap();
+    let m4a = Container::M4a.content_type();
+    let channel = StandInChannel::new(CHANNEL, "Long and short")
+        .video(StandInVideo::new("longVideo01", "Two hours").media(&quiet, m4a).duration_secs(7200))
+        .video(StandInVideo::new("noLength001", "Six seconds, unstated").media(&longer, m4a))
+        .video(StandInVideo::new("shortVideo1", "Two seconds").media(&quiet, m4a).duration_secs(2));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = standin_env(&standin);
+    env.push(("TUBESUM_DOWNLOAD__MAX_DURATION_SECS", "4".into()));
+    let app = TestApp::builder().env(&env).spawn().await;
+
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed_with_errors", "{job:#}");
+    let long = by_id(&job, "longVideo01");
+    assert_eq!((long["status"].as_str(), long["attempts"].as_u64()), (Some("failed"), Some(1)), "{job:#}");
+    let error = long["error"].as_str().unwrap();
+    assert!(error.contains("2 h 00 min 00 s") && error.contains("download.max_duration_secs = 4"), "{error}");
+    let unstated = by_id(&job, "noLength001");
+    assert_eq!(unstated["status"], "failed", "{job:#}");
+    let error = unstated["error"].as_str().unwrap();
+    assert!(error.contains("is 6 s long") && error.contains("download.max_duration_secs = 4"), "{error}");
+    assert_eq!(by_id(&job, "shortVideo1")["status"], "summarized", "{job:#}");
+    // yt-dlp -J opens the media URL a JSON-LD page links once, to identify it; the download is a
+    // request more. The long video had the first and not the second.
+    let requests = standin.requests();
+    let media_requests = |id: &str| requests.iter().filter(|r| r.starts_with(&format!("/media/{id}"))).count();
+    assert_eq!(media_requests("shortVideo1"), 2, "{requests:#?}");
+    assert_eq!(media_requests("longVideo01"), 1, "the long video was downloaded: {requests:#?}");
+    app.shutdown().await;
+}
+
 /// The same channel submitted twice at once: both jobs complete, and this host downloads (and
 /// fetches the page of) each video once for both: the second job waits for the first's work and
 /// reuses it instead of racing it on the shared media directory. No media is left afterwards.

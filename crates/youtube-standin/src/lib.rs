@@ -60,7 +60,9 @@ pub struct StandInChannel {
 }
 
 /// A video served by the stand-in. `media: None` makes `/watch` answer 404; `captions` (language `en`) make
-/// `/watch` an HTML page with a subtitle track instead of the bare media.
+/// `/watch` an HTML page with a subtitle track instead of the bare media; `duration_secs` (without
+/// captions) makes it a page whose schema.org VideoObject (JSON-LD, as YouTube's pages carry)
+/// states the duration and links the media, so yt-dlp knows the length before downloading.
 pub struct StandInVideo {
     pub id: String,
     pub title: String,
@@ -68,6 +70,7 @@ pub struct StandInVideo {
     pub description: Option<String>,
     pub media: Option<StandInMedia>,
     pub captions: Option<Vec<Segment>>,
+    pub duration_secs: Option<u64>,
 }
 
 /// A media file on disk and the Content-Type it is served with.
@@ -231,7 +234,14 @@ impl StandInVideo {
             description: None,
             media: None,
             captions: None,
+            duration_secs: None,
         }
+    }
+
+    /// The length the watch page states (whatever the media's real length).
+    pub fn duration_secs(mut self, seconds: u64) -> Self {
+        self.duration_secs = Some(seconds);
+        self
     }
 
     pub fn published_at(mut self, at: DateTime<Utc>) -> Self {

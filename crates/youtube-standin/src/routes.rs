@@ -108,9 +108,10 @@ async fn watch(State(shared): State<Arc<Shared>>, Query(query): Query<WatchQuery
     };
     let answer = shared.with_video(&video_id, |video| {
         let media = video.media.as_ref()?;
-        match &video.captions {
-            Some(_) => Some(WatchAnswer::Page(watch_page(video, media))),
-            None => Some(WatchAnswer::File(media.clone())),
+        match (&video.captions, video.duration_secs) {
+            (Some(_), _) => Some(WatchAnswer::Page(watch_page(video, media))),
+            (None, Some(seconds)) => Some(WatchAnswer::Page(json_ld_page(&shared.base_url, video, seconds))),
+            (None, None) => Some(WatchAnswer::File(media.clone())),
         }
     });
     match answer {
@@ -185,6 +186,25 @@ fn watch_page(video: &StandInVideo, media: &StandInMedia) -> String {
         file = xml_escape(&file),
         content_type = xml_escape(&media.content_type),
         id = xml_escape(&video.id),
+    )
+}
+
+/// A page whose only video is a schema.org VideoObject in JSON-LD: yt-dlp's generic extractor takes
+/// the duration and title from it and downloads `contentUrl`.
+fn json_ld_page(base_url: &str, video: &StandInVideo, seconds: u64) -> String {
+    let object = serde_json::json!({
+        "@context": "https://schema.org",
+        "@type": "VideoObject",
+        "name": video.title,
+        "duration": format!("PT{seconds}S"),
+        "contentUrl": format!("{base_url}/media/{}", video.media_file_name().unwrap_or_default()),
+    });
+    // `</` cannot end the script early once escaped.
+    let json = object.to_string().replace("</", "<\\/");
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+         <script type=\"application/ld+json\">{json}</script>\n</head>\n<body>\n<h1>{title}</h1>\n</body>\n</html>\n",
+        title = xml_escape(&video.title),
     )
 }
 

@@ -122,6 +122,11 @@ impl StageWork for Download {
         }
         let work = WorkDir::create(&dir, &command.command_id).await?;
         let (info, info_path) = self.info(video_id, work.path()).await?;
+        if let Some(reason) =
+            info.get("duration").and_then(Value::as_f64).and_then(|d| self.ctx.settings.download.too_long(d))
+        {
+            return Err(StageError::Permanent(format!("{video_id}: {reason}")));
+        }
         if self.ctx.settings.transcription.captions == CaptionsPolicy::Prefer
             && self.try_captions(command, video_id, &info).await?
         {
