@@ -73,6 +73,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         videos: usize,
     },
+    /// Peak memory of local whisper transcribing generated audio of each length (minutes), to
+    /// show it does not grow with the length.
+    Transcription {
+        #[arg(long = "minutes", default_values_t = [10, 120])]
+        minutes: Vec<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +159,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline { videos }) => {
             let report = bench::pipeline(Settings::from_env(cli.config.as_deref())?, videos).await?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Transcription { minutes }) => {
+            let runs =
+                bench::transcription::transcription(Settings::from_env(cli.config.as_deref())?, &minutes).await?;
+            bench::transcription::print(&runs);
             Ok(())
         }
         Command::Models(ModelsCommand::Fetch { name, dir, base_url }) => {

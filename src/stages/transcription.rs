@@ -12,10 +12,13 @@ use serde::Deserialize;
 
 use super::{StageContext, StageError, StageResult, StageWork, audio, video_of};
 use crate::domain::{DomainEvent, EventPayload, Segment, StageCommand, Transcript, TranscriptSource};
-use crate::stages::settings::TranscriptionBackend;
+use crate::stages::settings::{StageSettings, TranscriptionBackend};
 
 /// Peak amplitude below which audio counts as silence (about -60 dBFS).
 const SILENCE_PEAK: f32 = 0.001;
+
+/// Audio is transcribed 5 minutes at a time (19 MB of samples), however long the video.
+const WINDOW_SECS: u32 = 300;
 
 /// A speech-to-text engine.
 #[async_trait]
@@ -38,23 +41,22 @@ pub struct Transcription {
 impl Transcription {
     pub fn new(ctx: StageContext) -> Result<Self, StageError> {
         let recognizer: Arc<dyn Recognizer> = match ctx.settings.transcription.backend {
-            TranscriptionBackend::Whisper => whisper_recognizer(&ctx)?,
+            TranscriptionBackend::Whisper => whisper_recognizer(&ctx.settings)?,
             TranscriptionBackend::Openai => Arc::new(OpenAiRecognizer::new(&ctx)),
         };
         Ok(Self { ctx, recognizer })
     }
 }
 
+/// Local whisper.cpp as the settings configure it.
 #[cfg(feature = "whisper")]
-fn whisper_recognizer(ctx: &StageContext) -> Result<Arc<dyn Recognizer>, StageError> {
-    Ok(Arc::new(whisper::WhisperRecognizer::new(
-        ctx.settings.whisper.clone(),
-        ctx.settings.transcription.language.clone(),
-    )))
+pub fn whisper_recognizer(settings: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
+    Ok(Arc::new(whisper::WhisperRecognizer::new(settings.whisper.clone(), settings.transcription.language.clone())))
 }
 
+/// Local whisper.cpp as the settings configure it.
 #[cfg(not(feature = "whisper"))]
-fn whisper_recognizer(_: &StageContext) -> Result<Arc<dyn Recognizer>, StageError> {
+pub fn whisper_recognizer(_: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
     Err(StageError::Permanent(
         "this build of tubesum has no local whisper (built without the `whisper` feature); \
          set transcription.backend = \"openai\""
@@ -208,12 +210,16 @@ mod whisper {
             let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
             let flag = cancel.0.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let samples = audio::read_samples(&wav)?;
-                let segments = if is_silent(&samples) {
-                    Vec::new()
-                } else {
-                    decode(&context, &settings, &language, &samples, &flag)?
-                };
+                // One window in memory at a time; silent windows are not decoded at all.
+                let mut segments = Vec::new();
+                for window in audio::Windows::open(&wav, super::WINDOW_SECS)? {
+                    let window = window?;
+                    if is_silent(&window.samples) {
+                        continue;
+                    }
+                    let decoded = decode(&context, &settings, &language, &window.samples, &flag)?;
+                    segments.extend(decoded.into_iter().map(|s| s.shifted(window.start_secs)));
+                }
                 Ok(Recognized { source: TranscriptSource::Whisper, language: Some(language), segments })
             })
             .await
@@ -402,27 +408,30 @@ struct VerboseSegment {
 #[async_trait]
 impl Recognizer for OpenAiRecognizer {
     async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError> {
-        let samples = {
-            let wav = wav.to_owned();
-            tokio::task::spawn_blocking(move || audio::read_samples(&wav))
-                .await
-                .map_err(|e| StageError::Retryable(format!("reading audio crashed: {e}")))??
-        };
-        if is_silent(&samples) {
-            return Ok(Recognized { source: TranscriptSource::OpenAi, language: None, segments: Vec::new() });
-        }
-        let piece_len = (self.piece_seconds * audio::SAMPLE_RATE) as usize;
+        let mut reader = audio::Windows::open(wav, self.piece_seconds)?;
         let mut segments = Vec::new();
         let mut language = None;
-        for (i, piece) in samples.chunks(piece_len).enumerate() {
-            let offset = (i * piece_len) as f64 / f64::from(audio::SAMPLE_RATE);
-            let bytes = encode_wav(piece)?;
+        for i in 0.. {
+            // Read on a blocking thread, one piece in memory at a time.
+            let piece;
+            (reader, piece) = tokio::task::spawn_blocking(move || {
+                let piece = reader.next();
+                (reader, piece)
+            })
+            .await
+            .map_err(|e| StageError::Retryable(format!("reading audio crashed: {e}")))?;
+            let Some(piece) = piece.transpose()? else { break };
+            if is_silent(&piece.samples) {
+                continue;
+            }
+            let offset = piece.start_secs;
+            let bytes = encode_wav(&piece.samples)?;
             let answer = self.transcribe_piece(format!("audio-{i}.wav"), bytes).await?;
             language = language.or(answer.language);
             if answer.segments.is_empty() && !answer.text.trim().is_empty() {
                 segments.push(Segment {
                     start: offset,
-                    end: offset + piece.len() as f64 / f64::from(audio::SAMPLE_RATE),
+                    end: offset + piece.samples.len() as f64 / f64::from(audio::SAMPLE_RATE),
                     text: answer.text.trim().to_owned(),
                 });
             }

@@ -4,6 +4,7 @@
 //! dispatch, persistence, queueing and event routing — not media.
 
 pub mod noop;
+pub mod transcription;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
