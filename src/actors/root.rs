@@ -76,6 +76,14 @@ impl Actor for RootSupervisor {
             node: args.node.clone(),
             consumers: args.consumers.clone(),
         };
+        // Attempts whose process died while they ran (this one before a restart, or another).
+        let silent_since = chrono::Utc::now() - self.deps.settings.silence();
+        let reason = "interrupted: its process stopped giving signs of life";
+        match self.deps.store.interrupt_attempts(None, silent_since, reason).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(attempts = n, "closed stage attempts left open by a process that died"),
+            Err(e) => tracing::warn!(error = %e, "could not close the attempts of dead processes"),
+        }
         // Router first: results must have somewhere to go before any work is taken.
         self.spawn_child(&myself, &mut state, Child::Router).await?;
         for stage in args.stages {
@@ -142,6 +150,14 @@ impl Actor for RootSupervisor {
                     }
                 }
                 state.children.clear();
+                // The pools stopped their running work: its attempts end here.
+                let reason = "interrupted: the process stopped";
+                match self.deps.store.interrupt_attempts(Some(&state.node), chrono::DateTime::UNIX_EPOCH, reason).await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(attempts = n, "closed the stage attempts this process was running"),
+                    Err(e) => tracing::warn!(error = %e, "could not close this process's running attempts"),
+                }
                 let _ = reply.send(());
                 myself.stop(Some("shutdown".into()));
             }

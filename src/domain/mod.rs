@@ -194,13 +194,14 @@ impl Stage {
 
 text_enum!(
     /// How a stage attempt ended (`stopped`: while it ran, its job was cancelled or a later
-    /// attempt replaced it).
+    /// attempt replaced it; `interrupted`: its process stopped or died while it ran).
     AttemptOutcome {
         Succeeded => "succeeded",
         Failed => "failed",
         Crashed => "crashed",
         TimedOut => "timed_out",
         Stopped => "stopped",
+        Interrupted => "interrupted",
     }
 );
 
@@ -219,6 +220,13 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+}
+
+impl Segment {
+    /// The segment `by` seconds later (a piece of audio's segment, placed in the whole).
+    pub fn shifted(self, by: f64) -> Self {
+        Self { start: self.start + by, end: self.end + by, ..self }
+    }
 }
 
 /// A video as discovery found it.

@@ -204,6 +204,41 @@ async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
     assert_eq!(page[0].command_id, rows[1].command_id, "the same order as the whole list");
     assert_eq!(store.attempts_page(job, 5, 7).await.unwrap(), (Vec::new(), 2), "past the end: still the total");
     progress(store, channel).await;
+    interrupted(store, channel).await;
+}
+
+/// Attempts left open are closed as interrupted: those of a stopping process, and silent ones.
+async fn interrupted(store: &dyn JobStore, channel: &ChannelId) {
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    let started = |id: &str| StageCommand::new(job, Some(VideoId::parse(id).unwrap()), Stage::Download, 1);
+    let (stopping, silent, live, done) =
+        (started("fffffffffff"), started("ggggggggggg"), started("hhhhhhhhhhh"), started("iiiiiiiiiii"));
+    let owner = format!("stopping-{}", uuid::Uuid::now_v7());
+    store.attempt_started(&stopping, &owner).await.unwrap();
+    for command in [&silent, &live, &done] {
+        store.attempt_started(command, "elsewhere").await.unwrap();
+    }
+    store.attempt_finished(done.command_id, AttemptOutcome::Succeeded, None).await.unwrap();
+    let outcome = |rows: &[crate::domain::AttemptRecord], id| {
+        let row = rows.iter().find(|r| r.command_id == id).unwrap();
+        (row.outcome, row.error.clone())
+    };
+    let epoch = chrono::DateTime::UNIX_EPOCH;
+    assert_eq!(store.interrupt_attempts(Some(&owner), epoch, "stopped").await.unwrap(), 1, "only its own");
+    let rows = store.list_attempts(job).await.unwrap();
+    assert_eq!(outcome(&rows, stopping.command_id), (Some(AttemptOutcome::Interrupted), Some("stopped".into())));
+    assert_eq!(outcome(&rows, silent.command_id), (None, None));
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.attempt_heartbeat(live.command_id).await.unwrap();
+    assert_eq!(store.interrupt_attempts(None, cutoff, "died").await.unwrap(), 1, "only the silent one");
+    let rows = store.list_attempts(job).await.unwrap();
+    assert_eq!(outcome(&rows, silent.command_id), (Some(AttemptOutcome::Interrupted), Some("died".into())));
+    assert_eq!(outcome(&rows, live.command_id), (None, None), "a sign of life since");
+    assert_eq!(outcome(&rows, done.command_id).0, Some(AttemptOutcome::Succeeded), "an ended one stays");
 }
 
 /// An attempt's progress: queued however long, running while its worker gives signs of life,

@@ -140,6 +140,15 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> PortResult<AttemptProgress>;
     /// Records how a stage command ended.
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()>;
+    /// Closes as `interrupted` (with `reason`) the attempts still open that `owner` started (its
+    /// process is stopping) or that show no sign of life since `silent_since` (their process
+    /// died); returns how many.
+    async fn interrupt_attempts(
+        &self,
+        owner: Option<&str>,
+        silent_since: chrono::DateTime<chrono::Utc>,
+        reason: &str,
+    ) -> PortResult<u64>;
     /// A page of a job's stage attempts, oldest first, and how many the job has in all.
     async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)>;
     /// Every stage attempt of a job, oldest first.

@@ -472,3 +472,40 @@ async fn a_long_queue_times_nothing_out_and_each_stage_runs_once() {
     assert_each_stage_ran_once(&app, &job_id, ids.len()).await;
     app.shutdown().await;
 }
+
+/// Attempts running when the process stops are closed as `interrupted` at the shutdown; those a
+/// process that died left open are closed when a process starts.
+#[tokio::test]
+async fn interrupted_attempts_are_closed_at_shutdown_and_at_the_next_start() {
+    use tubesum::adapters::embedded::SqliteStore;
+    use tubesum::domain::{AttemptOutcome, ChannelId, JobId, JobStatus};
+    use tubesum::ports::JobStore;
+
+    let ids = ["aaaaaaaaaaa"];
+    let (app, runs) = app_with(&[], &ids, Stage::Transcription, "aaaaaaaaaaa", Fault::Hang).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let running = || async { runs_of(&runs, Stage::Transcription, "aaaaaaaaaaa") == 1 };
+    assert!(poll_until(Duration::from_secs(20), running).await);
+    let data = app.stop_keeping_data().await;
+    let db = crate::helpers::settings(&data, &[]).database_path();
+    let store = SqliteStore::open(&db).await.unwrap();
+    let attempts = store.list_attempts(job_id.parse().unwrap()).await.unwrap();
+    let hung = attempts.iter().find(|a| a.stage == Stage::Transcription).expect("the hung attempt");
+    assert_eq!(hung.outcome, Some(AttemptOutcome::Interrupted), "{attempts:?}");
+    assert!(hung.error.as_deref().unwrap().contains("the process stopped"), "{hung:?}");
+    assert!(attempts.iter().all(|a| a.outcome.is_some()), "none left open: {attempts:?}");
+
+    // A process that died (no shutdown) left an attempt open; the next start closes it.
+    let job = JobId::new();
+    store.create_job(job, &ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
+    let left_open = StageCommand::new(job, Some(VideoId::parse("bbbbbbbbbbb").unwrap()), Stage::Download, 1);
+    store.attempt_started(&left_open, "a-process-that-died").await.unwrap();
+    let env = [("TUBESUM_STAGES__HEARTBEAT_MS", "20".to_owned())];
+    tokio::time::sleep(Duration::from_millis(100)).await; // silent for longer than 3 heartbeats
+    let next = TestApp::builder().env(&env).data(data).noop_stages(&ids).spawn().await;
+    let attempts = store.list_attempts(job).await.unwrap();
+    assert_eq!(attempts[0].outcome, Some(AttemptOutcome::Interrupted), "{attempts:?}");
+    assert!(attempts[0].error.as_deref().unwrap().contains("signs of life"), "{attempts:?}");
+    next.shutdown().await;
+}

@@ -319,6 +319,26 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn interrupt_attempts(
+        &self,
+        owner: Option<&str>,
+        silent_since: DateTime<Utc>,
+        reason: &str,
+    ) -> PortResult<u64> {
+        let done = sqlx::query(
+            "UPDATE stage_attempts SET finished_at = ?, outcome = 'interrupted', error = ? \
+             WHERE outcome IS NULL AND (claimed_by = ? OR COALESCE(heartbeat_at, started_at) < ?)",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(owner)
+        .bind(timestamp(silent_since))
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
     async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)> {
         let rows = sqlx::query(
             "SELECT * FROM stage_attempts WHERE job_id = ? ORDER BY started_at, command_id LIMIT ? OFFSET ?",

@@ -343,6 +343,25 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    async fn interrupt_attempts(
+        &self,
+        owner: Option<&str>,
+        silent_since: DateTime<Utc>,
+        reason: &str,
+    ) -> PortResult<u64> {
+        let done = sqlx::query(
+            "UPDATE stage_attempts SET finished_at = now(), outcome = 'interrupted', error = $3 \
+             WHERE outcome IS NULL AND (claimed_by = $1 OR COALESCE(heartbeat_at, started_at) < $2)",
+        )
+        .bind(owner)
+        .bind(silent_since)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
     async fn attempts_page(&self, job_id: JobId, limit: u32, offset: u32) -> PortResult<(Vec<AttemptRecord>, u64)> {
         let rows = sqlx::query(
             "SELECT *, COUNT(*) OVER () AS total FROM stage_attempts WHERE job_id = $1 \
