@@ -13,14 +13,18 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
+use crate::app::ChannelError;
 use crate::app::pipeline::CancelOutcome;
-use crate::domain::{AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
+use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
+use crate::stages::discovery::HandleError;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
-    /// A YouTube channel id: `UC` followed by 22 characters of `[A-Za-z0-9_-]`.
-    #[schema(example = "UCabcdefghijklmnopqrstuv")]
+    /// The channel: its id (`UC` followed by 22 characters of `[A-Za-z0-9_-]`), its URL
+    /// (`https://www.youtube.com/channel/UC…`), or its handle (`@name` or
+    /// `https://www.youtube.com/@name`, resolved through YouTube).
+    #[schema(example = "UCabcdefghijklmnopqrstuv", min_length = 1)]
     pub channel_id: String,
     /// Redo videos already summarized by earlier jobs.
     #[serde(default)]
@@ -170,14 +174,23 @@ pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     responses(
         (status = 202, description = "Accepted; follow it at the Location", body = JobCreated),
         (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 422, description = "No channel has this handle (`channel_not_found`)", body = ErrorBody),
+        (status = 502, description = "YouTube could not resolve the handle (`youtube_unavailable`)", body = ErrorBody),
     ))]
 pub async fn create_job(
     State(app): State<AppState>,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<Response, Response> {
     let Json(body) = body.map_err(body_rejection)?;
-    let channel = ChannelId::parse(body.channel_id.trim())
-        .map_err(|e| ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()))?;
+    let channel = app.pipeline.resolve_channel(&body.channel_id).await.map_err(|e| match e {
+        ChannelError::Invalid(e) => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()),
+        ChannelError::Handle(e @ HandleError::NotFound(_)) => {
+            ApiError::with_code(StatusCode::UNPROCESSABLE_ENTITY, "channel_not_found", e.to_string())
+        }
+        ChannelError::Handle(e @ HandleError::Unavailable { .. }) => {
+            ApiError::with_code(StatusCode::BAD_GATEWAY, "youtube_unavailable", e.to_string())
+        }
+    })?;
     let job = app.pipeline.submit(&channel, body.force).await.map_err(|e| ApiError::from(e).into_response())?;
     let location = format!("/jobs/{}", job.job_id);
     let mut response = (StatusCode::ACCEPTED, Json(JobCreated { job_id: job.job_id.to_string() })).into_response();

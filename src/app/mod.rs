@@ -7,7 +7,7 @@ pub mod pipeline;
 pub mod settings;
 pub mod wiring;
 
-pub use pipeline::Pipeline;
+pub use pipeline::{ChannelError, Pipeline, resolve_channel};
 pub use settings::Settings;
 pub use wiring::Wiring;
 

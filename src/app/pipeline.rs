@@ -13,9 +13,10 @@ use super::settings::Settings;
 use super::wiring::Wiring;
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::actors::{Deps, EventConsumerArgs, PoolStats};
-use crate::domain::{ChannelId, JobId, JobRecord, JobStatus, Stage};
+use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, Stage};
 use crate::observability::{Analytics, EventLog};
 use crate::ports::PortError;
+use crate::stages::settings::YoutubeSettings;
 
 pub struct Pipeline {
     pub settings: Arc<Settings>,
@@ -76,6 +77,12 @@ impl Pipeline {
     }
 
     /// Records a job and starts it.
+    /// The channel that `input` names: its id, a channel URL, or a handle (`@name`, resolved
+    /// through YouTube's channel page).
+    pub async fn resolve_channel(&self, input: &str) -> Result<ChannelId, ChannelError> {
+        resolve_channel(&self.settings.youtube, input).await
+    }
+
     pub async fn submit(&self, channel_id: &ChannelId, force: bool) -> Result<JobRecord, PortError> {
         let job = self.deps.store.create_job(JobId::new(), channel_id, force).await?;
         self.root
@@ -151,5 +158,26 @@ fn snapshot(cell: &ActorCell) -> ActorNode {
         id: cell.get_id().to_string(),
         status: format!("{:?}", cell.get_status()).to_lowercase(),
         children,
+    }
+}
+
+/// Why a channel named by a user cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::IdError),
+    #[error(transparent)]
+    Handle(#[from] crate::stages::discovery::HandleError),
+}
+
+/// [`Pipeline::resolve_channel`], for callers without a pipeline yet.
+pub async fn resolve_channel(youtube: &YoutubeSettings, input: &str) -> Result<ChannelId, ChannelError> {
+    match ChannelRef::parse(input)? {
+        ChannelRef::Id(id) => Ok(id),
+        ChannelRef::Handle(handle) => {
+            let id = crate::stages::discovery::resolve_handle(youtube, &handle).await?;
+            tracing::info!(%handle, channel_id = %id, "resolved a handle");
+            Ok(id)
+        }
     }
 }

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::Application;
 use crate::app::{Settings, shutdown_signal};
-use crate::domain::{ChannelId, Stage};
+use crate::domain::Stage;
 
 #[derive(Debug, Parser)]
 #[command(name = "tubesum", version = version(), about = "Turns a YouTube channel into per-video transcripts and summaries.")]
@@ -42,7 +42,7 @@ pub enum Command {
     },
     /// Summarizes one channel in-process and writes Markdown (a file per video and an index).
     Summarize {
-        /// The channel id (UC…).
+        /// The channel: its id (UC…), its URL, or its handle (@name).
         channel_id: String,
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -150,8 +150,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Command::Summarize { channel_id, out, force } => {
-            let channel = ChannelId::parse(channel_id.trim())?;
             let settings = Settings::from_env(cli.config.as_deref())?;
+            let channel = crate::app::resolve_channel(&settings.youtube, &channel_id).await?;
             summarize::summarize_channel(settings, &channel, &out, force).await
         }
         #[cfg(feature = "demo")]

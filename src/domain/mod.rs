@@ -24,6 +24,16 @@ use uuid::Uuid;
 
 static CHANNEL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^UC[A-Za-z0-9_-]{22}$").expect("valid regex"));
 static VIDEO_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{11}$").expect("valid regex"));
+/// `youtube.com/channel/UC…` with or without scheme, `www.`/`m.`, and what follows the id.
+static CHANNEL_URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:https?://)?(?:(?:www|m)\.)?youtube\.com/channel/(UC[A-Za-z0-9_-]{22})(?:[/?#].*)?$")
+        .expect("valid regex")
+});
+/// `@name` or `youtube.com/@name…`: YouTube handles are 3 to 30 of `[A-Za-z0-9._-]`.
+static HANDLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:(?:https?://)?(?:(?:www|m)\.)?youtube\.com/)?@([A-Za-z0-9._-]{3,30})(?:[/?#].*)?$")
+        .expect("valid regex")
+});
 
 /// An input that is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +44,36 @@ pub enum IdError {
     Video(String),
     #[error("invalid job id {0:?}: expected a UUID")]
     Job(String),
+    #[error(
+        "invalid channel {0:?}: expected a channel id (\"UC\" followed by 22 characters of [A-Za-z0-9_-]), \
+         a channel URL (https://www.youtube.com/channel/UC…) or a handle (@name or https://www.youtube.com/@name)"
+    )]
+    ChannelRef(String),
+}
+
+/// A channel as people name it: its id (also inside a channel URL), or its handle, which YouTube
+/// resolves to an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelRef {
+    Id(ChannelId),
+    /// Without the `@`.
+    Handle(String),
+}
+
+impl ChannelRef {
+    pub fn parse(input: &str) -> Result<Self, IdError> {
+        let input = input.trim();
+        if let Ok(id) = ChannelId::parse(input) {
+            return Ok(Self::Id(id));
+        }
+        if let Some(id) = CHANNEL_URL.captures(input).and_then(|c| ChannelId::parse(&c[1]).ok()) {
+            return Ok(Self::Id(id));
+        }
+        match HANDLE.captures(input) {
+            Some(c) => Ok(Self::Handle(c[1].to_owned())),
+            None => Err(IdError::ChannelRef(input.to_owned())),
+        }
+    }
 }
 
 macro_rules! string_id {
@@ -280,6 +320,35 @@ pub fn moment_url(video_id: &VideoId, start: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_are_taken_as_ids_urls_or_handles() {
+        let id = |s: &str| ChannelRef::Id(ChannelId::parse(s).unwrap());
+        let handle = |s: &str| ChannelRef::Handle(s.to_owned());
+        for (input, expected) in [
+            (" UCabcdefghijklmnopqrstuv ", id("UCabcdefghijklmnopqrstuv")),
+            ("https://www.youtube.com/channel/UCabcdefghijklmnopqrstuv", id("UCabcdefghijklmnopqrstuv")),
+            ("youtube.com/channel/UCabcdefghijklmnopqrstuv/videos?view=0", id("UCabcdefghijklmnopqrstuv")),
+            ("http://m.youtube.com/channel/UC_-0123456789abcdefghij", id("UC_-0123456789abcdefghij")),
+            ("@Some.Channel-1", handle("Some.Channel-1")),
+            ("https://www.youtube.com/@veritasium/videos", handle("veritasium")),
+            ("youtube.com/@abc", handle("abc")),
+        ] {
+            assert_eq!(ChannelRef::parse(input), Ok(expected), "{input:?}");
+        }
+        for bad in [
+            "",
+            "veritasium",
+            "@ab",
+            "@a-name-much-longer-than-thirty-chars",
+            "https://example.com/channel/UCabcdefghijklmnopqrstuv",
+            "https://www.youtube.com/channel/UCshort",
+            "https://www.youtube.com/watch?v=abcdefghijk",
+            "@bad name",
+        ] {
+            assert!(matches!(ChannelRef::parse(bad), Err(IdError::ChannelRef(_))), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn channel_ids_are_validated() {

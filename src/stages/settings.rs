@@ -37,6 +37,8 @@ pub struct YoutubeSettings {
     pub video_url: String,
     /// `{channel_id}` is replaced; listed with `yt-dlp --flat-playlist -J`.
     pub channel_url: String,
+    /// `{handle}` is replaced: the page that names a handle's channel id.
+    pub handle_url: String,
     pub request_timeout_secs: u64,
 }
 

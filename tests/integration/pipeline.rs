@@ -21,6 +21,7 @@ fn standin_env(standin: &StandIn) -> Vec<(&'static str, String)> {
         ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
         ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
+        ("TUBESUM_YOUTUBE__HANDLE_URL", standin.handle_url_template()),
         ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
     ]
 }
@@ -135,6 +136,36 @@ async fn a_channel_is_transcribed_and_summarized_end_to_end() {
 
     app.shutdown().await;
     standin.shutdown().await.unwrap();
+}
+
+/// What people paste: a channel URL or a handle (resolved through the channel's page); a handle
+/// nobody has is a 422 before any job exists.
+#[tokio::test]
+async fn a_channel_is_submitted_by_its_url_or_its_handle() {
+    let standin = StandIn::start(vec![StandInChannel::new(CHANNEL, "Handled").handle("PipelineTest")]).await.unwrap();
+    let app = TestApp::builder().env(&standin_env(&standin)).spawn().await;
+    let post =
+        |channel: &str| app.client.post(app.url("/jobs")).json(&serde_json::json!({ "channel_id": channel })).send();
+    for input in [format!("https://www.youtube.com/channel/{CHANNEL}/videos"), "@pipelinetest".into()] {
+        let response = post(&input).await.unwrap();
+        assert_eq!(response.status(), 202, "{input}");
+        let job_id = response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
+        let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+        assert_eq!(job["channel_id"], CHANNEL, "{input}");
+    }
+    let jobs_before = app.get_json("/jobs").await.1["total"].clone();
+    let response = post("https://www.youtube.com/@nobodyhasthis").await.unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "channel_not_found", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("@nobodyhasthis"), "{body}");
+    let response = post("just some words").await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_channel_id", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("handle"), "says what is accepted: {body}");
+    assert_eq!(app.get_json("/jobs").await.1["total"], jobs_before, "no job for either");
+    app.shutdown().await;
 }
 
 #[tokio::test]

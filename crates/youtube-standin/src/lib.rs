@@ -52,10 +52,11 @@ pub struct StandIn {
     task: Option<JoinHandle<io::Result<()>>>,
 }
 
-/// A channel served by the stand-in.
+/// A channel served by the stand-in; with a `handle`, its page is at `/@handle` too.
 pub struct StandInChannel {
     pub id: String,
     pub title: String,
+    pub handle: Option<String>,
     pub videos: Vec<StandInVideo>,
 }
 
@@ -133,6 +134,11 @@ impl StandIn {
         format!("{}/channel/{{channel_id}}/videos", self.shared.base_url)
     }
 
+    /// `youtube.handle_url`: `{base}/@{handle}`, a channel's page found by its handle.
+    pub fn handle_url_template(&self) -> String {
+        format!("{}/@{{handle}}", self.shared.base_url)
+    }
+
     /// The feed URL of one channel.
     pub fn feed_url(&self, channel_id: &str) -> String {
         self.feed_url_template().replace("{channel_id}", channel_id)
@@ -204,7 +210,13 @@ impl fmt::Debug for StandIn {
 
 impl StandInChannel {
     pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
-        StandInChannel { id: id.into(), title: title.into(), videos: Vec::new() }
+        StandInChannel { id: id.into(), title: title.into(), handle: None, videos: Vec::new() }
+    }
+
+    /// The channel's handle (without the `@`): `/@handle` serves its page.
+    pub fn handle(mut self, handle: impl Into<String>) -> Self {
+        self.handle = Some(handle.into());
+        self
     }
 
     /// Appends a video (listings keep this order; YouTube's are newest first).

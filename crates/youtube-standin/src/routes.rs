@@ -61,6 +61,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/media/{file}", get(media_file))
         .route("/captions/{file}", get(captions))
         .route("/channel/{channel_id}/videos", get(channel_videos))
+        .route("/{handle_page}", get(handle_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), log_request))
         .with_state(shared)
@@ -206,6 +207,31 @@ fn json_ld_page(base_url: &str, video: &StandInVideo, seconds: u64) -> String {
          <script type=\"application/ld+json\">{json}</script>\n</head>\n<body>\n<h1>{title}</h1>\n</body>\n</html>\n",
         title = xml_escape(&video.title),
     )
+}
+
+/// `/@handle`: the channel's page, naming its id as YouTube's pages do (canonical link, `channelId`).
+async fn handle_page(State(shared): State<Arc<Shared>>, UrlPath(segment): UrlPath<String>) -> Response {
+    let Some(handle) = segment.strip_prefix('@') else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let page = {
+        let channels = shared.channels();
+        let Some(channel) =
+            channels.iter().find(|c| c.handle.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(handle)))
+        else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+             <link rel=\"canonical\" href=\"{base}/channel/{id}\">\n</head>\n<body>\n<h1>{title}</h1>\n\
+             <script>var ytInitialData = {{\"metadata\":{{\"channelMetadataRenderer\":{{\"externalId\":\"{id}\"}}}}}};</script>\n\
+             </body>\n</html>\n",
+            title = xml_escape(&channel.title),
+            base = shared.base_url,
+            id = xml_escape(&channel.id),
+        )
+    };
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 /// RSS 2.0 listing of a channel's videos; yt-dlp's generic extractor turns each `<item>` into an entry.

@@ -10,7 +10,47 @@ use serde::Deserialize;
 
 use super::{StageContext, StageError, StageResult, StageWork, fill, process};
 use crate::domain::{ChannelId, DomainEvent, EventPayload, StageCommand, VideoId, VideoMeta};
-use crate::stages::settings::DiscoveryMode;
+use crate::stages::settings::{DiscoveryMode, YoutubeSettings};
+
+/// Why a channel named by handle could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("no channel has the handle @{0}")]
+    NotFound(String),
+    #[error("could not resolve @{handle}: {reason}")]
+    Unavailable { handle: String, reason: String },
+}
+
+/// The id of the channel whose handle is `handle` (without the `@`), read from its page
+/// (`youtube.handle_url`): the canonical link `…/channel/UC…`, else the `externalId`/`channelId`
+/// the page's data carries.
+pub async fn resolve_handle(youtube: &YoutubeSettings, handle: &str) -> Result<ChannelId, HandleError> {
+    let unavailable = |reason: String| HandleError::Unavailable { handle: handle.to_owned(), reason };
+    let url = fill(&youtube.handle_url, "handle", handle);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(youtube.request_timeout_secs))
+        .user_agent(concat!("tubesum/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| unavailable(format!("http client: {e}")))?;
+    let response = http.get(&url).send().await.map_err(|e| unavailable(format!("fetching {url}: {e}")))?;
+    match response.status() {
+        reqwest::StatusCode::NOT_FOUND => return Err(HandleError::NotFound(handle.to_owned())),
+        status if !status.is_success() => return Err(unavailable(format!("{url} answered {status}"))),
+        _ => {}
+    }
+    let page = response.text().await.map_err(|e| unavailable(format!("reading {url}: {e}")))?;
+    channel_id_in_page(&page).ok_or_else(|| unavailable(format!("{url} names no channel id")))
+}
+
+fn channel_id_in_page(page: &str) -> Option<ChannelId> {
+    static PATTERNS: std::sync::LazyLock<[regex::Regex; 2]> = std::sync::LazyLock::new(|| {
+        [
+            regex::Regex::new(r#"<link rel="canonical" href="[^"]*/channel/(UC[A-Za-z0-9_-]{22})""#).expect("regex"),
+            regex::Regex::new(r#""(?:externalId|channelId)"\s*:\s*"(UC[A-Za-z0-9_-]{22})""#).expect("regex"),
+        ]
+    });
+    PATTERNS.iter().find_map(|re| re.captures(page)).and_then(|c| ChannelId::parse(&c[1]).ok())
+}
 
 pub struct Discovery {
     ctx: StageContext,
@@ -193,6 +233,15 @@ pub fn video_id_from_url(url: &str) -> Option<VideoId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_page_names_its_id() {
+        let canonical = r#"<link rel="canonical" href="https://www.youtube.com/channel/UCabcdefghijklmnopqrstuv">"#;
+        assert_eq!(channel_id_in_page(canonical).unwrap().as_str(), "UCabcdefghijklmnopqrstuv");
+        let data = r#"var ytInitialData = {"metadata":{"channelMetadataRenderer":{"externalId": "UC_-0123456789abcdefghij"}}}"#;
+        assert_eq!(channel_id_in_page(data).unwrap().as_str(), "UC_-0123456789abcdefghij");
+        assert!(channel_id_in_page("<html>no id here</html>").is_none());
+    }
 
     #[test]
     fn listing_takes_ids_or_watch_urls_and_flattens_tabs() {
