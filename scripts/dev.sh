@@ -45,6 +45,9 @@ case "${1:-}" in
     # The embedded binary end to end: the CLI tests again (summarize, serve, demo, and a production
     # backend refused with the feature it lacks), run against it instead of the default binary.
     TEST_TUBESUM_BIN=target/embedded/tubesum cargo test --test integration cli::
+    # The API's contract on the running embedded server: OpenAPI 3.1 valid, and a schemathesis fuzz
+    # (stateless and stateful, with and without the token) that finds nothing.
+    scripts/api-fuzz.sh target/embedded/tubesum
     # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
     cargo test --test integration faults:: -- --test-threads=1
     ;;

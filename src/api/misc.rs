@@ -28,6 +28,7 @@ pub async fn healthz() -> Json<Health> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SummarizeText {
+    #[schema(min_length = 1)]
     pub text: String,
 }
 
@@ -109,8 +110,11 @@ pub async fn console_page() -> impl IntoResponse {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// Only this job's events.
+    #[param(value_type = String, format = Uuid, required = false)]
     pub job_id: Option<String>,
 }
 
@@ -120,12 +124,12 @@ pub struct AnalyticsQuery {
     responses((status = 200, body = AnalyticsReport), (status = 400, body = ErrorBody)))]
 pub async fn analytics(
     State(app): State<AppState>,
-    axum::extract::Query(query): axum::extract::Query<AnalyticsQuery>,
-) -> Result<Json<AnalyticsReport>, ApiError> {
+    super::error::ApiQuery(query): super::error::ApiQuery<AnalyticsQuery>,
+) -> Result<Json<AnalyticsReport>, Response> {
     let job_id = query
         .job_id
         .as_deref()
-        .map(|raw| raw.parse().map_err(|_| ApiError::BadRequest(format!("job_id: {raw:?} is not a job id"))))
+        .map(|raw| raw.parse().map_err(|_| ApiError::InvalidQuery(format!("job_id: {raw:?} is not a job id"))))
         .transpose()?;
     Ok(Json(app.pipeline.analytics.report(job_id)))
 }

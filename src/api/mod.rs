@@ -72,24 +72,44 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Completes every operation's responses: a description for each (the status's reason where the
-/// route gave none) and the 401 of every route behind the token.
+/// route gave none), the 401 of every route behind the token, the 400 of every route that takes a
+/// query string, the 400/413/415 of every route that takes a body (all with the JSON error body),
+/// and links from a created job to the routes that take its id (so clients and schema-driven
+/// tools can follow them).
 struct Responses;
 
 impl utoipa::Modify for Responses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::content::Content;
+        use utoipa::openapi::path::ParameterIn;
         use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", body).build())
+        };
         for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let takes_query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)));
+                let takes_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
                 if path != "/healthz" {
-                    responses.entry("401".into()).or_insert_with(|| {
-                        let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
-                        let description = "Missing or wrong bearer token (only when `server.api_token` is set)";
-                        RefOr::T(
-                            ResponseBuilder::new().description(description).content("application/json", body).build(),
-                        )
-                    });
+                    let description = "Missing or wrong bearer token (only when `server.api_token` is set)";
+                    responses.entry("401".into()).or_insert_with(|| error(description));
+                }
+                if takes_query {
+                    let description = "A query parameter out of its bounds, or one the route does not take";
+                    responses.entry("400".into()).or_insert_with(|| error(description));
+                }
+                if takes_body {
+                    responses.entry("400".into()).or_insert_with(|| error("The body is not valid for this route"));
+                    let too_large = "The body is over `server.max_body_bytes` (`body_too_large`)";
+                    responses.entry("413".into()).or_insert_with(|| error(too_large));
+                    let media_type = "The body is not sent as `application/json` (`unsupported_media_type`)";
+                    responses.entry("415".into()).or_insert_with(|| error(media_type));
                 }
                 for (status, response) in responses.iter_mut() {
                     if let RefOr::T(response) = response
@@ -100,6 +120,25 @@ impl utoipa::Modify for Responses {
                     }
                 }
             }
+        }
+        link_created_jobs(openapi);
+    }
+}
+
+/// `POST /jobs`'s 202 links to the routes that take the new job's id.
+fn link_created_jobs(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    let created = openapi
+        .paths
+        .paths
+        .get_mut("/jobs")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|post| post.responses.responses.get_mut("202"));
+    if let Some(RefOr::T(created)) = created {
+        for (name, operation) in [("GetJob", "get_job"), ("ListAttempts", "list_attempts"), ("CancelJob", "cancel_job")] {
+            let link = LinkBuilder::new().operation_id(operation).parameter("job_id", "$response.body#/job_id").build();
+            created.links.insert(name.into(), RefOr::T(link));
         }
     }
 }
@@ -128,8 +167,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+/// The OpenAPI document of this server: without `server.api_token`, nothing asks for a token, so
+/// the document declares no security requirement and no 401.
+async fn openapi(State(state): State<AppState>) -> axum::Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    if state.api_token.is_none() {
+        doc.security = None;
+        if let Some(components) = doc.components.as_mut() {
+            components.security_schemes.clear();
+        }
+        for item in doc.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                operation.security = None;
+                operation.responses.responses.remove("401");
+            }
+        }
+    }
+    axum::Json(doc)
 }
 
 async fn not_found() -> ApiError {

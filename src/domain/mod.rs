@@ -61,8 +61,9 @@ pub enum ChannelRef {
 }
 
 impl ChannelRef {
+    /// Surrounding spaces, tabs and line breaks are ignored (what the API's schema allows).
     pub fn parse(input: &str) -> Result<Self, IdError> {
-        let input = input.trim();
+        let input = input.trim_matches([' ', '\t', '\r', '\n']);
         if let Ok(id) = ChannelId::parse(input) {
             return Ok(Self::Id(id));
         }

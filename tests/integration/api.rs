@@ -154,9 +154,10 @@ async fn the_api_token_guards_every_route_but_healthz() {
 
 #[tokio::test]
 async fn openapi_describes_the_routes() {
-    let app = instant_app(&[]).await;
-    let (status, doc) = app.get_json("/openapi.json").await;
-    assert_eq!(status, 200);
+    let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;
+    let response = app.client.get(app.url("/openapi.json")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
     for path in [
         "/jobs",
         "/jobs/{job_id}",
@@ -178,9 +179,32 @@ async fn openapi_describes_the_routes() {
             }
             let unauthorized = operation["responses"].get("401").is_some();
             assert_eq!(unauthorized, path != "/healthz", "{method} {path}: 401 documented where the token guards");
+            let takes_query = operation["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
+            if takes_query || operation.get("requestBody").is_some() {
+                assert!(operation["responses"].get("400").is_some(), "{method} {path}: 400 undocumented");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["413", "415"] {
+                    assert!(operation["responses"].get(status).is_some(), "{method} {path}: {status} undocumented");
+                }
+            }
         }
     }
+    let links = &doc["paths"]["/jobs"]["post"]["responses"]["202"]["links"];
+    assert_eq!(links["GetJob"]["operationId"], "get_job", "{links}");
+    assert_eq!(links["GetJob"]["parameters"]["job_id"], "$response.body#/job_id");
+    let channel_id = &doc["components"]["schemas"]["CreateJob"]["properties"]["channel_id"];
+    assert!(channel_id["pattern"].as_str().is_some_and(|p| p.contains("@")), "{channel_id}");
+    assert_eq!(doc["components"]["schemas"]["SummarizeText"]["properties"]["text"]["minLength"], 1);
     app.shutdown().await;
+
+    // A server without a token asks for none, and its document says so.
+    let open = instant_app(&[]).await;
+    let (status, doc) = open.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc.get("security").is_none() || doc["security"].is_null(), "{}", doc["security"]);
+    assert!(!doc.to_string().contains("\"401\""), "no 401 documented on an open server");
+    open.shutdown().await;
 }
 
 #[tokio::test]

@@ -139,7 +139,7 @@ async fn a_channel_is_transcribed_and_summarized_end_to_end() {
 }
 
 /// What people paste: a channel URL or a handle (resolved through the channel's page); a handle
-/// nobody has is a 422 before any job exists.
+/// nobody has is a 404 before any job exists.
 #[tokio::test]
 async fn a_channel_is_submitted_by_its_url_or_its_handle() {
     let standin = StandIn::start(vec![StandInChannel::new(CHANNEL, "Handled").handle("PipelineTest")]).await.unwrap();
@@ -155,7 +155,7 @@ async fn a_channel_is_submitted_by_its_url_or_its_handle() {
     }
     let jobs_before = app.get_json("/jobs").await.1["total"].clone();
     let response = post("https://www.youtube.com/@nobodyhasthis").await.unwrap();
-    assert_eq!(response.status(), 422);
+    assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "channel_not_found", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("@nobodyhasthis"), "{body}");
