@@ -10,12 +10,13 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::restarts::Restarts;
 use super::video::{VideoActor, VideoArgs, VideoMsg};
-use super::{Deps, fail, video_actor_name};
+use super::{Deps, fail, ownership_lost, video_actor_name};
 use crate::domain::workflow::{self, VideoEvent};
 use crate::domain::{
     AttemptProgress, DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoStatus,
     VideoUpdate,
 };
+use crate::ports::Fence;
 
 pub struct JobActor {
     pub deps: Deps,
@@ -24,10 +25,13 @@ pub struct JobActor {
 #[derive(Debug, Clone)]
 pub struct JobArgs {
     pub job_id: JobId,
+    /// The claim this process holds on the job: every write for it carries it.
+    pub fence: Fence,
 }
 
 pub struct JobState {
     job_id: JobId,
+    fence: Fence,
     force: bool,
     /// Discovery's attempt in flight, if any.
     discovery_attempt: Option<u32>,
@@ -71,6 +75,7 @@ impl Actor for JobActor {
             .ok_or_else(|| fail(format!("job {} does not exist", args.job_id)))?;
         Ok(JobState {
             job_id: job.job_id,
+            fence: args.fence,
             force: job.force,
             discovery_attempt: None,
             children: HashMap::new(),
@@ -88,7 +93,7 @@ impl Actor for JobActor {
             JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed | JobStatus::Cancelled => {
                 // Ended (cancelled, say) while its actors were down: what it left unfinished is
                 // cancelled with it.
-                self.cancel_unfinished_videos(job.job_id).await?;
+                self.cancel_unfinished_videos(state).await?;
                 myself.stop(Some(job.status.to_string()));
                 Ok(())
             }
@@ -145,6 +150,10 @@ impl Actor for JobActor {
                     tracing::warn!(actor = ?cell.get_id(), %error, "unknown child failed");
                     return Ok(());
                 };
+                if ownership_lost(&error) {
+                    // Another process runs the job now: this one's actors for it stop, all of them.
+                    return Err(error);
+                }
                 let (restart, delay) = state.restarts.next(video_id.clone());
                 tracing::info!(job_id = %state.job_id, %video_id, restart, ?delay, %error, "video actor failed; restarting it");
                 state.pending += 1;
@@ -163,7 +172,8 @@ impl JobActor {
         state: &mut JobState,
         attempt: u32,
     ) -> Result<(), ActorProcessingErr> {
-        self.deps.store.set_job_status(state.job_id, JobStatus::Discovering, None).await?;
+        let fence = Some(&state.fence);
+        self.deps.store.set_job_status_fenced(state.job_id, JobStatus::Discovering, None, fence).await?;
         self.deps.commands.send(StageCommand::new(state.job_id, None, Stage::Discovery, attempt)).await?;
         state.discovery_attempt = Some(attempt);
         myself.send_after(self.deps.settings.silence(), move || JobMsg::WatchDiscovery { attempt });
@@ -224,7 +234,8 @@ impl JobActor {
             EventPayload::DiscoveryCompleted { videos } => {
                 tracing::info!(job_id = %state.job_id, videos, "discovery completed");
                 state.discovery_attempt = None;
-                self.deps.store.set_job_status(state.job_id, JobStatus::Running, None).await?;
+                let fence = Some(&state.fence);
+                self.deps.store.set_job_status_fenced(state.job_id, JobStatus::Running, None, fence).await?;
                 self.run_videos(myself, state).await
             }
             EventPayload::StageFailed { stage: Stage::Discovery, attempt: failed, retryable, reason }
@@ -274,7 +285,8 @@ impl JobActor {
             {
                 let to = workflow::on(video.status, VideoEvent::Reuse)?;
                 let update = VideoUpdate { status: to, attempts: 0, error: None };
-                self.deps.store.update_video(state.job_id, &video.video_id, &update).await?;
+                let fence = Some(&state.fence);
+                self.deps.store.update_video_fenced(state.job_id, &video.video_id, &update, fence).await?;
                 let media = &self.deps.stages.media;
                 if media.video_dir(&video.video_id).exists() {
                     // Kept for this job while another one finished it: no longer needed here.
@@ -295,7 +307,7 @@ impl JobActor {
     ) -> Result<(), ActorProcessingErr> {
         let name = video_actor_name(state.job_id, &video_id);
         let actor = VideoActor { deps: self.deps.clone() };
-        let args = VideoArgs { job_id: state.job_id, video_id: video_id.clone() };
+        let args = VideoArgs { job_id: state.job_id, video_id: video_id.clone(), fence: state.fence.clone() };
         match Actor::spawn_linked(Some(name), actor, args, myself.get_cell()).await {
             Ok((video_ref, _)) => {
                 state.children.insert(video_ref.get_id(), (video_id, video_ref));
@@ -316,7 +328,7 @@ impl JobActor {
             return Ok(());
         }
         if state.cancelled {
-            self.cancel_unfinished_videos(state.job_id).await?;
+            self.cancel_unfinished_videos(state).await?;
             return self.finish(myself, state, JobStatus::Cancelled, None).await;
         }
         let videos = self.deps.store.list_videos(state.job_id).await?;
@@ -343,7 +355,7 @@ impl JobActor {
         status: JobStatus,
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
-        let ended = self.deps.finish_job(state.job_id, status, error.as_deref()).await?;
+        let ended = self.deps.finish_job(state.job_id, status, error.as_deref(), Some(&state.fence)).await?;
         if ended == status {
             tracing::info!(job_id = %state.job_id, %status, "job finished");
         } else {
@@ -355,14 +367,15 @@ impl JobActor {
 
     /// Cancels the videos of the job that have not ended (those no VideoActor runs), and deletes
     /// their media.
-    async fn cancel_unfinished_videos(&self, job_id: JobId) -> Result<(), ActorProcessingErr> {
+    async fn cancel_unfinished_videos(&self, state: &JobState) -> Result<(), ActorProcessingErr> {
+        let job_id = state.job_id;
         for video in self.deps.store.list_videos(job_id).await? {
             if workflow::is_final(video.status) {
                 continue;
             }
             let to = workflow::on(video.status, VideoEvent::Cancel)?;
             let update = VideoUpdate { status: to, attempts: video.attempts, error: None };
-            self.deps.store.update_video(job_id, &video.video_id, &update).await?;
+            self.deps.store.update_video_fenced(job_id, &video.video_id, &update, Some(&state.fence)).await?;
             self.deps.stages.media.release(job_id, &video.video_id, to);
         }
         Ok(())

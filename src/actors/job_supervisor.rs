@@ -21,7 +21,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 
 use super::job::{JobActor, JobArgs, JobMsg};
 use super::restarts::Restarts;
-use super::{Deps, job_actor_name};
+use super::{Deps, job_actor_name, ownership_lost};
 use crate::domain::{JobId, JobStatus};
 
 pub struct JobSupervisor {
@@ -141,6 +141,12 @@ impl Actor for JobSupervisor {
                 };
                 state.jobs.remove(&job_id);
                 stop_videos(&cell);
+                if ownership_lost(&error) {
+                    // Another process took the job over while this one stalled: it runs it now.
+                    tracing::warn!(%job_id, %error, "ownership lost; the job's actors stopped here");
+                    state.restarts.forget(&job_id);
+                    return Ok(());
+                }
                 let (restart, delay) = state.restarts.next(job_id);
                 tracing::warn!(%job_id, %error, restart, ?delay, "job actor failed; restarting it");
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
@@ -157,9 +163,9 @@ impl JobSupervisor {
             return;
         }
         let lease = self.deps.settings.job_lease();
-        match self.deps.store.claim_job(job_id, &state.node, lease).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let fence = match self.deps.store.claim_job(job_id, &state.node, lease).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => {
                 tracing::debug!(%job_id, "job is final or held by another process");
                 return;
             }
@@ -169,9 +175,10 @@ impl JobSupervisor {
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
                 return;
             }
-        }
+        };
         let actor = JobActor { deps: self.deps.clone() };
-        match Actor::spawn_linked(Some(job_actor_name(job_id)), actor, JobArgs { job_id }, myself.get_cell()).await {
+        let args = JobArgs { job_id, fence };
+        match Actor::spawn_linked(Some(job_actor_name(job_id)), actor, args, myself.get_cell()).await {
             Ok((job_ref, _)) => {
                 state.children.insert(job_ref.get_id(), job_id);
                 state.jobs.insert(job_id, job_ref);
@@ -206,10 +213,15 @@ impl JobSupervisor {
                     }
                     self.deps.running.cancel(job_id);
                 }
-                // Finishing here: its actor stops by itself.
-                Ok(Some(job)) if job.status.is_final() => {}
-                Ok(_) => {
-                    tracing::warn!(%job_id, "another process took the job over (lease not renewed in time); stopping it here");
+                Ok(job) => {
+                    // Ended (by another process that took it over, or by its own actor, which is
+                    // stopping anyway) or taken over: its actors here have nothing left to do.
+                    let ended = job.is_some_and(|job| job.status.is_final());
+                    if ended {
+                        tracing::info!(%job_id, "job ended while this process no longer held it; stopping it here");
+                    } else {
+                        tracing::warn!(%job_id, "another process took the job over (lease not renewed in time); stopping it here");
+                    }
                     if let Some(job_ref) = state.jobs.remove(&job_id) {
                         state.children.remove(&job_ref.get_id());
                         stop_videos(&job_ref.get_cell());
@@ -255,7 +267,7 @@ mod tests {
         let ports = TestPorts::new(settings(1, 3600), Arc::new(FnWork(|_| async { Ok(Vec::new()) }))).await;
         let (job, _) = ports.job_with_video("aaaaaaaaaaa").await;
         let store = &ports.deps.store;
-        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap());
+        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap().is_some());
 
         let args = JobSupervisorArgs { node: "this-process".into() };
         let (supervisor, _) = Actor::spawn(None, JobSupervisor { deps: ports.deps.clone() }, args).await.unwrap();
@@ -267,10 +279,13 @@ mod tests {
         supervisor.cast(JobSupervisorMsg::Tick).unwrap();
         assert_eq!(running(&supervisor).await, [job]);
         assert_eq!(ports.next_command(Stage::Discovery).await.job_id, job, "its JobActor runs discovery");
-        assert!(!store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap(), "held here now");
+        assert!(
+            store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap().is_none(),
+            "held here now"
+        );
 
         // Stopping releases the lease at once.
         supervisor.stop_and_wait(None, None).await.unwrap();
-        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap());
+        assert!(store.claim_job(job, "other-process", Duration::from_secs(600)).await.unwrap().is_some());
     }
 }

@@ -43,7 +43,7 @@ pub use consumer::{EventConsumerArgs, EventSink};
 pub use stage_pool::{PoolStats, RunningStages};
 
 use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, VideoId};
-use crate::ports::{ArtifactStore, CommandBus, EventBus, Finish, JobStore, PortResult};
+use crate::ports::{ArtifactStore, CommandBus, EventBus, Fence, Finish, JobStore, PortError, PortResult};
 use crate::stages::{Stages, StagesSettings};
 
 /// What actors share (read-only): the runtime's settings, the ports, and the stage work.
@@ -66,9 +66,17 @@ impl Deps {
     /// event follows the status (the in-process bus keeps nothing across a crash anyway). A job
     /// that has ended already keeps its status, and nothing is published: the status it ended
     /// with is returned.
-    pub async fn finish_job(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<JobStatus> {
+    /// `fence`: the caller's claim on the job, when it runs it (a write refused once another
+    /// process took the job over).
+    pub async fn finish_job(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> PortResult<JobStatus> {
         let event = DomainEvent::new(job_id, None, EventPayload::JobFinished { status }).stable();
-        match self.store.finish_job(job_id, status, error, &event).await? {
+        match self.store.finish_job_fenced(job_id, status, error, &event, fence).await? {
             Finish::WithEvent => Ok(status),
             Finish::StatusOnly => {
                 self.events.publish(event).await?;
@@ -77,6 +85,11 @@ impl Deps {
             Finish::AlreadyFinal(ended) => Ok(ended),
         }
     }
+}
+
+/// Whether an actor failed because its process no longer holds the job (another took it over).
+pub fn ownership_lost(error: &ractor::ActorProcessingErr) -> bool {
+    matches!(error.downcast_ref::<PortError>(), Some(PortError::OwnershipLost(_)))
 }
 
 /// Registry name of a job's actor.

@@ -17,6 +17,9 @@ use crate::domain::{ChannelId, JobId, Stage, StageCommand, VideoId, VideoMeta, V
 use crate::stages::settings::StagePoolSettings;
 use crate::stages::{StageResult, StageWork, Stages, StagesSettings};
 
+/// The owner the actor tests claim jobs as.
+pub const TEST_NODE: &str = "test-node";
+
 /// The runtime's settings for tests: short deadlines, fast backoff.
 pub fn settings(workers: usize, timeout_secs: u64) -> StagesSettings {
     let pool = || StagePoolSettings { workers, timeout_secs };
@@ -62,6 +65,12 @@ impl TestPorts {
             running: Arc::default(),
         };
         TestPorts { deps, _dir: dir }
+    }
+
+    /// This test process's fence on `job` (claimed for it if not yet).
+    pub async fn fence(&self, job: JobId) -> crate::ports::Fence {
+        let lease = Duration::from_secs(600);
+        self.deps.store.claim_job(job, TEST_NODE, lease).await.expect("claim").expect("the job is claimable")
     }
 
     /// A job with one recorded video.

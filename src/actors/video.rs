@@ -19,6 +19,7 @@ use crate::domain::{
     AttemptProgress, DomainEvent, EventPayload, JobId, Stage, StageCommand, VideoId, VideoRecord, VideoStatus,
     VideoUpdate,
 };
+use crate::ports::Fence;
 
 pub struct VideoActor {
     pub deps: Deps,
@@ -29,10 +30,14 @@ pub struct VideoActor {
 pub struct VideoArgs {
     pub job_id: JobId,
     pub video_id: VideoId,
+    /// The job's owner and epoch: every write carries it, and is refused once another process
+    /// took the job over (the actor then fails with [`crate::ports::PortError::OwnershipLost`]).
+    pub fence: Fence,
 }
 
 pub struct VideoState {
     record: VideoRecord,
+    fence: Fence,
     /// The stage and attempt whose result is awaited.
     awaiting: Option<(Stage, u32)>,
     /// The [`VideoMsg::Watch`] ticker; stopped with the actor.
@@ -64,7 +69,7 @@ impl Actor for VideoActor {
             .get_video(args.job_id, &args.video_id)
             .await?
             .ok_or_else(|| fail(format!("video {} of job {} is not recorded", args.video_id, args.job_id)))?;
-        Ok(VideoState { record, awaiting: None, watch: None })
+        Ok(VideoState { record, fence: args.fence, awaiting: None, watch: None })
     }
 
     async fn post_start(&self, myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
@@ -278,7 +283,8 @@ impl VideoActor {
         error: Option<String>,
     ) -> Result<(), ActorProcessingErr> {
         let update = VideoUpdate { status, attempts, error };
-        self.deps.store.update_video(state.record.job_id, &state.record.video_id, &update).await?;
+        let (job_id, video_id) = (state.record.job_id, &state.record.video_id);
+        self.deps.store.update_video_fenced(job_id, video_id, &update, Some(&state.fence)).await?;
         state.record.status = update.status;
         state.record.attempts = update.attempts;
         state.record.error = update.error;
@@ -305,7 +311,7 @@ mod tests {
         video_id: &VideoId,
     ) -> (ActorRef<VideoMsg>, tokio::sync::mpsc::UnboundedReceiver<ChildEnd>, ActorRef<()>) {
         let (watcher, ends) = Watcher::spawn().await;
-        let args = VideoArgs { job_id, video_id: video_id.clone() };
+        let args = VideoArgs { job_id, video_id: video_id.clone(), fence: ports.fence(job_id).await };
         let actor = VideoActor { deps: ports.deps.clone() };
         let (video, _) = Actor::spawn_linked(None, actor, args, watcher.get_cell()).await.unwrap();
         (video, ends, watcher)

@@ -152,6 +152,7 @@ impl From<PortError> for ApiError {
             PortError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             PortError::AlreadyExists(what) => ApiError::Conflict(format!("{what} already exists")),
             PortError::Stale(what) => ApiError::Conflict(what),
+            PortError::OwnershipLost(what) => ApiError::Conflict(format!("ownership lost: {what}")),
             PortError::Unavailable(detail) => {
                 tracing::error!(%detail, "backend unavailable");
                 ApiError::Unavailable("a backend is unavailable; try again shortly".into())

@@ -24,7 +24,10 @@ pub struct CreateJob {
     /// The channel: its id (`UC` followed by 22 characters of `[A-Za-z0-9_-]`), its URL
     /// (`https://www.youtube.com/channel/UC…`), or its handle (`@name` or
     /// `https://www.youtube.com/@name`, resolved through YouTube).
-    #[schema(example = "UCabcdefghijklmnopqrstuv", pattern = r"^[ \t\r\n]*(UC[A-Za-z0-9_-]{22}|(https?://)?((www|m)\.)?youtube\.com/(channel/UC[A-Za-z0-9_-]{22}|@[A-Za-z0-9._-]{3,30})([/?#].*)?|@[A-Za-z0-9._-]{3,30})[ \t\r\n]*$")]
+    #[schema(
+        example = "UCabcdefghijklmnopqrstuv",
+        pattern = r"^[ \t\r\n]*(UC[A-Za-z0-9_-]{22}|(https?://)?((www|m)\.)?youtube\.com/(channel/UC[A-Za-z0-9_-]{22}|@[A-Za-z0-9._-]{3,30})([/?#].*)?|@[A-Za-z0-9._-]{3,30})[ \t\r\n]*$"
+    )]
     pub channel_id: String,
     /// Redo videos already summarized by earlier jobs.
     #[serde(default)]

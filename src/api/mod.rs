@@ -136,7 +136,8 @@ fn link_created_jobs(openapi: &mut utoipa::openapi::OpenApi) {
         .and_then(|item| item.post.as_mut())
         .and_then(|post| post.responses.responses.get_mut("202"));
     if let Some(RefOr::T(created)) = created {
-        for (name, operation) in [("GetJob", "get_job"), ("ListAttempts", "list_attempts"), ("CancelJob", "cancel_job")] {
+        for (name, operation) in [("GetJob", "get_job"), ("ListAttempts", "list_attempts"), ("CancelJob", "cancel_job")]
+        {
             let link = LinkBuilder::new().operation_id(operation).parameter("job_id", "$response.body#/job_id").build();
             created.links.insert(name.into(), RefOr::T(link));
         }

@@ -103,7 +103,8 @@ impl Pipeline {
         if job.status.is_final() {
             return Ok(CancelOutcome::AlreadyFinished(job.status));
         }
-        let ended = self.deps.finish_job(job_id, JobStatus::Cancelled, None).await?;
+        // Not fenced: a cancel is a user's, whichever process runs the job.
+        let ended = self.deps.finish_job(job_id, JobStatus::Cancelled, None, None).await?;
         if ended != JobStatus::Cancelled {
             return Ok(CancelOutcome::AlreadyFinished(ended));
         }

@@ -139,25 +139,29 @@ async fn final_statuses_stay(store: &dyn JobStore, channel: &ChannelId) {
 }
 
 /// Job ownership: one live lease per unfinished job; an expired or released one may be taken.
+/// Each change of owner is a new epoch, and writes made under an older fence are refused.
 async fn leases(store: &dyn JobStore, channel: &ChannelId) {
     let long = Duration::from_secs(600);
     let job = JobId::new();
     store.create_job(job, channel, false).await.unwrap();
     assert!(store.claimable_jobs().await.unwrap().contains(&job), "a new job is claimable");
-    assert!(store.claim_job(job, "node-a", long).await.unwrap());
-    assert!(store.claim_job(job, "node-a", long).await.unwrap(), "the holder may extend its lease");
-    assert!(!store.claim_job(job, "node-b", long).await.unwrap(), "a live lease is exclusive");
+    let a1 = store.claim_job(job, "node-a", long).await.unwrap().expect("claimed");
+    assert_eq!(a1.owner, "node-a");
+    let again = store.claim_job(job, "node-a", long).await.unwrap().expect("the holder may extend its lease");
+    assert_eq!(again, a1, "extending is the same epoch");
+    assert!(store.claim_job(job, "node-b", long).await.unwrap().is_none(), "a live lease is exclusive");
     assert!(!store.claimable_jobs().await.unwrap().contains(&job));
-    assert!(!store.claim_job(JobId::new(), "node-a", long).await.unwrap(), "a missing job");
+    assert!(store.claim_job(JobId::new(), "node-a", long).await.unwrap().is_none(), "a missing job");
     assert_eq!(store.renew_leases("node-a", long).await.unwrap(), vec![job]);
     assert!(store.renew_leases("node-b", long).await.unwrap().is_empty());
 
-    // Released: another node takes it at once.
+    // Released: another node takes it at once, at a new epoch.
     store.release_job(job, "node-b").await.unwrap();
-    assert!(!store.claim_job(job, "node-b", long).await.unwrap(), "only the holder releases");
+    assert!(store.claim_job(job, "node-b", long).await.unwrap().is_none(), "only the holder releases");
     store.release_job(job, "node-a").await.unwrap();
     assert!(store.claimable_jobs().await.unwrap().contains(&job));
-    assert!(store.claim_job(job, "node-b", Duration::ZERO).await.unwrap());
+    let b2 = store.claim_job(job, "node-b", Duration::ZERO).await.unwrap().expect("released: claimable");
+    assert!(b2.epoch > a1.epoch, "a new owner, a new epoch: {b2:?} after {a1:?}");
 
     // Expired (node-b stopped renewing): node-a takes it over, and node-b learns it lost it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -165,14 +169,43 @@ async fn leases(store: &dyn JobStore, channel: &ChannelId) {
         assert!(std::time::Instant::now() < deadline, "a zero-length lease never expired");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(store.claim_job(job, "node-a", long).await.unwrap());
+    let a3 = store.claim_job(job, "node-a", long).await.unwrap().expect("expired: claimable");
+    assert!(a3.epoch > b2.epoch);
     assert!(store.renew_leases("node-b", long).await.unwrap().is_empty());
+    fencing(store, job, &a1, &b2, &a3).await;
 
     // A final job is neither claimable nor renewed.
     store.set_job_status(job, JobStatus::Cancelled, None).await.unwrap();
     assert!(store.renew_leases("node-a", long).await.unwrap().is_empty());
-    assert!(!store.claim_job(job, "node-a", long).await.unwrap());
+    assert!(store.claim_job(job, "node-a", long).await.unwrap().is_none());
     assert!(!store.claimable_jobs().await.unwrap().contains(&job));
+}
+
+/// Writes for a job under a fence pass only while it holds: the current owner's do; those under
+/// an older epoch (node-a's first claim, node-b's) are refused as ownership lost and change nothing.
+async fn fencing(store: &dyn JobStore, job: JobId, a1: &super::Fence, b2: &super::Fence, a3: &super::Fence) {
+    let lost = |r: Result<_, PortError>| matches!(r, Err(PortError::OwnershipLost(_)));
+    let video = video("fffffffffff", "Fenced");
+    store.add_videos(job, std::slice::from_ref(&video)).await.unwrap();
+    let id = &video.video_id;
+    let update = |status| VideoUpdate { status, attempts: 1, error: None };
+    store.update_video_fenced(job, id, &update(VideoStatus::Downloading), Some(a3)).await.unwrap();
+    for stale in [a1, b2] {
+        let r = store.update_video_fenced(job, id, &update(VideoStatus::Failed), Some(stale)).await;
+        assert!(lost(r), "a stale fence ({stale:?}) wrote a video");
+        let r = store.set_job_status_fenced(job, JobStatus::Running, None, Some(stale)).await;
+        assert!(lost(r), "a stale fence ({stale:?}) set the job's status");
+        let ending = DomainEvent::new(job, None, EventPayload::JobFinished { status: JobStatus::Failed });
+        let r = store.finish_job_fenced(job, JobStatus::Failed, None, &ending, Some(stale)).await;
+        assert!(matches!(r, Err(PortError::OwnershipLost(_))), "a stale fence ({stale:?}) ended the job: {r:?}");
+    }
+    let row = store.get_video(job, id).await.unwrap().unwrap();
+    assert_eq!(row.status, VideoStatus::Downloading, "nothing the stale writers sent landed");
+    assert_eq!(store.get_job(job).await.unwrap().unwrap().status, JobStatus::Pending);
+    store.set_job_status_fenced(job, JobStatus::Running, None, Some(a3)).await.unwrap();
+    let missing = VideoId::parse("zzzzzzzzzzz").unwrap();
+    let r = store.update_video_fenced(job, &missing, &update(VideoStatus::Failed), Some(a3)).await;
+    assert!(matches!(r, Err(PortError::NotFound(_))), "a missing video under a good fence: {r:?}");
 }
 
 /// Stage attempts: who took a command and how it ended; a redelivery overwrites.

@@ -43,11 +43,33 @@ pub enum PortError {
     /// A write refused because the record moved on without the writer (a job already final).
     #[error("{0}")]
     Stale(String),
+    /// A write for a job refused because another process took the job over (its [`Fence`] no
+    /// longer holds): the writer's actors for the job must stop.
+    #[error("ownership lost: {0}")]
+    OwnershipLost(String),
     #[error("{0}")]
     Other(String),
 }
 
 pub type PortResult<T> = Result<T, PortError>;
+
+/// Who may write for a job: the owner that claimed it, at the epoch of that claim. Every claim
+/// that changes a job's owner increments its epoch, so a process that lost the job (paused past
+/// its lease, cut off from the database) has its writes refused once another one took it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// The error for a write whose fence no longer holds; `now` is the job's owner and epoch.
+pub fn ownership_lost(job_id: JobId, fence: &Fence, now: (Option<&str>, i64)) -> PortError {
+    let holder = now.0.unwrap_or("nobody");
+    PortError::OwnershipLost(format!(
+        "job {job_id} is held by {holder} at epoch {}, not by {} at epoch {}",
+        now.1, fence.owner, fence.epoch
+    ))
+}
 
 /// How [`JobStore::finish_job`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +89,9 @@ pub async fn finish_status_only(
     job_id: JobId,
     status: JobStatus,
     error: Option<&str>,
+    fence: Option<&Fence>,
 ) -> PortResult<Finish> {
-    match store.set_job_status(job_id, status, error).await {
+    match store.set_job_status_fenced(job_id, status, error, fence).await {
         Ok(()) => Ok(Finish::StatusOnly),
         Err(PortError::Stale(_)) => already_final(store, job_id).await,
         Err(e) => Err(e),
@@ -81,6 +104,24 @@ pub async fn already_final(store: &(impl JobStore + ?Sized), job_id: JobId) -> P
         Some(job) => Ok(Finish::AlreadyFinal(job.status)),
         None => Err(PortError::NotFound(format!("job {job_id}"))),
     }
+}
+
+/// Why a write for `job_id` that had to find it unfinished (and held under `fence`, when given)
+/// changed nothing, from the job's row as it is now: `(status, owner, epoch)`, None when missing.
+pub fn write_refused(job_id: JobId, fence: Option<&Fence>, row: Option<(String, Option<String>, i64)>) -> PortError {
+    let Some((status, owner, epoch)) = row else {
+        return PortError::NotFound(format!("job {job_id}"));
+    };
+    let unfinished = ["pending", "discovering", "running"].contains(&status.as_str());
+    match fence {
+        Some(fence) if unfinished => ownership_lost(job_id, fence, (owner.as_deref(), epoch)),
+        _ => job_is_final(job_id, &status),
+    }
+}
+
+/// Whether `fence` still holds on a job whose owner and epoch are these.
+pub fn fence_holds(fence: &Fence, owner: Option<&str>, epoch: i64) -> bool {
+    owner == Some(fence.owner.as_str()) && epoch == fence.epoch
 }
 
 /// The error for a write to a job that has ended.
@@ -97,7 +138,18 @@ pub trait JobStore: Send + Sync + 'static {
     async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)>;
     /// Sets an unfinished job's status. A final status is never changed: [`PortError::Stale`]
     /// when the job is final, [`PortError::NotFound`] when there is none.
-    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()>;
+    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
+        self.set_job_status_fenced(job_id, status, error, None).await
+    }
+    /// [`JobStore::set_job_status`], written only while `fence` (when given) holds:
+    /// [`PortError::OwnershipLost`] when another process took the job over.
+    async fn set_job_status_fenced(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> PortResult<()>;
     /// Ends a job, once: its final status and the event that reports it, written only while the
     /// job is unfinished (a job ends with the first final status written; a later one changes
     /// nothing). A store with a transactional outbox writes both in one transaction.
@@ -108,15 +160,27 @@ pub trait JobStore: Send + Sync + 'static {
         error: Option<&str>,
         event: &DomainEvent,
     ) -> PortResult<Finish> {
+        self.finish_job_fenced(job_id, status, error, event, None).await
+    }
+    /// [`JobStore::finish_job`], written only while `fence` (when given) holds.
+    async fn finish_job_fenced(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        event: &DomainEvent,
+        fence: Option<&Fence>,
+    ) -> PortResult<Finish> {
         let _ = event;
-        finish_status_only(self, job_id, status, error).await
+        finish_status_only(self, job_id, status, error, fence).await
     }
     /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
     /// stopped renewing), oldest first: the jobs a process may resume.
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>>;
-    /// Takes, or extends, `owner`'s lease on an unfinished job for `lease`. False when the job is
-    /// final or missing, or another owner holds a lease on it that has not run out.
-    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<bool>;
+    /// Takes, or extends, `owner`'s lease on an unfinished job for `lease`, and returns the fence
+    /// its writes for the job carry (the epoch goes up when the owner changes). None when the job
+    /// is final or missing, or another owner holds a lease on it that has not run out.
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>>;
     /// Extends every lease `owner` holds on an unfinished job; returns those jobs. A job `owner`
     /// runs that is missing from the answer was finished, cancelled or taken over elsewhere.
     async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>>;
@@ -175,7 +239,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// The unfinished jobs that still need this video's media: those in which it has not been
     /// transcribed yet and has not ended. Media is deleted only when none is left.
     async fn jobs_needing_media(&self, video_id: &VideoId) -> PortResult<Vec<JobId>>;
-    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()>;
+    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
+        self.update_video_fenced(job_id, video_id, update, None).await
+    }
+    /// [`JobStore::update_video`], written only while `fence` (when given) holds:
+    /// [`PortError::OwnershipLost`] when another process took the job over.
+    async fn update_video_fenced(
+        &self,
+        job_id: JobId,
+        video_id: &VideoId,
+        update: &VideoUpdate,
+        fence: Option<&Fence>,
+    ) -> PortResult<()>;
 }
 
 /// Transcripts and summaries, one of each per video (the latest wins).

@@ -45,9 +45,11 @@ impl From<PortError> for StageError {
     fn from(e: PortError) -> Self {
         match e {
             PortError::Unavailable(_) | PortError::Other(_) => StageError::Retryable(e.to_string()),
-            PortError::NotFound(_) | PortError::AlreadyExists(_) | PortError::Corrupt(_) | PortError::Stale(_) => {
-                StageError::Permanent(e.to_string())
-            }
+            PortError::NotFound(_)
+            | PortError::AlreadyExists(_)
+            | PortError::Corrupt(_)
+            | PortError::Stale(_)
+            | PortError::OwnershipLost(_) => StageError::Permanent(e.to_string()),
         }
     }
 }

@@ -18,8 +18,12 @@ const CHANNEL: &str = "UCactorsactorsactorsacto";
 pub(crate) enum Fault {
     None,
     PanicOnce,
-    Fail { retryable: bool },
+    Fail {
+        retryable: bool,
+    },
     Hang,
+    /// Runs only once the flag is down.
+    HoldWhile(&'static std::sync::atomic::AtomicBool),
 }
 
 /// Wraps a stage: counts runs per video and injects a fault for one video.
@@ -50,6 +54,11 @@ impl StageWork for Faulty {
                     return Err(StageError::Permanent("injected permanent error".into()));
                 }
                 Fault::Hang => std::future::pending::<()>().await,
+                Fault::HoldWhile(flag) => {
+                    while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
             }
         }
         self.inner.run(command).await
@@ -253,7 +262,7 @@ async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
     let job_id = tubesum::domain::JobId::new();
     store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
     let claimed_at = chrono::Utc::now();
-    assert!(store.claim_job(job_id, "dead-node", Duration::from_secs(3)).await.unwrap());
+    assert!(store.claim_job(job_id, "dead-node", Duration::from_secs(3)).await.unwrap().is_some());
 
     let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
     let app = TestApp::builder().data(data).env(&env).noop_stages(&ids).spawn().await;
@@ -380,7 +389,7 @@ async fn cancelling_a_job_run_elsewhere_reports_its_end() {
         .unwrap();
     let job_id = tubesum::domain::JobId::new();
     store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
-    assert!(store.claim_job(job_id, "elsewhere", Duration::from_secs(600)).await.unwrap());
+    assert!(store.claim_job(job_id, "elsewhere", Duration::from_secs(600)).await.unwrap().is_some());
     let app = TestApp::builder().data(data).noop_stages(&["aaaaaaaaaaa"]).spawn().await;
 
     let response = app.client.delete(app.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
@@ -508,4 +517,48 @@ async fn interrupted_attempts_are_closed_at_shutdown_and_at_the_next_start() {
     assert_eq!(attempts[0].outcome, Some(AttemptOutcome::Interrupted), "{attempts:?}");
     assert!(attempts[0].error.as_deref().unwrap().contains("signs of life"), "{attempts:?}");
     next.shutdown().await;
+}
+
+/// Fencing: a process whose job another process took over (it stalled past its lease, say) has
+/// its next write for the job refused, stops the job's actors ("ownership lost") and leaves the
+/// job to the new owner: nothing it wrote after the takeover landed.
+#[tokio::test]
+async fn a_process_that_lost_its_job_writes_nothing_more_and_stops_its_actors() {
+    use tubesum::adapters::embedded::SqliteStore;
+    use tubesum::domain::JobStatus;
+    use tubesum::ports::JobStore;
+
+    static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let ids = ["aaaaaaaaaaa", "bbbbbbbbbbb"];
+    // Long leases: this process's renewals would notice the takeover too, but not in this test.
+    let env = [("TUBESUM_STAGES__JOB_LEASE_SECS", "600".to_owned())];
+    let (app, runs) = app_with(&env, &ids, Stage::Transcription, "bbbbbbbbbbb", Fault::HoldWhile(&HELD)).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let running = || async { runs_of(&runs, Stage::Transcription, "bbbbbbbbbbb") == 1 };
+    assert!(poll_until(Duration::from_secs(20), running).await);
+
+    // Another process takes the job over.
+    let store = SqliteStore::open(&crate::helpers::settings(&app.data, &[]).database_path()).await.unwrap();
+    let job: tubesum::domain::JobId = job_id.parse().unwrap();
+    let here = store.list_attempts(job).await.unwrap()[0].claimed_by.clone();
+    store.release_job(job, &here).await.unwrap();
+    let takeover = store.claim_job(job, "process-b", Duration::from_secs(600)).await.unwrap().expect("taken over");
+    let video = VideoId::parse("bbbbbbbbbbb").unwrap();
+    let before = store.get_video(job, &video).await.unwrap().unwrap();
+
+    // The held stage ends here: its result reaches this process's VideoActor, whose write is refused.
+    HELD.store(false, std::sync::atomic::Ordering::SeqCst);
+    let stopped = poll_until(Duration::from_secs(20), || async {
+        let (_, tree) = app.get_json("/console/tree").await;
+        !tree.to_string().contains(&format!("job:{job_id}"))
+    })
+    .await;
+    assert!(stopped, "the job's actors stopped here");
+    let after = store.get_video(job, &video).await.unwrap().unwrap();
+    assert_eq!(after.status, before.status, "the stale process's transition did not land");
+    let now = store.get_job(job).await.unwrap().unwrap();
+    assert_eq!(now.status, JobStatus::Running, "not ended by the process that lost it");
+    let held = store.claim_job(job, "process-b", Duration::from_secs(600)).await.unwrap();
+    assert_eq!(held, Some(takeover), "still the new owner's, at its epoch");
+    app.shutdown().await;
 }

@@ -3,7 +3,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use youtube_standin::Segment;
 use youtube_standin::media;
@@ -76,7 +75,8 @@ async fn summarize_writes_markdown_for_a_channel() {
     // Invalid input is refused before anything runs.
     let bad = tubesum(&standin, &dir.path().join("data")).args(["summarize", "UCshort"]).output().await.unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid channel id"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("invalid channel \"UCshort\"") && stderr.contains("@name"), "{stderr}");
     // So is an unknown configuration key.
     let typo = tubesum(&standin, &dir.path().join("data"))
         .env("TUBESUM_LLM__BASEURL", "x")
@@ -98,32 +98,13 @@ async fn serve_listens_where_told_and_stops_gracefully() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("serve exited without listening");
-    })
-    .await
-    .expect("serve starts within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let address = crate::helpers::listening_url(&mut child).await;
 
     let client = reqwest::Client::new();
     let health = client.get(format!("{address}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let created: serde_json::Value = client
-        .post(format!("{address}/jobs"))
-        .json(&serde_json::json!({"channel_id": CHANNEL}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_url = format!("{address}/jobs/{}", created["job_id"].as_str().unwrap());
+    let job_id = crate::helpers::submit_to(&address, CHANNEL).await;
+    let job_url = format!("{address}/jobs/{job_id}");
     let done = poll_until(Duration::from_secs(120), || async {
         let job: serde_json::Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
         job["status"] == "completed"

@@ -290,3 +290,126 @@ async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
     drop((observer, kafka));
     drop(broker);
 }
+
+/// Event ids seen for a job, and how many times each.
+fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String, usize)> {
+    let mut ids: HashMap<uuid::Uuid, (String, usize)> = HashMap::new();
+    for e in seen.lock().unwrap().iter().filter(|e| e.job_id.to_string() == job_id) {
+        ids.entry(e.event_id).or_insert_with(|| (e.payload.kind().to_owned(), 0)).1 += 1;
+    }
+    ids
+}
+
+/// `tubesum serve` as a process of its own (so that it can be paused), its stderr drained.
+struct Process {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Process {
+    async fn serve(env: &[(&'static str, String)], data: &std::path::Path, stages: &str) -> Process {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--stages", stages])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("TUBESUM_DATA_DIR", data)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tubesum starts");
+        let url = crate::helpers::listening_url(&mut child).await;
+        Process { child, url }
+    }
+
+    fn signal(&self, signal: &str) {
+        run("kill", &[signal, &self.child.id().expect("running").to_string()]);
+    }
+
+    async fn runs_job(&self, job_id: &str) -> bool {
+        let tree: serde_json::Value =
+            reqwest::get(format!("{}/console/tree", self.url)).await.unwrap().json().await.unwrap();
+        crate::production::runs_job(&tree, job_id)
+    }
+}
+
+/// Fencing, end to end: a process paused (SIGSTOP) past its lease while its job runs; another
+/// takes the job over and finishes it; resumed (SIGCONT), the first stops the job's actors and
+/// changes nothing: one final status, every video summarized with its artifacts, each event
+/// under one id on Kafka and on the fanout. (The paused process runs the job's actors and no stage
+/// pool: the other process, beside it from the start, does the stage work, so the paused one holds
+/// no media lock and no command, and neither needs the other's disk.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
+    use tubesum::adapters::rabbitmq::RabbitEventBus;
+    use tubesum::ports::EventBus;
+    use youtube_standin::media::{self, Container};
+    use youtube_standin::{StandIn, StandInChannel, StandInVideo};
+
+    let iso = Isolation::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(2.0, &quiet).await.unwrap();
+    let ids = ["pausedVid01", "pausedVid02", "pausedVid03", "pausedVid04", "pausedVid05"];
+    let mut channel = StandInChannel::new(CHANNEL, "Paused mid-run");
+    for id in ids {
+        channel = channel.video(StandInVideo::new(id, id).media(&quiet, Container::M4a.content_type()));
+    }
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = iso.env();
+    env.extend([
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_WHISPER__MODEL", crate::helpers::whisper_model().display().to_string()),
+        ("TUBESUM_DOWNLOAD__YT_DLP", crate::helpers::yt_dlp().display().to_string()),
+        ("TUBESUM_STAGES__JOB_LEASE_SECS", "2".into()),
+        ("TUBESUM_STAGES__DOWNLOAD__WORKERS", "1".into()),
+        ("TUBESUM_STAGES__HEARTBEAT_MS", "200".into()),
+        ("TUBESUM_WHISPER__THREADS", "1".into()),
+    ]);
+    let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
+    let (on_fanout, _fanout_observer) = collect(fanout.subscribe().await.unwrap());
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let (on_kafka, _kafka_observer) = collect(kafka.consume("paused-observer").await.unwrap());
+
+    // Process A runs the job (its actors, no stage pool); once B's workers have downloaded a video
+    // of it, A is paused.
+    let a_data = tempfile::tempdir().unwrap();
+    let a = Process::serve(&env, a_data.path(), "none").await;
+    let job_id = crate::helpers::submit_to(&a.url, CHANNEL).await;
+    let job: tubesum::domain::JobId = job_id.parse().unwrap();
+    let store = iso.db.store().await;
+    assert!(poll_until(Duration::from_secs(30), || async { a.runs_job(&job_id).await }).await, "A claimed the job");
+    // Process B: every stage; A holds the job's lease, so B only works for it until A stalls.
+    let b = TestApp::builder().env(&env).spawn().await;
+    let underway = poll_until(Duration::from_secs(120), || async {
+        let videos = store.list_videos(job).await.unwrap_or_default();
+        videos.iter().any(|v| !matches!(v.status.as_str(), "discovered" | "downloading"))
+    })
+    .await;
+    assert!(underway, "the job never got going");
+    assert!(a.runs_job(&job_id).await, "A still runs it");
+    a.signal("-STOP");
+
+    // B takes the job over once A's lease has run out, and finishes it.
+    let done = b.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+
+    // A resumes: it stops the job's actors and writes nothing more.
+    a.signal("-CONT");
+    let stopped = poll_until(Duration::from_secs(30), || async { !a.runs_job(&job_id).await }).await;
+    assert!(stopped, "process A still runs the job it lost");
+    let after = store.get_job(job).await.unwrap().unwrap();
+    assert_eq!(after.status.as_str(), "completed", "one final status");
+    all_videos(&iso, &job_id, ids.len(), "summarized").await;
+    artifacts_of_every_video(&iso, &ids).await;
+    // Every video's five events, each under one id, and one job_finished, on both. (An id may
+    // arrive twice: the new owner asks again for a result the paused one never took, and it is
+    // published again under the same id, which consumers deduplicate.)
+    for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
+        each_event_once(seen, &job_id, &ids).await;
+        let finished = ids_seen(seen, &job_id).values().filter(|(kind, _)| kind == "job_finished").count();
+        assert_eq!(finished, 1, "{name}: one job_finished id");
+    }
+    b.shutdown().await;
+    drop(a);
+    iso.db.drop_now().await;
+}

@@ -268,3 +268,35 @@ pub fn collect(mut stream: tubesum::ports::EventStream) -> (Seen, tokio_util::ta
     });
     (seen, tokio_util::task::AbortOnDropHandle::new(task))
 }
+
+/// Reads a started `tubesum serve`'s stderr until it says where it listens; returns that URL
+/// (`http://…`) and keeps draining the rest so the process never blocks on its logs.
+pub async fn listening_url(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("tubesum exited before listening");
+    })
+    .await
+    .expect("tubesum listens within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
+}
+
+/// Submits `channel` to the API at `url` (a server of its own process); returns the job id.
+pub async fn submit_to(url: &str, channel: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/jobs"))
+        .json(&serde_json::json!({ "channel_id": channel }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    created["job_id"].as_str().unwrap().to_owned()
+}

@@ -15,7 +15,7 @@ use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, Stage, StageCommand,
     Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{ArtifactStore, JobStore, PortError, PortResult, job_is_final};
+use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, fence_holds, ownership_lost, write_refused};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -166,30 +166,32 @@ impl JobStore for SqliteStore {
         Ok((jobs, u64::try_from(total).unwrap_or(0)))
     }
 
-    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
+    async fn set_job_status_fenced(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> PortResult<()> {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, error = ?, updated_at = ? \
-             WHERE job_id = ? AND status IN ('pending', 'discovering', 'running')",
+             WHERE job_id = ? AND status IN ('pending', 'discovering', 'running') \
+             AND (? IS NULL OR (owner = ? AND epoch = ?))",
         )
         .bind(status.as_str())
         .bind(error)
         .bind(now())
         .bind(job_id.to_string())
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.epoch))
         .execute(&self.pool)
         .await
         .map_err(translate)?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        let now: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
-            .bind(job_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)?;
-        Err(match now {
-            Some(status) => job_is_final(job_id, &status),
-            None => PortError::NotFound(format!("job {job_id}")),
-        })
+        Err(write_refused(job_id, fence, self.job_holder(job_id).await?))
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
@@ -204,21 +206,23 @@ impl JobStore for SqliteStore {
         ids.iter().map(|id| parse("job id", id)).collect()
     }
 
-    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET owner = ?, lease_until = ? \
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>> {
+        // A change of owner is a new epoch (SET reads the row as it was).
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET epoch = CASE WHEN owner IS ? THEN epoch ELSE epoch + 1 END, owner = ?, lease_until = ? \
              WHERE job_id = ? AND status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR owner = ? OR lease_until < ?)",
+             AND (owner IS NULL OR owner = ? OR lease_until < ?) RETURNING epoch",
         )
+        .bind(owner)
         .bind(owner)
         .bind(after(lease))
         .bind(job_id.to_string())
         .bind(owner)
         .bind(now())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(translate)?;
-        Ok(done.rows_affected() == 1)
+        Ok(epoch.map(|epoch| Fence { owner: owner.to_owned(), epoch }))
     }
 
     async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>> {
@@ -462,9 +466,16 @@ impl JobStore for SqliteStore {
         rows.into_iter().map(|(id,)| parse("job id", &id)).collect()
     }
 
-    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
+    async fn update_video_fenced(
+        &self,
+        job_id: JobId,
+        video_id: &VideoId,
+        update: &VideoUpdate,
+        fence: Option<&Fence>,
+    ) -> PortResult<()> {
         let done = sqlx::query(
-            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ? WHERE job_id = ? AND video_id = ?",
+            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ? WHERE job_id = ? AND video_id = ? \
+             AND (? IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = ? AND epoch = ?))",
         )
         .bind(update.status.as_str())
         .bind(i64::from(update.attempts))
@@ -472,13 +483,33 @@ impl JobStore for SqliteStore {
         .bind(now())
         .bind(job_id.to_string())
         .bind(video_id.as_str())
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.epoch))
         .execute(&self.pool)
         .await
         .map_err(translate)?;
         if done.rows_affected() == 0 {
+            if let Some(fence) = fence
+                && let Some((_, owner, epoch)) = self.job_holder(job_id).await?
+                && !fence_holds(fence, owner.as_deref(), epoch)
+            {
+                return Err(ownership_lost(job_id, fence, (owner.as_deref(), epoch)));
+            }
             return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
         }
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// A job's status, owner and epoch, to tell why a write changed nothing.
+    async fn job_holder(&self, job_id: JobId) -> PortResult<Option<(String, Option<String>, i64)>> {
+        sqlx::query_as("SELECT status, owner, epoch FROM jobs WHERE job_id = ?")
+            .bind(job_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)
     }
 }
 

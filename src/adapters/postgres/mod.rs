@@ -21,7 +21,10 @@ use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
     StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{Finish, JobStore, PortError, PortResult, already_final, finish_status_only, job_is_final};
+use crate::ports::{
+    Fence, Finish, JobStore, PortError, PortResult, already_final, fence_holds, finish_status_only, ownership_lost,
+    write_refused,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -112,29 +115,34 @@ async fn set_unfinished_status(
     job_id: JobId,
     status: JobStatus,
     error: Option<&str>,
+    fence: Option<&Fence>,
 ) -> PortResult<()> {
     let done = sqlx::query(
         "UPDATE jobs SET status = $1, error = $2, updated_at = now() \
-         WHERE job_id = $3 AND status IN ('pending', 'discovering', 'running')",
+         WHERE job_id = $3 AND status IN ('pending', 'discovering', 'running') \
+         AND ($4::text IS NULL OR (owner = $4 AND epoch = $5))",
     )
     .bind(status.as_str())
     .bind(error)
     .bind(job_id.0)
+    .bind(fence.map(|f| f.owner.as_str()))
+    .bind(fence.map(|f| f.epoch))
     .execute(&mut *conn)
     .await
     .map_err(translate)?;
     if done.rows_affected() == 1 {
         return Ok(());
     }
-    let now: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = $1")
+    Err(write_refused(job_id, fence, job_holder(conn, job_id).await?))
+}
+
+/// A job's status, owner and epoch, to tell why a write changed nothing.
+async fn job_holder(conn: &mut sqlx::PgConnection, job_id: JobId) -> PortResult<Option<(String, Option<String>, i64)>> {
+    sqlx::query_as("SELECT status, owner, epoch FROM jobs WHERE job_id = $1")
         .bind(job_id.0)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(translate)?;
-    Err(match now {
-        Some(status) => job_is_final(job_id, &status),
-        None => PortError::NotFound(format!("job {job_id}")),
-    })
+        .map_err(translate)
 }
 
 fn video_from_row(row: &PgRow) -> PortResult<VideoRecord> {
@@ -194,23 +202,30 @@ impl JobStore for PgStore {
         Ok((jobs, u64::try_from(total).unwrap_or(0)))
     }
 
-    async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {
+    async fn set_job_status_fenced(
+        &self,
+        job_id: JobId,
+        status: JobStatus,
+        error: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> PortResult<()> {
         let mut conn = self.pool.acquire().await.map_err(translate)?;
-        set_unfinished_status(&mut conn, job_id, status, error).await
+        set_unfinished_status(&mut conn, job_id, status, error, fence).await
     }
 
-    async fn finish_job(
+    async fn finish_job_fenced(
         &self,
         job_id: JobId,
         status: JobStatus,
         error: Option<&str>,
         event: &DomainEvent,
+        fence: Option<&Fence>,
     ) -> PortResult<Finish> {
         let Some(sinks) = &self.outbox_sinks else {
-            return finish_status_only(self, job_id, status, error).await;
+            return finish_status_only(self, job_id, status, error, fence).await;
         };
         let mut tx = self.pool.begin().await.map_err(translate)?;
-        match set_unfinished_status(&mut tx, job_id, status, error).await {
+        match set_unfinished_status(&mut tx, job_id, status, error, fence).await {
             Ok(()) => {}
             Err(PortError::Stale(_)) => return already_final(self, job_id).await,
             Err(e) => return Err(e),
@@ -231,20 +246,22 @@ impl JobStore for PgStore {
         Ok(ids.into_iter().map(JobId).collect())
     }
 
-    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<bool> {
-        // The database's clock decides, so that the processes' clocks need not agree.
-        let done = sqlx::query(
-            "UPDATE jobs SET owner = $2, lease_until = now() + make_interval(secs => $3) \
+    async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>> {
+        // The database's clock decides, so that the processes' clocks need not agree. A change of
+        // owner is a new epoch (SET reads the row as it was).
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET epoch = CASE WHEN owner IS NOT DISTINCT FROM $2 THEN epoch ELSE epoch + 1 END, \
+             owner = $2, lease_until = now() + make_interval(secs => $3) \
              WHERE job_id = $1 AND status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR owner = $2 OR lease_until < now())",
+             AND (owner IS NULL OR owner = $2 OR lease_until < now()) RETURNING epoch",
         )
         .bind(job_id.0)
         .bind(owner)
         .bind(lease.as_secs_f64())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(translate)?;
-        Ok(done.rows_affected() == 1)
+        Ok(epoch.map(|epoch| Fence { owner: owner.to_owned(), epoch }))
     }
 
     async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>> {
@@ -485,20 +502,36 @@ impl JobStore for PgStore {
         Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
     }
 
-    async fn update_video(&self, job_id: JobId, video_id: &VideoId, update: &VideoUpdate) -> PortResult<()> {
+    async fn update_video_fenced(
+        &self,
+        job_id: JobId,
+        video_id: &VideoId,
+        update: &VideoUpdate,
+        fence: Option<&Fence>,
+    ) -> PortResult<()> {
         let done = sqlx::query(
             "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now() \
-             WHERE job_id = $4 AND video_id = $5",
+             WHERE job_id = $4 AND video_id = $5 AND ($6::text IS NULL OR EXISTS \
+             (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = $6 AND epoch = $7))",
         )
         .bind(update.status.as_str())
         .bind(i32::try_from(update.attempts).unwrap_or(i32::MAX))
         .bind(update.error.as_deref())
         .bind(job_id.0)
         .bind(video_id.as_str())
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.epoch))
         .execute(&self.pool)
         .await
         .map_err(translate)?;
         if done.rows_affected() == 0 {
+            let mut conn = self.pool.acquire().await.map_err(translate)?;
+            if let Some(fence) = fence
+                && let Some((_, owner, epoch)) = job_holder(&mut conn, job_id).await?
+                && !fence_holds(fence, owner.as_deref(), epoch)
+            {
+                return Err(ownership_lost(job_id, fence, (owner.as_deref(), epoch)));
+            }
             return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
         }
         Ok(())
