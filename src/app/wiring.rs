@@ -182,7 +182,7 @@ mod production {
 
     /// The outbox's sinks in production: the RabbitMQ fanout exchange and Kafka.
     #[cfg(all(feature = "postgres", feature = "rabbitmq", feature = "kafka"))]
-    const OUTBOX_SINKS: [&str; 2] = ["fanout", "kafka"];
+    const OUTBOX_SINKS: [&str; 2] = [crate::adapters::postgres::outbox::ROUTING_SINK, "kafka"];
 
     impl Store {
         #[cfg(feature = "postgres")]

@@ -270,6 +270,21 @@ async fn summarize_text_works_offline_and_rejects_empty_text() {
     app.shutdown().await;
 }
 
+/// The default cap (1 MiB): a 2 MiB body is a 413 with the JSON error body, on every route that
+/// takes one.
+#[tokio::test]
+async fn a_two_mebibyte_body_is_refused_at_the_default_cap() {
+    let app = instant_app(&[]).await;
+    let big = json!({"text": "x".repeat(2 * 1024 * 1024)});
+    for path in ["/summarize-text", "/jobs"] {
+        let response = app.client.post(app.url(path)).json(&big).send().await.unwrap();
+        assert_eq!(response.status(), 413, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "body_too_large", "{path}: {body}");
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn summarize_text_refuses_more_text_than_its_cap() {
     let app = instant_app(&[("TUBESUM_SERVER__SUMMARIZE_TEXT_MAX_CHARS", "50".into())]).await;

@@ -401,14 +401,16 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     assert_eq!(after.status.as_str(), "completed", "one final status");
     all_videos(&iso, &job_id, ids.len(), "summarized").await;
     artifacts_of_every_video(&iso, &ids).await;
-    // Every video's five events, each under one id, and one job_finished, on both. (An id may
-    // arrive twice: the new owner asks again for a result the paused one never took, and it is
-    // published again under the same id, which consumers deduplicate.)
+    // Every video's five events, each under one id, and one job_finished, on both; on Kafka, each
+    // id once. (On the fanout an id may arrive twice: the new owner asks again for a result the
+    // paused one never took, and it is routed again under the same id.)
     for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
         each_event_once(seen, &job_id, &ids).await;
         let finished = ids_seen(seen, &job_id).values().filter(|(kind, _)| kind == "job_finished").count();
         assert_eq!(finished, 1, "{name}: one job_finished id");
     }
+    let twice: Vec<_> = ids_seen(&on_kafka, &job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
+    assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
     b.shutdown().await;
     drop(a);
     iso.db.drop_now().await;

@@ -50,11 +50,15 @@ impl OutboxEventBus {
     }
 }
 
+/// The sink that routes results to the actors waiting for them (the fanout exchange): the only
+/// one an event is published to again.
+pub const ROUTING_SINK: &str = "fanout";
+
 /// Inserts `event` into the outbox, pending for each of `sinks`, within `executor` (a
 /// transaction or the pool). A second insert of the same `event_id` (a stage redone after a
-/// redelivery: see [`DomainEvent::stable`]) keeps the first event as it was and makes it pending
-/// again, so that whoever waits for it hears it, and consumers deduplicating by `event_id` see it
-/// once.
+/// redelivery, or asked for again: see [`DomainEvent::stable`]) keeps the first event as it was
+/// and makes it pending again for the [`ROUTING_SINK`] only, so that whoever waits for it hears
+/// it; the event log (Kafka) has it already and gets each event id once.
 pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent, sinks: &[String]) -> PortResult<()>
 where
     E: sqlx::PgExecutor<'e>,
@@ -64,7 +68,7 @@ where
         "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING id), \
          pending AS (INSERT INTO outbox_pending (outbox_id, sink) SELECT ins.id, sink FROM ins, unnest($5::text[]) AS sink \
-         ON CONFLICT DO NOTHING) \
+         WHERE sink = $7 OR NOT EXISTS (SELECT 1 FROM outbox WHERE event_id = $1) ON CONFLICT DO NOTHING) \
          SELECT pg_notify($6, '') FROM ins",
     )
     .bind(event.event_id)
@@ -73,6 +77,7 @@ where
     .bind(payload)
     .bind(sinks)
     .bind(NOTIFY_CHANNEL)
+    .bind(ROUTING_SINK)
     .execute(executor)
     .await
     .map_err(translate)?;
