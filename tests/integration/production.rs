@@ -296,7 +296,8 @@ pub(crate) fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {
 #[tokio::test]
 async fn a_job_runs_in_one_process_and_is_handed_over_when_it_stops() {
     let iso = Isolation::new().await;
-    let lease = [("TUBESUM_STAGES__JOB_LEASE_SECS", "3".to_owned())];
+    // Long enough that a renewal delayed by a loaded machine does not hand the job over early.
+    let lease = [("TUBESUM_STAGES__JOB_LEASE_SECS", "6".to_owned())];
     let ids = ["handOver001", "handOver002"];
     let (gate_a, gate_b) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
     let a = gated_app(&iso, &lease, &ids, gate_a.clone()).await;
