@@ -119,9 +119,23 @@ pub fn write_refused(job_id: JobId, fence: Option<&Fence>, row: Option<(String, 
     }
 }
 
-/// Whether `fence` still holds on a job whose owner and epoch are these.
-pub fn fence_holds(fence: &Fence, owner: Option<&str>, epoch: i64) -> bool {
-    owner == Some(fence.owner.as_str()) && epoch == fence.epoch
+/// Why a write of video `video_id` of `job_id` (under `fence`, when given) changed nothing: the
+/// fence no longer holds on the job (its row as it is now: `(status, owner, epoch)`), or there is
+/// no such video.
+pub fn video_write_refused(
+    job_id: JobId,
+    video_id: &VideoId,
+    fence: Option<&Fence>,
+    row: Option<(String, Option<String>, i64)>,
+) -> PortError {
+    match (fence, row) {
+        (Some(fence), Some((_, owner, epoch)))
+            if owner.as_deref() != Some(fence.owner.as_str()) || epoch != fence.epoch =>
+        {
+            ownership_lost(job_id, fence, (owner.as_deref(), epoch))
+        }
+        _ => PortError::NotFound(format!("video {video_id} of job {job_id}")),
+    }
 }
 
 /// The error for a write to a job that has ended.

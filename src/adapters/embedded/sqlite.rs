@@ -15,7 +15,7 @@ use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, Stage, StageCommand,
     Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, fence_holds, ownership_lost, write_refused};
+use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, video_write_refused, write_refused};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -489,16 +489,11 @@ impl JobStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(translate)?;
-        if done.rows_affected() == 0 {
-            if let Some(fence) = fence
-                && let Some((_, owner, epoch)) = self.job_holder(job_id).await?
-                && !fence_holds(fence, owner.as_deref(), epoch)
-            {
-                return Err(ownership_lost(job_id, fence, (owner.as_deref(), epoch)));
-            }
-            return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
+        if done.rows_affected() == 1 {
+            return Ok(());
         }
-        Ok(())
+        let holder = if fence.is_some() { self.job_holder(job_id).await? } else { None };
+        Err(video_write_refused(job_id, video_id, fence, holder))
     }
 }
 

@@ -22,7 +22,7 @@ use crate::domain::{
     StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 use crate::ports::{
-    Fence, Finish, JobStore, PortError, PortResult, already_final, fence_holds, finish_status_only, ownership_lost,
+    Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, video_write_refused,
     write_refused,
 };
 
@@ -524,16 +524,13 @@ impl JobStore for PgStore {
         .execute(&self.pool)
         .await
         .map_err(translate)?;
-        if done.rows_affected() == 0 {
-            let mut conn = self.pool.acquire().await.map_err(translate)?;
-            if let Some(fence) = fence
-                && let Some((_, owner, epoch)) = job_holder(&mut conn, job_id).await?
-                && !fence_holds(fence, owner.as_deref(), epoch)
-            {
-                return Err(ownership_lost(job_id, fence, (owner.as_deref(), epoch)));
-            }
-            return Err(PortError::NotFound(format!("video {video_id} of job {job_id}")));
+        if done.rows_affected() == 1 {
+            return Ok(());
         }
-        Ok(())
+        let holder = match fence {
+            Some(_) => job_holder(&mut *self.pool.acquire().await.map_err(translate)?, job_id).await?,
+            None => None,
+        };
+        Err(video_write_refused(job_id, video_id, fence, holder))
     }
 }
