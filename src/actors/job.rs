@@ -287,11 +287,8 @@ impl JobActor {
                 let update = VideoUpdate { status: to, attempts: 0, error: None };
                 let fence = Some(&state.fence);
                 self.deps.store.update_video_fenced(state.job_id, &video.video_id, &update, fence).await?;
-                let media = &self.deps.stages.media;
-                if media.video_dir(&video.video_id).exists() {
-                    // Kept for this job while another one finished it: no longer needed here.
-                    media.release(state.job_id, &video.video_id, to);
-                }
+                // Kept for this job while another one finished it: no longer needed here.
+                self.deps.stages.media.release(state.job_id, &video.video_id, to);
                 continue;
             }
             self.spawn_video(myself, state, video.video_id).await?;

@@ -95,6 +95,11 @@ impl Media {
         if inner.keep_media || (status == VideoStatus::Failed && inner.keep_failed) {
             return;
         }
+        // Nothing of the video on this host (stages that keep no media, a video another job
+        // finished): no lock to take, no store to ask.
+        if !self.video_dir(video_id).exists() && !self.lock_path(video_id).exists() {
+            return;
+        }
         let (media, video_id) = (self.clone(), video_id.clone());
         tokio::spawn(async move {
             match media.lock(&video_id).await {
