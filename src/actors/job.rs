@@ -238,7 +238,7 @@ impl JobActor {
                 self.deps.store.set_job_status_fenced(state.job_id, JobStatus::Running, None, fence).await?;
                 self.run_videos(myself, state).await
             }
-            EventPayload::StageFailed { stage: Stage::Discovery, attempt: failed, retryable, reason }
+            EventPayload::StageFailed { stage: Stage::Discovery, attempt: failed, retryable, reason, .. }
                 if failed == attempt =>
             {
                 self.discovery_failed(myself, state, attempt, retryable, reason).await

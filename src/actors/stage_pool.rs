@@ -396,6 +396,7 @@ fn failed_event(command: &StageCommand, error: &StageError) -> DomainEvent {
             attempt: command.attempt,
             retryable: error.is_retryable(),
             reason: error.to_string(),
+            redo: error.redo(),
         },
     )
 }
@@ -489,7 +490,7 @@ mod tests {
 
         let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
         match event.payload {
-            EventPayload::StageFailed { stage, attempt, retryable, reason } => {
+            EventPayload::StageFailed { stage, attempt, retryable, reason, .. } => {
                 assert_eq!((stage, attempt, retryable), (Stage::AudioExtraction, 1, true));
                 assert_eq!(reason, "audio_extraction did not finish within 1 s");
             }

@@ -198,7 +198,12 @@ impl VideoActor {
             EventPayload::SummarizationCompleted { .. } if stage == Stage::Summarization => {
                 Some(VideoEvent::Succeed(stage))
             }
-            EventPayload::StageFailed { stage: failed, attempt: failed_attempt, retryable, reason }
+            EventPayload::StageFailed { stage: failed, attempt: failed_attempt, redo: Some(redo), reason, .. }
+                if *failed == stage && *failed_attempt == attempt =>
+            {
+                return self.redo(state, stage, *redo, reason.clone()).await;
+            }
+            EventPayload::StageFailed { stage: failed, attempt: failed_attempt, retryable, reason, redo: None }
                 if *failed == stage && *failed_attempt == attempt =>
             {
                 return self.on_failure(myself, state, stage, *retryable, reason.clone()).await;
@@ -239,6 +244,28 @@ impl VideoActor {
         self.persist(state, state.record.status, attempts, Some(reason.clone())).await?;
         // Failing hands the retry to the supervisor: backoff, re-spawn, reload, re-dispatch.
         Err(fail(format!("{stage} attempt {attempts} failed: {reason}")))
+    }
+
+    /// What `stage` needs is gone: the video goes back to where `redo` (which makes it) starts,
+    /// and the actor fails on purpose, so that its supervisor re-spawns it after a backoff and it
+    /// dispatches `redo` as a first attempt.
+    async fn redo(
+        &self,
+        state: &mut VideoState,
+        stage: Stage,
+        redo: Stage,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        state.awaiting = None;
+        let Ok(back) = workflow::on(state.record.status, VideoEvent::Redo(redo)) else {
+            // A stage that cannot be redone from here: an ordinary retry of this one.
+            let attempts = state.record.attempts;
+            self.persist(state, state.record.status, attempts, Some(reason.clone())).await?;
+            return Err(fail(format!("{stage} attempt {attempts} failed: {reason}")));
+        };
+        tracing::warn!(video_id = %state.record.video_id, %stage, %redo, %reason, "input missing; redoing the stage that makes it");
+        self.persist(state, back, 0, Some(reason.clone())).await?;
+        Err(fail(format!("{stage} needs {redo} again: {reason}")))
     }
 
     async fn give_up(
@@ -322,7 +349,7 @@ mod tests {
     }
 
     fn failed(stage: Stage, attempt: u32, retryable: bool) -> EventPayload {
-        EventPayload::StageFailed { stage, attempt, retryable, reason: "boom".into() }
+        EventPayload::StageFailed { stage, attempt, retryable, reason: "boom".into(), redo: None }
     }
 
     #[tokio::test]
@@ -407,6 +434,36 @@ mod tests {
         assert_eq!(kept.status, VideoStatus::Failed);
         assert_eq!(kept.error.as_deref(), Some("download failed after 1 attempt: boom"));
         watcher.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_missing_input_sends_the_video_back_to_the_stage_that_makes_it() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("redovideo01").await;
+        let update = VideoUpdate { status: VideoStatus::Transcribing, attempts: 2, error: None };
+        ports.deps.store.update_video(job, &video, &update).await.unwrap();
+        let (actor, mut ends, watcher) = spawn(&ports, job, &video).await;
+        assert_eq!(ports.next_command(Stage::Transcription).await.attempt, 3);
+        let missing = EventPayload::StageFailed {
+            stage: Stage::Transcription,
+            attempt: 3,
+            retryable: true,
+            reason: "the audio of redovideo01 is gone".into(),
+            redo: Some(Stage::AudioExtraction),
+        };
+        actor.cast(VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), missing))).unwrap();
+        match next(&mut ends).await {
+            ChildEnd::Failed(reason) => assert!(reason.contains("needs audio_extraction again"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let kept = record(&ports, job, &video).await;
+        assert_eq!((kept.status, kept.attempts), (VideoStatus::Downloaded, 0), "back before audio extraction");
+        assert!(kept.error.unwrap_or_default().contains("is gone"));
+        // Re-spawned, as its supervisor does: audio extraction runs again, as a first attempt.
+        let (_again, _ends, second) = spawn(&ports, job, &video).await;
+        assert_eq!(ports.next_command(Stage::AudioExtraction).await.attempt, 1);
+        watcher.stop(None);
+        second.stop(None);
     }
 
     #[tokio::test]

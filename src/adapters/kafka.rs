@@ -212,6 +212,7 @@ mod tests {
                 attempt: 1,
                 retryable: true,
                 reason: String::new(),
+                redo: None,
             },
             EventPayload::JobFinished { status: crate::domain::JobStatus::Completed },
         ];

@@ -15,6 +15,8 @@
 //! MongoDB limits a document to 16 MiB, a transcript's text and segments together (a ten-hour
 //! video's transcript is about 1 MiB); a put over the limit is refused before it is sent.
 
+pub mod media;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

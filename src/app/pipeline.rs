@@ -124,7 +124,7 @@ impl Pipeline {
         let pools = self.pool_stats().await;
         let backlog = self.deps.events.backlog().await.ok().flatten();
         let dead = self.deps.events.dead_letters().await.ok().flatten();
-        self.analytics.render_prometheus(&pools, backlog, dead)
+        self.analytics.render_prometheus(&pools, backlog, dead, self.deps.stages.media.traffic())
     }
 
     /// A snapshot of the live actor tree.

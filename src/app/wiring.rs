@@ -46,8 +46,8 @@ impl Wiring {
             None => embedded(),
             Some(pg) => pg.port(),
         };
-        let artifacts: Arc<dyn ArtifactStore> = match ports.artifacts {
-            Backends::Embedded => embedded(),
+        let (artifacts, media): (Arc<dyn ArtifactStore>, _) = match ports.artifacts {
+            Backends::Embedded => (embedded(), None),
             Backends::Production => production::artifacts(&settings).await?,
         };
         let commands: Arc<dyn CommandBus> = match ports.commands {
@@ -61,7 +61,7 @@ impl Wiring {
                 anyhow::bail!("production events need the production store (the outbox)")
             }
         };
-        let ctx = StageContext::new(settings.stage_settings(), store, artifacts);
+        let ctx = StageContext::new(settings.stage_settings(), store, artifacts, media);
         let stages = Stages::real(&ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
         let deps = Deps {
             settings: Arc::new(settings.stages.clone()),
@@ -161,7 +161,7 @@ mod production {
     use tokio_util::task::AbortOnDropHandle;
 
     use super::super::settings::{Backends, Settings};
-    use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore};
+    use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, MediaStore};
 
     /// What a production port was asked for that this build lacks (never reached: checked first).
     #[cfg(not(all(feature = "postgres", feature = "rabbitmq", feature = "kafka", feature = "mongodb")))]
@@ -209,7 +209,10 @@ mod production {
         }
     }
 
-    pub async fn artifacts(settings: &Settings) -> anyhow::Result<Arc<dyn ArtifactStore>> {
+    /// The MongoDB artifact store, and its media store unless `download.share_media` is off.
+    pub async fn artifacts(
+        settings: &Settings,
+    ) -> anyhow::Result<(Arc<dyn ArtifactStore>, Option<Arc<dyn MediaStore>>)> {
         #[cfg(feature = "mongodb")]
         {
             use secrecy::ExposeSecret;
@@ -218,7 +221,15 @@ mod production {
                 crate::adapters::mongodb::MongoArtifactStore::connect(mongo.url.expose_secret(), &mongo.database)
                     .await
                     .with_context(|| what("artifacts"))?;
-            Ok(Arc::new(store))
+            let media: Option<Arc<dyn MediaStore>> = if settings.download.share_media {
+                let media = crate::adapters::mongodb::media::MongoMediaStore::new(store.database())
+                    .await
+                    .with_context(|| what("artifacts"))?;
+                Some(Arc::new(media))
+            } else {
+                None
+            };
+            Ok((Arc::new(store), media))
         }
         #[cfg(not(feature = "mongodb"))]
         {

@@ -71,11 +71,15 @@ pub enum EventPayload {
     DiscoveryCompleted {
         videos: usize,
     },
+    /// `redo`: the stage that makes what this one needs, to run again first (its output is missing,
+    /// e.g. lost from the media store); the failure spends no attempt of this stage.
     StageFailed {
         stage: Stage,
         attempt: u32,
         retryable: bool,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redo: Option<Stage>,
     },
     JobFinished {
         status: JobStatus,
@@ -150,7 +154,13 @@ mod tests {
             DomainEvent::new(
                 job,
                 video.clone(),
-                EventPayload::StageFailed { stage: Stage::Download, attempt, retryable: true, reason: "x".into() },
+                EventPayload::StageFailed {
+                    stage: Stage::Download,
+                    attempt,
+                    retryable: true,
+                    reason: "x".into(),
+                    redo: None,
+                },
             )
             .stable()
         };
@@ -168,7 +178,13 @@ mod tests {
             EventPayload::TranscriptionCompleted { source: TranscriptSource::Captions, segments: 3 },
             EventPayload::SummarizationCompleted { summarizer: "textrank".into() },
             EventPayload::DiscoveryCompleted { videos: 2 },
-            EventPayload::StageFailed { stage: Stage::Download, attempt: 2, retryable: true, reason: "r".into() },
+            EventPayload::StageFailed {
+                stage: Stage::Download,
+                attempt: 2,
+                retryable: true,
+                reason: "r".into(),
+                redo: None,
+            },
             EventPayload::JobFinished { status: JobStatus::Completed },
         ];
         for payload in payloads {

@@ -6,6 +6,7 @@
 //!      └─reuse→ summarized             extracting_audio ─succeed→ audio_extracted ─dispatch→ transcribing
 //! transcribing ─succeed→ transcribed ─dispatch→ summarizing ─succeed→ summarized
 //! any in-progress state ─give_up→ failed;  any non-final state ─cancel→ cancelled
+//! extracting_audio / transcribing ─redo(download)→ discovered;  transcribing ─redo(audio)→ downloaded
 //! ```
 //! Retries do not change the status: a retried stage stays in its in-progress state and only the
 //! attempt counter (kept beside the status) moves.
@@ -27,6 +28,9 @@ pub enum VideoEvent {
     Cancel,
     /// An earlier job already summarized this video and the job is not forced.
     Reuse,
+    /// What the stage in flight needs is gone (media lost from the store): the earlier stage that
+    /// makes it runs again, and the video goes back to where that stage starts.
+    Redo(Stage),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +56,8 @@ pub fn on(from: VideoStatus, event: VideoEvent) -> Result<VideoStatus, InvalidTr
         (V::Transcribing, E::Succeed(S::Transcription)) => Some(V::Transcribed),
         (V::Transcribed, E::Dispatch(S::Summarization)) => Some(V::Summarizing),
         (V::Summarizing, E::Succeed(S::Summarization)) => Some(V::Summarized),
+        (V::ExtractingAudio | V::Transcribing, E::Redo(S::Download)) => Some(V::Discovered),
+        (V::Transcribing, E::Redo(S::AudioExtraction)) => Some(V::Downloaded),
         (state, E::GiveUp(stage)) if in_flight(state) == Some(stage) => Some(V::Failed),
         (state, E::Cancel) if !is_final(state) => Some(V::Cancelled),
         _ => None,
@@ -119,6 +125,7 @@ mod tests {
             events.push(VideoEvent::Dispatch(*stage));
             events.push(VideoEvent::Succeed(*stage));
             events.push(VideoEvent::GiveUp(*stage));
+            events.push(VideoEvent::Redo(*stage));
         }
         events
     }
@@ -142,6 +149,9 @@ mod tests {
             (V::ExtractingAudio, E::GiveUp(S::AudioExtraction), V::Failed),
             (V::Transcribing, E::GiveUp(S::Transcription), V::Failed),
             (V::Summarizing, E::GiveUp(S::Summarization), V::Failed),
+            (V::ExtractingAudio, E::Redo(S::Download), V::Discovered),
+            (V::Transcribing, E::Redo(S::Download), V::Discovered),
+            (V::Transcribing, E::Redo(S::AudioExtraction), V::Downloaded),
         ];
         for state in VideoStatus::ALL {
             if !is_final(*state) {
@@ -200,6 +210,15 @@ mod tests {
         let state = on(state, VideoEvent::TranscriptStored).unwrap();
         assert_eq!(state, V::Transcribed);
         assert_eq!(next_stage(state), Some(Stage::Summarization));
+    }
+
+    #[test]
+    fn a_redo_goes_back_to_where_the_redone_stage_starts() {
+        for (from, stage) in [(V::ExtractingAudio, Stage::Download), (V::Transcribing, Stage::AudioExtraction)] {
+            let back = on(from, VideoEvent::Redo(stage)).unwrap();
+            assert_eq!(next_stage(back), Some(stage), "{from} redoing {stage}");
+        }
+        assert!(on(V::Summarizing, VideoEvent::Redo(Stage::Transcription)).is_err(), "transcripts are not media");
     }
 
     #[test]

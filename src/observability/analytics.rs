@@ -223,8 +223,14 @@ impl Analytics {
 
     /// The Prometheus exposition: the event counters, plus the stage pools' current state and the
     /// event bus's backlog.
-    pub fn render_prometheus(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>) -> String {
-        self.metrics.render(pools, backlog, dead)
+    pub fn render_prometheus(
+        &self,
+        pools: &[PoolStats],
+        backlog: Option<u64>,
+        dead: Option<u64>,
+        media: crate::stages::media::MediaTraffic,
+    ) -> String {
+        self.metrics.render(pools, backlog, dead, media)
     }
 }
 
@@ -274,6 +280,7 @@ mod tests {
                     attempt: 1,
                     retryable: false,
                     reason: "x".into(),
+                    redo: None,
                 },
                 Some(5),
             ),
@@ -305,7 +312,7 @@ mod tests {
         assert_eq!((one.events, one.stages[1].completed), (4, 1));
         assert_eq!(analytics.report(Some(JobId::new())).events, 0);
 
-        let text = analytics.render_prometheus(&[], Some(3), Some(1));
+        let text = analytics.render_prometheus(&[], Some(3), Some(1), Default::default());
         assert!(text.contains(r#"tubesum_stage_completed_total{stage="download"} 2"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_failed_total{stage="transcription",retryable="false"} 1"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_duration_seconds_count{stage="download"} 2"#), "{text}");

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 use super::analytics::completed_stage;
 use crate::actors::PoolStats;
 use crate::domain::{DomainEvent, EventPayload};
+use crate::stages::media::MediaTraffic;
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -62,10 +63,17 @@ impl Metrics {
         });
     }
 
-    /// The text exposition, with the pools' gauges and the event bus's backlog and dead letters
-    /// as of now.
-    pub fn render(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>) -> String {
+    /// The text exposition, with the pools' gauges, the event bus's backlog and dead letters and
+    /// the media moved through the shared media store, as of now.
+    pub fn render(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>, media: MediaTraffic) -> String {
         metrics::with_local_recorder(&self.recorder, || {
+            for (direction, files, bytes) in [
+                ("stored", media.stored_files, media.stored_bytes),
+                ("fetched", media.fetched_files, media.fetched_bytes),
+            ] {
+                metrics::counter!("tubesum_media_files_total", "direction" => direction).absolute(files);
+                metrics::counter!("tubesum_media_bytes_total", "direction" => direction).absolute(bytes);
+            }
             for pool in pools {
                 let stage = pool.stage.as_str();
                 metrics::gauge!("tubesum_pool_workers", "stage" => stage).set(pool.workers as f64);

@@ -389,3 +389,64 @@ async fn next_within(stream: &mut DeliveryStream) -> Delivery {
         .expect("stream open")
         .expect("delivery ok")
 }
+
+/// A body of `len` bytes in chunks of `chunk` bytes, with the bytes themselves.
+fn media_body(len: usize, chunk: usize) -> (Vec<u8>, super::ByteStream) {
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let chunks: Vec<std::io::Result<bytes::Bytes>> =
+        bytes.chunks(chunk.max(1)).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+    (bytes, Box::pin(futures::stream::iter(chunks)))
+}
+
+async fn read_all(mut body: super::ByteStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    while let Some(chunk) = body.next().await {
+        all.extend_from_slice(&chunk.expect("a chunk"));
+    }
+    all
+}
+
+fn media_info(file_name: &str, size: usize, sha256: &str) -> super::MediaInfo {
+    super::MediaInfo { file_name: file_name.into(), size: size as u64, sha256: sha256.into() }
+}
+
+pub async fn media_store(store: &dyn super::MediaStore) {
+    let (a, b) = (VideoId::parse("mediaaaaaaa").unwrap(), VideoId::parse("mediabbbbbb").unwrap());
+    assert!(store.open(&a, "source").await.unwrap().is_none(), "nothing stored yet");
+    // A few megabytes in odd-sized chunks round-trip, with what was recorded of them.
+    let (bytes, body) = media_body(3 * 1024 * 1024 + 17, 100_003);
+    let info = media_info("source.webm", bytes.len(), "aa");
+    store.put(&a, "source", &info, body).await.unwrap();
+    let (got, body) = store.open(&a, "source").await.unwrap().expect("stored");
+    assert_eq!(got, info);
+    assert!(read_all(body).await == bytes, "the contents changed on the way");
+    // Kinds and videos are apart; an empty file is a file.
+    let (_, empty) = media_body(0, 1);
+    store.put(&a, "audio", &media_info("audio.wav", 0, "bb"), empty).await.unwrap();
+    let (small, body) = media_body(10, 3);
+    store.put(&b, "source", &media_info("source.m4a", 10, "cc"), body).await.unwrap();
+    let (got, body) = store.open(&a, "audio").await.unwrap().expect("stored");
+    assert_eq!((got.file_name.as_str(), got.size), ("audio.wav", 0));
+    assert!(read_all(body).await.is_empty());
+    // The latest put wins.
+    let (newer, body) = media_body(5, 2);
+    store.put(&b, "source", &media_info("source.mp4", 5, "dd"), body).await.unwrap();
+    let (got, body) = store.open(&b, "source").await.unwrap().expect("stored");
+    assert_eq!(got.file_name, "source.mp4");
+    assert_eq!(read_all(body).await, newer);
+    assert_ne!(newer, small);
+    // A put whose body fails part-way stores nothing and leaves the earlier file as it was.
+    let failing: super::ByteStream = Box::pin(futures::stream::iter(vec![
+        Ok(bytes::Bytes::from_static(b"partial")),
+        Err(std::io::Error::other("the disk went away")),
+    ]));
+    assert!(store.put(&b, "source", &media_info("source.ogg", 99, "ee"), failing).await.is_err());
+    assert_eq!(store.open(&b, "source").await.unwrap().expect("kept").0.file_name, "source.mp4");
+    // Deleting a video deletes its files only.
+    assert_eq!(store.delete(&a).await.unwrap(), 2);
+    assert!(store.open(&a, "source").await.unwrap().is_none());
+    assert!(store.open(&a, "audio").await.unwrap().is_none());
+    assert!(store.open(&b, "source").await.unwrap().is_some());
+    assert_eq!(store.delete(&a).await.unwrap(), 0, "deleting again is fine");
+    assert_eq!(store.delete(&b).await.unwrap(), 1, "the replaced file is gone already");
+}

@@ -7,6 +7,7 @@
 //! |-------------------|-----------------------------------------------------------------|
 //! | [`JobStore`]      | jobs, videos, stage attempts, job leases                        |
 //! | [`ArtifactStore`] | transcripts and summaries                                       |
+//! | [`MediaStore`]    | videos' media files between stages that run on different nodes  |
 //! | [`CommandBus`]    | [`StageCommand`]s, one queue per stage, competing consumers     |
 //! | [`EventBus`]      | [`DomainEvent`]s, fanned out to every subscriber or group       |
 //!
@@ -274,6 +275,34 @@ pub trait ArtifactStore: Send + Sync + 'static {
     async fn get_transcript(&self, video_id: &VideoId) -> PortResult<Option<Transcript>>;
     async fn put_summary(&self, summary: &Summary) -> PortResult<()>;
     async fn get_summary(&self, video_id: &VideoId) -> PortResult<Option<Summary>>;
+}
+
+/// What a stored media file was when its producer stored it; a reader checks what it fetched
+/// against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// The file's name in a video's media directory (`source.webm`, `audio.wav`).
+    pub file_name: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the contents.
+    pub sha256: String,
+}
+
+/// A file's contents, streamed in chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// Videos' media files, where every node can fetch them: what one stage made on one node, the next
+/// stage reads on another. A file is named by its video and its kind (`source`, `audio`); one of
+/// each per video (the latest put wins). Contents are streamed both ways, never held whole.
+#[async_trait]
+pub trait MediaStore: Send + Sync + 'static {
+    /// Stores `body` as the video's `kind`, recorded with `info`, replacing an earlier one. The
+    /// file is visible to readers only once complete.
+    async fn put(&self, video_id: &VideoId, kind: &str, info: &MediaInfo, body: ByteStream) -> PortResult<()>;
+    /// The video's `kind` as recorded, and its contents; None when there is none.
+    async fn open(&self, video_id: &VideoId, kind: &str) -> PortResult<Option<(MediaInfo, ByteStream)>>;
+    /// Deletes every file of the video; returns how many there were.
+    async fn delete(&self, video_id: &VideoId) -> PortResult<u64>;
 }
 
 /// Acknowledgement of a delivery, called only after the handler's result is committed.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{StageContext, StageError, StageResult, StageWork, download::source_file, process, video_of};
+use super::media::MediaKind;
+use super::{StageContext, StageError, StageResult, StageWork, process, video_of};
 use crate::domain::{DomainEvent, EventPayload, Stage, StageCommand};
 
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -31,22 +32,38 @@ impl StageWork for AudioExtraction {
     async fn run(&self, command: &StageCommand) -> StageResult {
         let video_id = video_of(command)?;
         let lock = self.ctx.media.lock(video_id).await?;
-        let dir = lock.video_dir();
-        let out = audio_path(&dir);
-        if !out.exists() {
-            let source = source_file(&dir).await.ok_or_else(|| {
-                StageError::Permanent(format!("no downloaded media for {video_id} in {}", dir.display()))
-            })?;
-            let timeout = Duration::from_secs(self.ctx.settings.audio.timeout_secs)
-                .min(self.ctx.settings.stages.timeout(Stage::AudioExtraction));
-            extract(&self.ctx.settings.audio.ffmpeg, &source, &out, timeout).await?;
-        }
+        let out = match MediaKind::Audio.local(&lock.video_dir()).await {
+            // Extracted here already; stored for the other nodes unless it is there too.
+            Some(out) => {
+                if !lock.has_shared(MediaKind::Audio).await? {
+                    lock.publish(MediaKind::Audio, &out).await?;
+                }
+                out
+            }
+            // Extracted on another node (a redelivered command).
+            None if lock.has_shared(MediaKind::Audio).await? => lock.fetch(MediaKind::Audio).await?,
+            None => self.extract(&lock).await?,
+        };
         let seconds = wav_seconds(&out)?;
         // For media whose length yt-dlp did not know before the download.
         if let Some(reason) = self.ctx.settings.download.too_long(seconds) {
             return Err(StageError::Permanent(format!("{video_id}: {reason}")));
         }
         Ok(vec![DomainEvent::new(command.job_id, Some(video_id.clone()), EventPayload::AudioExtracted { seconds })])
+    }
+}
+
+impl AudioExtraction {
+    /// Extracts the audio of the locked video from its download (fetched when it is elsewhere)
+    /// and stores it for the other nodes.
+    async fn extract(&self, lock: &super::media::MediaLock) -> Result<PathBuf, StageError> {
+        let source = lock.fetch(MediaKind::Source).await?;
+        let out = audio_path(&lock.video_dir());
+        let timeout = Duration::from_secs(self.ctx.settings.audio.timeout_secs)
+            .min(self.ctx.settings.stages.timeout(Stage::AudioExtraction));
+        extract(&self.ctx.settings.audio.ffmpeg, &source, &out, timeout).await?;
+        lock.publish(MediaKind::Audio, &out).await?;
+        Ok(out)
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{DomainEvent, JobId, Stage, StageCommand, VideoId};
-use crate::ports::{ArtifactStore, JobStore, PortError};
+use crate::ports::{ArtifactStore, JobStore, MediaStore, PortError};
 pub use media::Media;
 pub use settings::{StageSettings, StagesSettings};
 
@@ -30,13 +30,25 @@ pub enum StageError {
     /// Will fail the same way again (not found, bad media, bad configuration).
     #[error("{0}")]
     Permanent(String),
+    /// What the stage works on is gone (its media was lost): stage `redo`, which makes it, must run
+    /// again first. Spends no attempt of this stage.
+    #[error("{reason}")]
+    Missing { redo: Stage, reason: String },
 }
 
 impl StageError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            StageError::Retryable(_) => true,
+            StageError::Retryable(_) | StageError::Missing { .. } => true,
             StageError::Permanent(_) => false,
+        }
+    }
+
+    /// The earlier stage to run again, for [`StageError::Missing`].
+    pub fn redo(&self) -> Option<Stage> {
+        match self {
+            StageError::Missing { redo, .. } => Some(*redo),
+            StageError::Retryable(_) | StageError::Permanent(_) => None,
         }
     }
 }
@@ -119,8 +131,14 @@ pub struct StageContext {
 }
 
 impl StageContext {
-    pub fn new(settings: StageSettings, store: Arc<dyn JobStore>, artifacts: Arc<dyn ArtifactStore>) -> Self {
-        let media = Media::new(&settings, store.clone());
+    /// `shared` carries media between nodes (None: this host's `media_dir` is the only copy).
+    pub fn new(
+        settings: StageSettings,
+        store: Arc<dyn JobStore>,
+        artifacts: Arc<dyn ArtifactStore>,
+        shared: Option<Arc<dyn MediaStore>>,
+    ) -> Self {
+        let media = Media::new(&settings, store.clone(), shared);
         Self { settings: Arc::new(settings), store, artifacts, media }
     }
 

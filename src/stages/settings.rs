@@ -67,6 +67,11 @@ pub struct DownloadSettings {
     pub max_duration_secs: u64,
     pub keep_media: bool,
     pub keep_failed_media: bool,
+    /// Media travels between nodes through the artifacts' store where it can (MongoDB GridFS), so
+    /// the stages of one video may run on nodes with disks of their own.
+    pub share_media: bool,
+    /// The bound of this node's local media, in MiB, where media travels through a shared store.
+    pub media_cache_mb: u64,
 }
 
 impl DownloadSettings {
@@ -250,6 +255,8 @@ mod tests {
             max_duration_secs,
             keep_media: false,
             keep_failed_media: false,
+            share_media: true,
+            media_cache_mb: 4096,
         };
         assert_eq!(settings(3600).too_long(3600.0), None);
         let reason = settings(3600).too_long(7385.0).unwrap();

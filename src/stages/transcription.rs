@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::media::MediaKind;
 use super::{StageContext, StageError, StageResult, StageWork, audio, video_of};
 use crate::domain::{DomainEvent, EventPayload, Segment, StageCommand, Transcript, TranscriptSource};
 use crate::stages::settings::{StageSettings, TranscriptionBackend};
@@ -73,13 +74,7 @@ impl StageWork for Transcription {
             // This job's, or (unless forced) one another job made meanwhile: not made again.
             Some(t) if self.ctx.may_reuse(command, t.job_id).await? => t,
             _ => {
-                let wav = audio::audio_path(&lock.video_dir());
-                if !wav.exists() {
-                    return Err(StageError::Permanent(format!(
-                        "no extracted audio for {video_id} at {}",
-                        wav.display()
-                    )));
-                }
+                let wav = lock.fetch(MediaKind::Audio).await?;
                 let recognized = self.recognizer.transcribe(&wav).await?;
                 let segments = clean_segments(recognized.segments);
                 let transcript = Transcript {

@@ -15,7 +15,7 @@ use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::ports::JobStore;
 
 use crate::helpers::{Seen, TestApp, collect, poll_until};
-use crate::production::{Isolation, gated_app};
+use crate::production::{Isolation, Process, gated_app};
 
 const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
 const FIVE: [&str; 5] =
@@ -300,37 +300,6 @@ fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String, usize)> {
     ids
 }
 
-/// `tubesum serve` as a process of its own (so that it can be paused), its stderr drained.
-struct Process {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Process {
-    async fn serve(env: &[(&'static str, String)], data: &std::path::Path, stages: &str) -> Process {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--stages", stages])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("TUBESUM_DATA_DIR", data)
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tubesum starts");
-        let url = crate::helpers::listening_url(&mut child).await;
-        Process { child, url }
-    }
-
-    fn signal(&self, signal: &str) {
-        run("kill", &[signal, &self.child.id().expect("running").to_string()]);
-    }
-
-    async fn runs_job(&self, job_id: &str) -> bool {
-        let tree: serde_json::Value =
-            reqwest::get(format!("{}/console/tree", self.url)).await.unwrap().json().await.unwrap();
-        crate::production::runs_job(&tree, job_id)
-    }
-}
-
 /// Fencing, end to end: a process paused (SIGSTOP) past its lease while its job runs; another
 /// takes the job over and finishes it; resumed (SIGCONT), the first stops the job's actors and
 /// changes nothing: one final status, every video summarized with its artifacts, each event
@@ -354,12 +323,8 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
         channel = channel.video(StandInVideo::new(id, id).media(&quiet, Container::M4a.content_type()));
     }
     let standin = StandIn::start(vec![channel]).await.unwrap();
-    let mut env = iso.env();
+    let mut env = iso.env_for(&standin);
     env.extend([
-        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
-        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
-        ("TUBESUM_WHISPER__MODEL", crate::helpers::whisper_model().display().to_string()),
-        ("TUBESUM_DOWNLOAD__YT_DLP", crate::helpers::yt_dlp().display().to_string()),
         ("TUBESUM_STAGES__JOB_LEASE_SECS", "2".into()),
         ("TUBESUM_STAGES__DOWNLOAD__WORKERS", "1".into()),
         ("TUBESUM_STAGES__HEARTBEAT_MS", "200".into()),

@@ -172,25 +172,7 @@ impl TestApp {
     /// Polls the job until it and the videos it shows are final (a cancelled job's videos
     /// follow its cancel); panics with its last state after `deadline`.
     pub async fn wait_for_job(&self, job_id: &str, deadline: Duration) -> Value {
-        const FINAL_JOB: [&str; 4] = ["completed", "completed_with_errors", "failed", "cancelled"];
-        const FINAL_VIDEO: [&str; 3] = ["summarized", "failed", "cancelled"];
-        let until = tokio::time::Instant::now() + deadline;
-        let (done, last) = loop {
-            let (_, job) = self.get_json(&format!("/jobs/{job_id}")).await;
-            let job_final = FINAL_JOB.contains(&job["status"].as_str().unwrap_or(""));
-            let videos_final = job["videos"]
-                .as_array()
-                .is_none_or(|videos| videos.iter().all(|v| FINAL_VIDEO.contains(&v["status"].as_str().unwrap_or(""))));
-            if job_final && videos_final {
-                break (true, job);
-            }
-            if tokio::time::Instant::now() >= until {
-                break (false, job);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert!(done, "job {job_id} not final after {deadline:?}: {last:#}");
-        last
+        wait_for_job_at(&self.address, job_id, deadline).await
     }
 
     /// Stops the server and the actor tree; panics if they do not stop.
@@ -286,6 +268,34 @@ pub async fn listening_url(child: &mut tokio::process::Child) -> String {
     .expect("tubesum listens within 60 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     url
+}
+
+/// Polls job `job_id` at the API at `base` until it and the videos it shows are final; panics
+/// with its last state after `deadline`.
+pub async fn wait_for_job_at(base: &str, job_id: &str, deadline: Duration) -> Value {
+    const FINAL_JOB: [&str; 4] = ["completed", "completed_with_errors", "failed", "cancelled"];
+    const FINAL_VIDEO: [&str; 3] = ["summarized", "failed", "cancelled"];
+    let client = reqwest::Client::new();
+    let until = tokio::time::Instant::now() + deadline;
+    let (done, last) = loop {
+        let job: Value = match client.get(format!("{base}/jobs/{job_id}")).send().await {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let job_final = FINAL_JOB.contains(&job["status"].as_str().unwrap_or(""));
+        let videos_final = job["videos"]
+            .as_array()
+            .is_none_or(|videos| videos.iter().all(|v| FINAL_VIDEO.contains(&v["status"].as_str().unwrap_or(""))));
+        if job_final && videos_final {
+            break (true, job);
+        }
+        if tokio::time::Instant::now() >= until {
+            break (false, job);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(done, "job {job_id} not final after {deadline:?}: {last:#}");
+    last
 }
 
 /// Submits `channel` to the API at `url` (a server of its own process); returns the job id.

@@ -9,6 +9,8 @@ mod actors;
 mod adapters;
 mod api;
 mod cli;
+#[cfg(feature = "production")]
+mod cluster;
 mod delivery;
 #[cfg(feature = "production")]
 mod faults;

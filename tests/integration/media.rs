@@ -14,7 +14,7 @@ use crate::helpers::{poll_until, settings};
 
 async fn media(data: &tempfile::TempDir, env: &[(&str, String)]) -> (Media, Arc<dyn JobStore>) {
     let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&data.path().join("db.sqlite")).await.unwrap());
-    (Media::new(&settings(data, env).stage_settings(), store.clone()), store)
+    (Media::new(&settings(data, env).stage_settings(), store.clone(), None), store)
 }
 
 async fn job_with(store: &dyn JobStore, video: &VideoId) -> JobId {
@@ -111,7 +111,7 @@ async fn a_waiter_holds_the_current_lock_file_after_the_media_was_deleted() {
     let data = tempfile::tempdir().unwrap();
     let (media, store) = media(&data, &[]).await;
     // A second process on the same host: its own in-process locks, the same directory.
-    let other_process = Media::new(&settings(&data, &[]).stage_settings(), store.clone());
+    let other_process = Media::new(&settings(&data, &[]).stage_settings(), store.clone(), None);
     let video = VideoId::parse("aaaaaaaaaaa").unwrap();
     let job = job_with(&*store, &video).await;
     std::fs::create_dir_all(media.video_dir(&video)).unwrap();

@@ -58,6 +58,18 @@ impl Isolation {
         }
     }
 
+    /// [`Isolation::env`] with YouTube at `standin`, the test's whisper model and yt-dlp.
+    pub(crate) fn env_for(&self, standin: &StandIn) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.extend([
+            ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+            ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+            ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+            ("TUBESUM_DOWNLOAD__YT_DLP", crate::helpers::yt_dlp().display().to_string()),
+        ]);
+        env
+    }
+
     pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         use secrecy::ExposeSecret;
         vec![
@@ -108,13 +120,7 @@ async fn a_channel_completes_on_the_production_backends() {
                 .captions(captions),
         );
     let standin = StandIn::start(vec![channel]).await.unwrap();
-    let mut env = iso.env();
-    env.extend([
-        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
-        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
-        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
-    ]);
-    let app = TestApp::builder().env(&env).spawn().await;
+    let app = TestApp::builder().env(&iso.env_for(&standin)).spawn().await;
 
     // Independent observers on both event channels.
     let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
@@ -285,6 +291,39 @@ pub(crate) async fn gated_app(
         })
         .spawn()
         .await
+}
+
+/// `tubesum serve` as a process of its own (so that it can be paused), its stderr drained.
+pub(crate) struct Process {
+    pub(crate) url: String,
+    child: tokio::process::Child,
+}
+
+impl Process {
+    pub(crate) async fn serve(env: &[(&'static str, String)], data: &std::path::Path, stages: &str) -> Process {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--stages", stages])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("TUBESUM_DATA_DIR", data)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tubesum starts");
+        let url = crate::helpers::listening_url(&mut child).await;
+        Process { child, url }
+    }
+
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
+    pub(crate) async fn runs_job(&self, job_id: &str) -> bool {
+        let tree: serde_json::Value =
+            reqwest::get(format!("{}/console/tree", self.url)).await.unwrap().json().await.unwrap();
+        runs_job(&tree, job_id)
+    }
 }
 
 pub(crate) fn runs_job(tree: &serde_json::Value, job_id: &str) -> bool {

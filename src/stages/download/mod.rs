@@ -1,6 +1,7 @@
 //! Download: captions first (manual subtitles in the wanted language become the transcript and
 //! audio + whisper are skipped), else the audio with yt-dlp into a per-attempt directory, moved to
-//! `media/{video_id}/source.*` once complete. A transcript another job already stored is reused
+//! `media/{video_id}/source.*` once complete, and stored for the other nodes where media is shared.
+//! A transcript another job already stored is reused
 //! (unless the job is forced), and a download already on this host is not made again.
 
 pub mod vtt;
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::media::WorkDir;
+use super::media::{MediaKind, WorkDir};
 use super::{StageContext, StageError, StageResult, StageWork, fill, process, video_of};
 use crate::domain::{DomainEvent, EventPayload, Stage, StageCommand, Transcript, TranscriptSource, VideoId};
 use crate::stages::settings::CaptionsPolicy;
@@ -117,7 +118,16 @@ impl StageWork for Download {
             return done(captions, reused);
         }
         let dir = lock.video_dir();
-        if source_file(&dir).await.is_some() {
+        if let Some(source) = source_file(&dir).await {
+            // Here already; stored for the other nodes unless it is there too (a download that
+            // stopped between landing and being stored).
+            if !lock.has_shared(MediaKind::Source).await? {
+                lock.publish(MediaKind::Source, &source).await?;
+            }
+            return done(false, false);
+        }
+        if lock.has(MediaKind::Source).await? {
+            // Downloaded on another node: the next stage fetches it from there.
             return done(false, false);
         }
         let work = WorkDir::create(&dir, &command.command_id).await?;
@@ -163,9 +173,11 @@ impl StageWork for Download {
         };
         // Lands whole or not at all.
         let name = downloaded.file_name().unwrap_or_default();
-        tokio::fs::rename(&downloaded, dir.join(name))
+        let source = dir.join(name);
+        tokio::fs::rename(&downloaded, &source)
             .await
             .map_err(|e| StageError::Retryable(format!("moving the download of {video_id} into place: {e}")))?;
+        lock.publish(MediaKind::Source, &source).await?;
         done(false, false)
     }
 }

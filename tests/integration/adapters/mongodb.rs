@@ -208,3 +208,11 @@ async fn malformed_urls_are_not_reported_as_unavailable() {
     let PortError::Other(message) = &e else { panic!("expected other, got {e:?}") };
     assert!(message.contains("mongodb://u:***@127.0.0.1:notaport/") && !message.contains("pw-secret"), "{message}");
 }
+
+#[tokio::test]
+async fn mongo_media_store_conforms() {
+    let store = fresh_store().await;
+    let media = tubesum::adapters::mongodb::media::MongoMediaStore::new(store.database()).await.unwrap();
+    conformance::media_store(&media).await;
+    drop_database(store).await;
+}

@@ -1,0 +1,243 @@
+//! Nodes with disks of their own: media travels between the stages through MongoDB (checked
+//! by size and hash, cached locally within a bound, deleted when the video is done), so download,
+//! audio extraction and transcription may each run on another node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tubesum::adapters::embedded::SqliteStore;
+use tubesum::adapters::mongodb::MongoArtifactStore;
+use tubesum::adapters::mongodb::media::MongoMediaStore;
+use tubesum::domain::{ChannelId, JobId, JobStatus, Stage, VideoId, VideoMeta, VideoStatus, VideoUpdate};
+use tubesum::ports::{JobStore, MediaInfo, MediaStore};
+use tubesum::stages::StageError;
+use tubesum::stages::media::{Media, MediaKind};
+use youtube_standin::media::{self, Container};
+use youtube_standin::{StandIn, StandInChannel, StandInVideo};
+
+use crate::helpers::{poll_until, settings, submit_to, wait_for_job_at};
+use crate::production::{Isolation, Process, mongo_url};
+
+/// A fresh MongoDB database for the test's media store.
+async fn shared_store() -> (MongoArtifactStore, Arc<dyn MediaStore>) {
+    let name = format!("tubesum_test_{}", uuid::Uuid::new_v4().simple());
+    let mongo = MongoArtifactStore::connect(&mongo_url(), &name).await.expect("the MongoDB test server answers");
+    let media: Arc<dyn MediaStore> = Arc::new(MongoMediaStore::new(mongo.database()).await.unwrap());
+    (mongo, media)
+}
+
+/// One node's media: its own data dir, the shared store and job store.
+fn node(data: &tempfile::TempDir, store: &Arc<dyn JobStore>, shared: &Arc<dyn MediaStore>, cache_mb: u64) -> Media {
+    let settings = settings(data, &[("TUBESUM_DOWNLOAD__MEDIA_CACHE_MB", cache_mb.to_string())]);
+    Media::new(&settings.stage_settings(), store.clone(), Some(shared.clone()))
+}
+
+/// Two nodes with data dirs of their own sharing one media store and one job store; node B's cache
+/// holds `cache_mb_b` MiB.
+struct TwoNodes {
+    mongo: MongoArtifactStore,
+    shared: Arc<dyn MediaStore>,
+    store: Arc<dyn JobStore>,
+    a: Media,
+    b: Media,
+    _disks: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl TwoNodes {
+    async fn new(cache_mb_b: u64) -> TwoNodes {
+        let (mongo, shared) = shared_store().await;
+        let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&data_a.path().join("db.sqlite")).await.unwrap());
+        let (a, b) = (node(&data_a, &store, &shared, 4096), node(&data_b, &store, &shared, cache_mb_b));
+        TwoNodes { mongo, shared, store, a, b, _disks: (data_a, data_b) }
+    }
+}
+
+async fn job_with(store: &dyn JobStore, videos: &[&VideoId]) -> JobId {
+    let job = JobId::new();
+    store.create_job(job, &ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap(), false).await.unwrap();
+    store.set_job_status(job, JobStatus::Running, None).await.unwrap();
+    let metas: Vec<_> =
+        videos.iter().map(|v| VideoMeta { video_id: (*v).clone(), title: "t".into(), published_at: None }).collect();
+    store.add_videos(job, &metas).await.unwrap();
+    job
+}
+
+/// `len` bytes that differ per `seed`.
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// Publishes `contents` as `video`'s source from `media`'s node.
+async fn download_on(media: &Media, video: &VideoId, contents: &[u8]) {
+    let lock = media.lock(video).await.unwrap();
+    std::fs::create_dir_all(lock.video_dir()).unwrap();
+    let path = lock.video_dir().join("source.webm");
+    std::fs::write(&path, contents).unwrap();
+    lock.publish(MediaKind::Source, &path).await.unwrap();
+}
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn media_made_on_one_node_is_fetched_checked_and_deleted_on_another() {
+    let TwoNodes { mongo, shared, store, a, b, _disks } = TwoNodes::new(4096).await;
+    let video = VideoId::parse("sharedVideo").unwrap();
+    let job = job_with(&*store, &[&video]).await;
+    let contents = bytes(1024 * 1024 + 5, 1);
+    download_on(&a, &video, &contents).await;
+    assert_eq!(a.traffic().stored_bytes, contents.len() as u64);
+
+    // Node B has none of it on disk: fetched, whole, under the maker's name.
+    let lock = b.lock(&video).await.unwrap();
+    let fetched = lock.fetch(MediaKind::Source).await.unwrap();
+    assert_eq!(fetched, b.video_dir(&video).join("source.webm"));
+    assert!(std::fs::read(&fetched).unwrap() == contents, "fetched bytes differ");
+    assert_eq!((b.traffic().fetched_files, b.traffic().fetched_bytes), (1, contents.len() as u64));
+    // Asked again, the local copy serves: nothing moves.
+    lock.fetch(MediaKind::Source).await.unwrap();
+    assert_eq!(b.traffic().fetched_files, 1, "the cached copy is used");
+
+    // Audio nobody made: the stage that makes it must run again.
+    match lock.fetch(MediaKind::Audio).await {
+        Err(StageError::Missing { redo, .. }) => assert_eq!(redo, Stage::AudioExtraction),
+        other => panic!("expected a missing input, got {other:?}"),
+    }
+    // Audio whose bytes do not match what was recorded: refused, retryable, nothing left behind.
+    let info = MediaInfo { file_name: "audio.wav".into(), size: 3, sha256: "00".repeat(32) };
+    let body = Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"abc"))]));
+    shared.put(&video, "audio", &info, body).await.unwrap();
+    match lock.fetch(MediaKind::Audio).await {
+        Err(e @ StageError::Retryable(_)) => assert!(e.to_string().contains("SHA-256"), "{e}"),
+        other => panic!("expected a retryable hash mismatch, got {other:?}"),
+    }
+    assert_eq!(leftovers(&b.video_dir(&video)), ["source.webm"], "no partial or unchecked file kept");
+    drop(lock);
+
+    // Done with: deleted from the node that lets go, and from the shared store.
+    let update = VideoUpdate { status: VideoStatus::Transcribed, attempts: 1, error: None };
+    store.update_video(job, &video, &update).await.unwrap();
+    b.lock(&video).await.unwrap().release(job).await;
+    assert!(!b.video_dir(&video).exists());
+    assert!(shared.open(&video, "source").await.unwrap().is_none(), "the shared copy is deleted");
+    assert!(shared.open(&video, "audio").await.unwrap().is_none());
+    mongo.database().drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nodes_local_media_stays_within_its_cache_bound() {
+    let TwoNodes { mongo, a, b, _disks, .. } = TwoNodes::new(1).await;
+    let ids: Vec<VideoId> =
+        ["cachedVid01", "cachedVid02", "cachedVid03"].iter().map(|id| VideoId::parse(id).unwrap()).collect();
+    for (i, video) in ids.iter().enumerate() {
+        download_on(&a, video, &bytes(400 * 1024, i as u8)).await;
+    }
+    // B fetches the three in turn: 1 MiB holds two of them; the least recently fetched goes.
+    for video in &ids {
+        b.lock(video).await.unwrap().fetch(MediaKind::Source).await.unwrap();
+        // Modification times a file system can tell apart.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!b.video_dir(&ids[0]).exists(), "the oldest was evicted");
+    assert!(b.video_dir(&ids[1]).exists() && b.video_dir(&ids[2]).exists());
+    // Evicted is not lost: fetched again when wanted.
+    b.lock(&ids[0]).await.unwrap().fetch(MediaKind::Source).await.unwrap();
+    assert_eq!(b.traffic().fetched_files, 4);
+    mongo.database().drop().await.unwrap();
+}
+
+/// Whether no media file of `ids` is left in the shared store.
+async fn none_left(shared: &dyn MediaStore, ids: &[&str]) -> bool {
+    for id in ids {
+        let video = VideoId::parse(id).unwrap();
+        for kind in ["source", "audio"] {
+            if shared.open(&video, kind).await.unwrap().is_some() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A counter of a node's `/metrics`, summed over its labels matching `label`.
+async fn metric(url: &str, name: &str, label: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The acceptance of "any node runs any stage": three `tubesum serve` processes on the production
+/// backends, each with a data dir of its own, one downloading, one extracting audio, one
+/// transcribing and summarizing, complete the stand-in channel; the media each moved is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_with_their_own_disks_split_the_stages_and_complete_a_channel() {
+    const CHANNEL: &str = "UCclusterclusterclusterc";
+    let iso = Isolation::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        ("splitNode01", "The river carries sand down to the sea."),
+        ("splitNode02", "Glaciers carve wide valleys into the mountains."),
+        ("splitNode03", "Volcanoes build new islands out of the ocean."),
+    ];
+    let mut channel = StandInChannel::new(CHANNEL, "Split across nodes");
+    for (id, text) in lines {
+        let (wav, webm) = (dir.path().join(format!("{id}.wav")), dir.path().join(format!("{id}.webm")));
+        media::speak(text, &wav).await.unwrap();
+        media::encode(&wav, &webm, Container::WebmOpus).await.unwrap();
+        channel = channel.video(StandInVideo::new(id, id).media(&webm, Container::WebmOpus.content_type()));
+    }
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = iso.env_for(&standin);
+    env.extend([
+        ("TUBESUM_WHISPER__THREADS", "1".into()),
+        ("TUBESUM_STAGES__TRANSCRIPTION__WORKERS", "1".into()),
+        ("TUBESUM_STAGES__BACKOFF_INITIAL_MS", "50".into()),
+        ("TUBESUM_STAGES__BACKOFF_MAX_MS", "500".into()),
+    ]);
+    let disks: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let download = Process::serve(&env, disks[0].path(), "discovery,download").await;
+    let audio = Process::serve(&env, disks[1].path(), "audio_extraction").await;
+    let transcribe = Process::serve(&env, disks[2].path(), "transcription,summarization").await;
+
+    let job_id = submit_to(&download.url, CHANNEL).await;
+    let job = wait_for_job_at(&transcribe.url, &job_id, Duration::from_secs(300)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    for (id, text) in lines {
+        let transcript: serde_json::Value =
+            reqwest::get(format!("{}/videos/{id}/transcript", audio.url)).await.unwrap().json().await.unwrap();
+        let said = transcript["text"].as_str().unwrap_or_default().to_lowercase();
+        let word = text.trim_end_matches('.').rsplit(' ').next().unwrap().to_lowercase();
+        assert!(said.contains(&word), "{id}: {said:?} lacks {word:?}");
+    }
+
+    // Each node moved what its stages needed: sources up from the downloader, down to the audio
+    // node; audio up from there, down to the transcriber.
+    let n = lines.len() as u64;
+    let moved = [
+        ("download node, sources stored", metric(&download.url, "tubesum_media_bytes_total", "stored").await),
+        ("audio node, sources fetched", metric(&audio.url, "tubesum_media_bytes_total", "fetched").await),
+        ("audio node, audio stored", metric(&audio.url, "tubesum_media_bytes_total", "stored").await),
+        ("transcription node, audio fetched", metric(&transcribe.url, "tubesum_media_bytes_total", "fetched").await),
+    ];
+    for (what, bytes) in moved {
+        println!("media moved per video, {what}: {} bytes", bytes / n);
+        assert!(bytes > 0, "{what}: nothing moved");
+    }
+    assert_eq!(metric(&audio.url, "tubesum_media_files_total", "fetched").await, n, "each source fetched once");
+    assert_eq!(metric(&transcribe.url, "tubesum_media_files_total", "fetched").await, n, "each audio fetched once");
+    assert_eq!(metric(&download.url, "tubesum_media_files_total", "fetched").await, 0);
+
+    // Done with, the media is deleted from the shared store.
+    let mongo = MongoArtifactStore::connect(&mongo_url(), &iso.mongo_db).await.unwrap();
+    let shared = MongoMediaStore::new(mongo.database()).await.unwrap();
+    let ids: Vec<&str> = lines.iter().map(|(id, _)| *id).collect();
+    assert!(poll_until(Duration::from_secs(30), || none_left(&shared, &ids)).await, "media left in MongoDB");
+    drop((download, audio, transcribe));
+    iso.db.drop_now().await;
+}
