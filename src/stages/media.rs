@@ -6,7 +6,7 @@
 //! unfinished job needs it any more (the store says which do).
 //!
 //! Where the nodes have disks of their own, media travels between stages through a shared
-//! [`MediaStore`] (production: MongoDB GridFS): a stage publishes what it made, and the next one,
+//! [`MediaStore`] (production: MongoDB): a stage publishes what it made, and the next one,
 //! on whichever node, fetches it when it is not on its own disk — streamed, then checked against
 //! the size and SHA-256 its maker recorded. The local directory is then a cache, trimmed to
 //! `download.media_cache_mb` (least recently used first). Media the shared store lost is

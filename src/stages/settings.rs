@@ -67,7 +67,7 @@ pub struct DownloadSettings {
     pub max_duration_secs: u64,
     pub keep_media: bool,
     pub keep_failed_media: bool,
-    /// Media travels between nodes through the artifacts' store where it can (MongoDB GridFS), so
+    /// Media travels between nodes through the artifacts' store where it can (MongoDB), so
     /// the stages of one video may run on nodes with disks of their own.
     pub share_media: bool,
     /// The bound of this node's local media, in MiB, where media travels through a shared store.
