@@ -192,9 +192,27 @@ impl JobSupervisor {
     }
 
     /// Renews the leases, lets go of jobs that are no longer ours, and claims unheld ones.
+    /// This node's heartbeat in the store, and the rows of nodes silent for ten leases forgotten.
+    async fn beat(&self, node: &str, lease: Duration) {
+        let store = &self.deps.store;
+        match store.node_heartbeat(node).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                node,
+                "this node's registration is gone: another process registered under its name \
+                 (cluster.node_name must be unique), or it was silent for ten job leases"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not record this node's heartbeat"),
+        }
+        if let Err(e) = store.forget_nodes(None, lease * 10).await {
+            tracing::warn!(error = %e, "could not forget long-silent nodes");
+        }
+    }
+
     async fn tick(&self, myself: &ActorRef<JobSupervisorMsg>, state: &mut JobSupervisorState) {
         let store = &self.deps.store;
         let lease = self.deps.settings.job_lease();
+        self.beat(&state.node, lease).await;
         let held = match store.renew_leases(&state.node, lease).await {
             Ok(held) => held,
             Err(e) => {

@@ -85,6 +85,14 @@ pub struct ConsoleTree {
     pub pools: Vec<PoolView>,
 }
 
+/// The deployment's nodes (registered in the job store, heartbeat every third of a job lease),
+/// the jobs each holds, and the unfinished jobs whose holder is gone.
+#[utoipa::path(get, path = "/cluster", tag = "ops",
+    responses((status = 200, body = crate::app::pipeline::ClusterView), (status = 503, body = ErrorBody)))]
+pub async fn cluster(State(app): State<AppState>) -> Result<Json<crate::app::pipeline::ClusterView>, ApiError> {
+    Ok(Json(app.pipeline.cluster().await?))
+}
+
 /// The live actor tree and stage pool counters.
 #[utoipa::path(get, path = "/console/tree", tag = "ops", responses((status = 200, body = ConsoleTree)))]
 pub async fn console_tree(State(app): State<AppState>) -> Json<ConsoleTree> {

@@ -44,13 +44,14 @@ pub struct AppState {
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         videos::transcript, videos::summary,
-        misc::healthz, misc::summarize_text, misc::console_tree, misc::analytics, misc::metrics,
+        misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
         jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
-        error::ErrorBody, error::ErrorDetail,
+        error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
+        crate::app::pipeline::OrphanedJob, crate::domain::NodeRecord,
     )),
     modifiers(&BearerAuth, &Responses),
     // Every route takes the token when `server.api_token` is set; /healthz overrides this.
@@ -156,6 +157,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/summarize-text", post(misc::summarize_text))
         .route("/console", get(misc::console_page))
         .route("/console/tree", get(misc::console_tree))
+        .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

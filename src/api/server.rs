@@ -33,7 +33,10 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let pipeline = Arc::new(Pipeline::start(wiring, stages).await?);
+        let mut pipeline = Pipeline::start(wiring, stages).await?;
+        let address = listener.local_addr().context("the bound listener's address")?;
+        pipeline.announce(format!("http://{address}")).await.context("registering this node")?;
+        let pipeline = Arc::new(pipeline);
         let state = AppState {
             pipeline: pipeline.clone(),
             summarizer: summarizer::from_settings(&settings.llm, &settings.summary),

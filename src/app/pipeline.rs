@@ -13,7 +13,7 @@ use super::settings::Settings;
 use super::wiring::Wiring;
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::actors::{Deps, EventConsumerArgs, PoolStats};
-use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, Stage};
+use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
 use crate::ports::PortError;
 use crate::stages::settings::YoutubeSettings;
@@ -21,8 +21,10 @@ use crate::stages::settings::YoutubeSettings;
 pub struct Pipeline {
     pub settings: Arc<Settings>,
     pub deps: Deps,
-    /// This process's name in job leases and stage attempts.
+    /// This process's name in job leases and stage attempts (`{name}#{incarnation}`).
     pub node: String,
+    /// How this process registered among the nodes.
+    record: NodeRecord,
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
     root: ActorRef<RootMsg>,
@@ -55,7 +57,20 @@ impl Pipeline {
         let Wiring { settings, deps, background } = wiring;
         static INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let instance = format!("p{}", INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let node = node_name(&instance);
+        let name = node_name(&settings.cluster.node_name, &instance);
+        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        let node = NodeRecord::node_id(&name, &incarnation[..12]);
+        let record = NodeRecord {
+            name,
+            node: node.clone(),
+            http_addr: None,
+            cluster_addr: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            stages: stages.clone(),
+            started_at: chrono::Utc::now(),
+            heartbeat_at: chrono::Utc::now(),
+        };
+        deps.store.register_node(&record).await.map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
         let analytics = Arc::new(Analytics::new());
         // Groups are namespaced like the topics, so deployments sharing a broker stay apart.
         let prefix = &settings.kafka.topic_prefix;
@@ -73,7 +88,7 @@ impl Pipeline {
         let args = RootArgs { stages, instance, node: node.clone(), consumers };
         let (root, handle) =
             Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
-        Ok(Pipeline { settings, deps, node, analytics, root, handle, _background: background })
+        Ok(Pipeline { settings, deps, node, record, analytics, root, handle, _background: background })
     }
 
     /// Records a job and starts it.
@@ -136,19 +151,106 @@ impl Pipeline {
     pub async fn shutdown(self) {
         let _ = ractor::call_t!(self.root, RootMsg::Shutdown, 30_000);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+        if let Err(e) = self.deps.store.forget_nodes(Some(&self.node), Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not deregister this node");
+        }
+    }
+
+    /// Registers this node again with where its HTTP API listens.
+    pub async fn announce(&mut self, http_addr: String) -> Result<(), PortError> {
+        self.record.http_addr = Some(http_addr);
+        self.deps.store.register_node(&self.record).await
+    }
+
+    /// The deployment's nodes as the store knows them, each with the jobs it holds, and the
+    /// unfinished jobs no live node holds (with the time left on a dead holder's lease).
+    pub async fn cluster(&self) -> Result<ClusterView, PortError> {
+        let (nodes, now) = self.deps.store.list_nodes().await?;
+        let leases = self.deps.store.job_leases().await?;
+        let alive_within = chrono::Duration::from_std(self.deps.settings.job_lease()).unwrap_or(chrono::Duration::MAX);
+        let nodes: Vec<ClusterNode> = nodes
+            .into_iter()
+            .map(|record| {
+                let age = now.signed_duration_since(record.heartbeat_at);
+                let jobs = leases
+                    .iter()
+                    .filter(|l| l.owner.as_deref() == Some(record.node.as_str()))
+                    .map(|l| l.job_id)
+                    .collect();
+                ClusterNode {
+                    incarnation: record.incarnation().to_owned(),
+                    heartbeat_age_ms: age.num_milliseconds().max(0) as u64,
+                    alive: age <= alive_within,
+                    this_node: record.node == self.node,
+                    jobs,
+                    record,
+                }
+            })
+            .collect();
+        let alive: Vec<&str> = nodes.iter().filter(|n| n.alive).map(|n| n.record.node.as_str()).collect();
+        let orphaned = leases
+            .into_iter()
+            .filter(|l| l.owner.as_deref().is_some_and(|owner| !alive.contains(&owner)))
+            .map(|l| OrphanedJob {
+                job_id: l.job_id,
+                owner: l.owner.unwrap_or_default(),
+                lease_left_ms: l.left.map_or(0, |left| left.as_millis() as u64),
+            })
+            .collect();
+        Ok(ClusterView { node: self.node.clone(), nodes, orphaned })
     }
 }
 
-/// `host/pid/instance-random`: unique per running tree, readable in the job and attempt tables.
-fn node_name(instance: &str) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}/{}/{instance}-{}", std::process::id(), &random[..8])
+/// `GET /cluster`: the deployment's nodes and the jobs no live node holds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// The node that answered.
+    pub node: String,
+    pub nodes: Vec<ClusterNode>,
+    /// Unfinished jobs held by a node that is gone (no live heartbeat): they are taken over when
+    /// their lease runs out (`lease_left_ms`), or at once if that node registered again.
+    pub orphaned: Vec<OrphanedJob>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterNode {
+    #[serde(flatten)]
+    pub record: NodeRecord,
+    pub incarnation: String,
+    /// Since its last heartbeat, by the store's clock.
+    pub heartbeat_age_ms: u64,
+    /// Heard from within one job lease.
+    pub alive: bool,
+    /// The node that answered.
+    pub this_node: bool,
+    /// The unfinished jobs it holds.
+    #[schema(value_type = Vec<String>)]
+    pub jobs: Vec<JobId>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrphanedJob {
+    #[schema(value_type = String)]
+    pub job_id: JobId,
+    pub owner: String,
+    pub lease_left_ms: u64,
+}
+
+/// This process's node name: the configured one, or `{hostname}/{pid}`; a second pipeline in one
+/// process (tests) adds its instance.
+fn node_name(configured: &str, instance: &str) -> String {
+    let base = if configured.is_empty() {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}/{}", std::process::id())
+    } else {
+        configured.to_owned()
+    };
+    if instance == "p1" { base } else { format!("{base}/{instance}") }
 }
 
 fn snapshot(cell: &ActorCell) -> ActorNode {

@@ -46,6 +46,15 @@ pub struct Settings {
     pub mongodb: MongoSettings,
     pub amqp: AmqpSettings,
     pub kafka: KafkaSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// How this process names itself among the deployment's nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Stable across restarts, unique among the nodes (empty: `{hostname}/{pid}`, new each start).
+    pub node_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -204,6 +213,7 @@ impl Settings {
         rule(self.youtube.video_url.contains("{video_id}"), "youtube.video_url must contain {video_id}")?;
         rule(self.youtube.channel_url.contains("{channel_id}"), "youtube.channel_url must contain {channel_id}")?;
         rule(self.stages.max_attempts >= 1, "stages.max_attempts must be at least 1")?;
+        rule(!self.cluster.node_name.contains('#'), "cluster.node_name must not contain '#'")?;
         rule(self.whisper.threads >= 1, "whisper.threads must be at least 1")?;
         rule(self.llm.max_chunk_tokens >= 200, "llm.max_chunk_tokens must be at least 200")?;
         rule(

@@ -10,7 +10,7 @@ pub mod workflow;
 
 pub use backoff::Backoff;
 pub use messages::{DomainEvent, EventPayload, StageCommand};
-pub use records::{AttemptProgress, AttemptRecord, JobRecord, VideoRecord, VideoUpdate};
+pub use records::{AttemptProgress, AttemptRecord, JobLease, JobRecord, NodeRecord, VideoRecord, VideoUpdate};
 
 use std::fmt;
 use std::str::FromStr;

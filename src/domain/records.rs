@@ -32,6 +32,45 @@ pub struct VideoRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A running process of the deployment (a node), as it registered in the job store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeRecord {
+    /// Stable across restarts (`cluster.node_name`).
+    pub name: String,
+    /// This boot of it, `{name}#{incarnation}`: the owner its job leases name.
+    pub node: String,
+    /// Where its HTTP API listens.
+    pub http_addr: Option<String>,
+    /// Where its cluster port listens, when clustered.
+    pub cluster_addr: Option<String>,
+    pub version: String,
+    /// The stage pools it runs.
+    pub stages: Vec<Stage>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+impl NodeRecord {
+    /// The boot id of node `name` for `incarnation`.
+    pub fn node_id(name: &str, incarnation: &str) -> String {
+        format!("{name}#{incarnation}")
+    }
+
+    /// The incarnation part of the boot id.
+    pub fn incarnation(&self) -> &str {
+        self.node.rsplit_once('#').map_or("", |(_, incarnation)| incarnation)
+    }
+}
+
+/// Who holds an unfinished job, as the store says now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobLease {
+    pub job_id: JobId,
+    pub owner: Option<String>,
+    /// How long the owner's lease still runs (zero: run out).
+    pub left: Option<std::time::Duration>,
+}
+
 /// A state change of one video in one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoUpdate {

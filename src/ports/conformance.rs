@@ -179,6 +179,62 @@ async fn leases(store: &dyn JobStore, channel: &ChannelId) {
     assert!(store.renew_leases("node-a", long).await.unwrap().is_empty());
     assert!(store.claim_job(job, "node-a", long).await.unwrap().is_none());
     assert!(!store.claimable_jobs().await.unwrap().contains(&job));
+    membership(store, channel).await;
+}
+
+fn node(name: &str, incarnation: &str, stages: &[Stage]) -> crate::domain::NodeRecord {
+    crate::domain::NodeRecord {
+        name: name.into(),
+        node: crate::domain::NodeRecord::node_id(name, incarnation),
+        http_addr: Some(format!("http://{name}:8080")),
+        cluster_addr: None,
+        version: "0.1.0".into(),
+        stages: stages.to_vec(),
+        started_at: Utc::now(),
+        heartbeat_at: Utc::now(),
+    }
+}
+
+/// Nodes register and beat; a node that registers again (it restarted) replaces its earlier
+/// incarnation, whose job leases can be claimed at once, however long they still run.
+async fn membership(store: &dyn JobStore, channel: &ChannelId) {
+    let long = Duration::from_secs(3600);
+    let (first, other) = (node("alpha", "one", &[Stage::Download, Stage::Transcription]), node("beta", "one", &[]));
+    store.register_node(&first).await.unwrap();
+    store.register_node(&other).await.unwrap();
+    assert!(store.node_heartbeat(&first.node).await.unwrap());
+    let (nodes, now) = store.list_nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    let alpha = &nodes[0];
+    assert_eq!((alpha.node.as_str(), alpha.incarnation()), ("alpha#one", "one"));
+    assert_eq!((&alpha.stages, &alpha.http_addr), (&first.stages, &first.http_addr));
+    assert!(now >= alpha.heartbeat_at - chrono::Duration::seconds(1), "the store's clock ages heartbeats");
+
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    store.claim_job(job, &first.node, long).await.unwrap().expect("unheld");
+    assert!(store.claim_job(job, &other.node, long).await.unwrap().is_none(), "alpha#one holds it");
+    assert!(!store.claimable_jobs().await.unwrap().contains(&job));
+    let leases = store.job_leases().await.unwrap();
+    let lease = leases.iter().find(|l| l.job_id == job).expect("listed");
+    assert_eq!(lease.owner.as_deref(), Some("alpha#one"));
+    assert!(lease.left.unwrap() > Duration::from_secs(3000), "{lease:?}");
+
+    // alpha restarts: its old incarnation is gone, and so is its hold on the job.
+    let again = node("alpha", "two", &[]);
+    store.register_node(&again).await.unwrap();
+    assert!(!store.node_heartbeat(&first.node).await.unwrap(), "the old incarnation has no row");
+    let (nodes, _) = store.list_nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["alpha#two", "beta#one"]);
+    assert!(store.claimable_jobs().await.unwrap().contains(&job));
+    let taken = store.claim_job(job, &other.node, long).await.unwrap().expect("the replaced owner's lease yields");
+    assert!(store.claim_job(job, &again.node, long).await.unwrap().is_none(), "beta#one holds it now");
+    assert!(taken.epoch >= 2);
+
+    assert_eq!(store.forget_nodes(None, long).await.unwrap(), 0, "nobody silent that long");
+    assert_eq!(store.forget_nodes(Some(&again.node), long).await.unwrap(), 1);
+    assert_eq!(store.list_nodes().await.unwrap().0.len(), 1);
+    store.set_job_status(job, JobStatus::Cancelled, None).await.unwrap();
 }
 
 /// Writes for a job under a fence pass only while it holds: the current owner's do; those under

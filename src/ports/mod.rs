@@ -26,8 +26,8 @@ use futures::Stream;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
-    StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
+    NodeRecord, Stage, StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
@@ -139,6 +139,19 @@ pub fn video_write_refused(
     }
 }
 
+/// A node's stage pools as a store keeps them: `download,transcription`.
+pub fn stages_text(stages: &[Stage]) -> String {
+    stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// [`stages_text`] read back.
+pub fn parse_stages(raw: &str) -> PortResult<Vec<Stage>> {
+    raw.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<Stage>().map_err(|e| PortError::Corrupt(format!("stage {s:?}: {e}"))))
+        .collect()
+}
+
 /// The error for a write to a job that has ended.
 pub fn job_is_final(job_id: JobId, status: &str) -> PortError {
     PortError::Stale(format!("job {job_id} has ended ({status}); its status is not changed"))
@@ -189,18 +202,32 @@ pub trait JobStore: Send + Sync + 'static {
         let _ = event;
         finish_status_only(self, job_id, status, error, fence).await
     }
-    /// Unfinished jobs no process holds a live lease on (never claimed, released, or whose holder
-    /// stopped renewing), oldest first: the jobs a process may resume.
+    /// Unfinished jobs no process holds a live lease on (never claimed, released, whose holder
+    /// stopped renewing, or whose holder's node has since registered a new incarnation: it
+    /// restarted), oldest first: the jobs a process may resume.
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>>;
     /// Takes, or extends, `owner`'s lease on an unfinished job for `lease`, and returns the fence
     /// its writes for the job carry (the epoch goes up when the owner changes). None when the job
-    /// is final or missing, or another owner holds a lease on it that has not run out.
+    /// is final or missing, or another owner holds a lease on it that has not run out (a lease of
+    /// an incarnation its node replaced by registering again has).
     async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>>;
     /// Extends every lease `owner` holds on an unfinished job; returns those jobs. A job `owner`
     /// runs that is missing from the answer was finished, cancelled or taken over elsewhere.
     async fn renew_leases(&self, owner: &str, lease: Duration) -> PortResult<Vec<JobId>>;
     /// Gives up `owner`'s lease on a job, so that another process may claim it at once.
     async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()>;
+    /// Registers a running node, replacing the row of an earlier incarnation of the same name.
+    async fn register_node(&self, node: &NodeRecord) -> PortResult<()>;
+    /// Records that `node` (a boot id) is alive; false when it has no row (a newer incarnation of
+    /// its name replaced it, or it was forgotten).
+    async fn node_heartbeat(&self, node: &str) -> PortResult<bool>;
+    /// Every registered node, by name, with the store's clock now (to age heartbeats by).
+    async fn list_nodes(&self) -> PortResult<(Vec<NodeRecord>, chrono::DateTime<chrono::Utc>)>;
+    /// Removes `node`'s row (it is stopping), or every row silent for longer than `silent` when
+    /// `node` is None; returns how many.
+    async fn forget_nodes(&self, node: Option<&str>, silent: Duration) -> PortResult<u64>;
+    /// Who holds each unfinished job, oldest first.
+    async fn job_leases(&self) -> PortResult<Vec<JobLease>>;
     /// Records that `owner` took a stage command (a redelivered command overwrites its row).
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()>;
     /// Records that the attempt `command_id` is still being worked on.

@@ -298,3 +298,25 @@ async fn summarize_text_refuses_more_text_than_its_cap() {
     assert_eq!(app.client.post(app.url("/summarize-text")).json(&fits).send().await.unwrap().status(), 200);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_cluster_view_lists_this_node_with_its_address_and_pools() {
+    let app = TestApp::builder().env(&[("TUBESUM_CLUSTER__NODE_NAME", "solo".into())]).noop_stages(&[]).spawn().await;
+    let (status, view) = app.get_json("/cluster").await;
+    assert_eq!(status, 200, "{view:#}");
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{view:#}");
+    let node = &nodes[0];
+    assert_eq!(node["name"], "solo");
+    assert_eq!(node["node"], view["node"]);
+    assert!(node["node"].as_str().unwrap().starts_with("solo#"), "{node}");
+    assert_eq!(node["http_addr"], app.url(""));
+    assert_eq!((node["alive"].as_bool(), node["this_node"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(node["stages"].as_array().unwrap().len(), 5, "{node}");
+    assert!(view["orphaned"].as_array().unwrap().is_empty());
+    // A stopped node leaves: its row is removed at shutdown.
+    let data = app.stop_keeping_data().await;
+    let store = tubesum::adapters::embedded::SqliteStore::open(&data.path().join("tubesum.sqlite")).await.unwrap();
+    let (left, _) = tubesum::ports::JobStore::list_nodes(&store).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

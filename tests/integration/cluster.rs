@@ -205,6 +205,19 @@ async fn three_nodes_with_their_own_disks_split_the_stages_and_complete_a_channe
     let audio = Process::serve(&env, disks[1].path(), "audio_extraction").await;
     let transcribe = Process::serve(&env, disks[2].path(), "transcription,summarization").await;
 
+    // Each node sees the three, alive, with their pools.
+    for process in [&download, &audio, &transcribe] {
+        let view: serde_json::Value =
+            reqwest::get(format!("{}/cluster", process.url)).await.unwrap().json().await.unwrap();
+        let nodes = view["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3, "{view:#}");
+        assert!(nodes.iter().all(|n| n["alive"] == true), "{view:#}");
+        let urls: Vec<&str> = nodes.iter().filter_map(|n| n["http_addr"].as_str()).collect();
+        for p in [&download, &audio, &transcribe] {
+            assert!(urls.contains(&p.url.as_str()), "{} missing from {urls:?}", p.url);
+        }
+    }
+
     let job_id = submit_to(&download.url, CHANNEL).await;
     let job = wait_for_job_at(&transcribe.url, &job_id, Duration::from_secs(300)).await;
     assert_eq!(job["status"], "completed", "{job:#}");
@@ -239,5 +252,46 @@ async fn three_nodes_with_their_own_disks_split_the_stages_and_complete_a_channe
     let ids: Vec<&str> = lines.iter().map(|(id, _)| *id).collect();
     assert!(poll_until(Duration::from_secs(30), || none_left(&shared, &ids)).await, "media left in MongoDB");
     drop((download, audio, transcribe));
+    iso.db.drop_now().await;
+}
+
+/// A node that restarts under the same `cluster.node_name` replaces its earlier incarnation, and
+/// takes over the job that incarnation held at once, long before the old lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_name_takes_its_jobs_back_at_once() {
+    const CHANNEL: &str = "UCrestartrestartrestartr";
+    let iso = Isolation::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let channel = StandInChannel::new(CHANNEL, "Restarted")
+        .video(StandInVideo::new("restarted01", "one").media(&quiet, Container::M4a.content_type()));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = iso.env_for(&standin);
+    env.extend([
+        ("TUBESUM_CLUSTER__NODE_NAME", "restarting-node".into()),
+        // A lease far longer than the test may take: only the new incarnation frees the job.
+        ("TUBESUM_STAGES__JOB_LEASE_SECS", "600".into()),
+        ("TUBESUM_WHISPER__THREADS", "1".into()),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    // The first run holds the job but runs no stage, so it cannot finish it; then it is killed.
+    let first = Process::serve(&env, data.path(), "none").await;
+    let job_id = submit_to(&first.url, CHANNEL).await;
+    assert!(poll_until(Duration::from_secs(30), || first.runs_job(&job_id)).await, "the first run took the job");
+    let view: serde_json::Value = reqwest::get(format!("{}/cluster", first.url)).await.unwrap().json().await.unwrap();
+    let old = view["nodes"][0]["node"].as_str().unwrap().to_owned();
+    first.signal("-KILL");
+    drop(first);
+
+    let second = Process::serve(&env, data.path(), "all").await;
+    let job = wait_for_job_at(&second.url, &job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let view: serde_json::Value = reqwest::get(format!("{}/cluster", second.url)).await.unwrap().json().await.unwrap();
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "the old incarnation is dropped: {view:#}");
+    assert_eq!(nodes[0]["name"], "restarting-node");
+    assert_ne!(nodes[0]["node"].as_str().unwrap(), old, "a new incarnation");
+    drop(second);
     iso.db.drop_now().await;
 }

@@ -12,10 +12,13 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, Stage, StageCommand,
-    Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
+    Stage, StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, video_write_refused, write_refused};
+use crate::ports::{
+    ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, video_write_refused,
+    write_refused,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -195,10 +198,12 @@ impl JobStore for SqliteStore {
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<String> = sqlx::query_scalar(concat!(
             "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR lease_until < ?) ORDER BY created_at",
-        )
+                 AND (owner IS NULL OR lease_until < ? OR ",
+            replaced_owner!(),
+            ") ORDER BY created_at"
+        ))
         .bind(now())
         .fetch_all(&self.pool)
         .await
@@ -208,11 +213,13 @@ impl JobStore for SqliteStore {
 
     async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>> {
         // A change of owner is a new epoch (SET reads the row as it was).
-        let epoch: Option<i64> = sqlx::query_scalar(
+        let epoch: Option<i64> = sqlx::query_scalar(concat!(
             "UPDATE jobs SET epoch = CASE WHEN owner IS ? THEN epoch ELSE epoch + 1 END, owner = ?, lease_until = ? \
              WHERE job_id = ? AND status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR owner = ? OR lease_until < ?) RETURNING epoch",
-        )
+             AND (owner IS NULL OR owner = ? OR lease_until < ? OR ",
+            replaced_owner!(),
+            ") RETURNING epoch",
+        ))
         .bind(owner)
         .bind(owner)
         .bind(after(lease))
@@ -236,6 +243,97 @@ impl JobStore for SqliteStore {
         .await
         .map_err(translate)?;
         ids.iter().map(|id| parse("job id", id)).collect()
+    }
+
+    async fn register_node(&self, node: &NodeRecord) -> PortResult<()> {
+        sqlx::query(
+            "INSERT INTO cluster_nodes (name, node, http_addr, cluster_addr, version, stages, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (name) DO UPDATE SET node = excluded.node, \
+             http_addr = excluded.http_addr, cluster_addr = excluded.cluster_addr, version = excluded.version, \
+             stages = excluded.stages, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&node.name)
+        .bind(&node.node)
+        .bind(&node.http_addr)
+        .bind(&node.cluster_addr)
+        .bind(&node.version)
+        .bind(stages_text(&node.stages))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn node_heartbeat(&self, node: &str) -> PortResult<bool> {
+        let done = sqlx::query("UPDATE cluster_nodes SET heartbeat_at = ? WHERE node = ?")
+            .bind(now())
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_nodes(&self) -> PortResult<(Vec<NodeRecord>, DateTime<Utc>)> {
+        let rows = sqlx::query(
+            "SELECT name, node, http_addr, cluster_addr, version, stages, started_at, heartbeat_at \
+             FROM cluster_nodes ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let nodes = rows
+            .iter()
+            .map(|row| {
+                Ok(NodeRecord {
+                    name: row.get("name"),
+                    node: row.get("node"),
+                    http_addr: row.get("http_addr"),
+                    cluster_addr: row.get("cluster_addr"),
+                    version: row.get("version"),
+                    stages: parse_stages(row.get("stages"))?,
+                    started_at: parse_time(row.get("started_at"))?,
+                    heartbeat_at: parse_time(row.get("heartbeat_at"))?,
+                })
+            })
+            .collect::<PortResult<_>>()?;
+        Ok((nodes, Utc::now()))
+    }
+
+    async fn forget_nodes(&self, node: Option<&str>, silent: Duration) -> PortResult<u64> {
+        let done = match node {
+            Some(node) => sqlx::query("DELETE FROM cluster_nodes WHERE node = ?").bind(node.to_owned()),
+            None => {
+                let since = Utc::now() - chrono::Duration::from_std(silent).unwrap_or(chrono::Duration::days(1));
+                sqlx::query("DELETE FROM cluster_nodes WHERE heartbeat_at < ?").bind(timestamp(since))
+            }
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn job_leases(&self) -> PortResult<Vec<JobLease>> {
+        let rows = sqlx::query(
+            "SELECT job_id, owner, lease_until FROM jobs \
+             WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let now = Utc::now();
+        rows.iter()
+            .map(|row| {
+                let until: Option<String> = row.get("lease_until");
+                let left = match until {
+                    Some(until) => Some((parse_time(&until)? - now).to_std().unwrap_or_default()),
+                    None => None,
+                };
+                Ok(JobLease { job_id: parse("job id", row.get("job_id"))?, owner: row.get("owner"), left })
+            })
+            .collect()
     }
 
     async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()> {
@@ -592,6 +690,17 @@ impl ArtifactStore for SqliteStore {
         }))
     }
 }
+
+/// A job whose owner's node has registered again since (a new incarnation replaced its row): the
+/// old incarnation is gone, whatever its lease says. (A macro: the queries are `concat!`ed literals.)
+macro_rules! replaced_owner {
+    () => {
+        "(owner IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.node = jobs.owner) \
+         AND EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = substr(jobs.owner, 1, instr(jobs.owner, '#') - 1)))"
+    };
+}
+use replaced_owner;
 
 #[cfg(test)]
 mod tests {

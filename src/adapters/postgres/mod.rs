@@ -18,12 +18,12 @@ use uuid::Uuid;
 
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
-    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobRecord, JobStatus, Stage,
-    StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
+    NodeRecord, Stage, StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 use crate::ports::{
-    Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, video_write_refused,
-    write_refused,
+    Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, parse_stages, stages_text,
+    video_write_refused, write_refused,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -236,10 +236,12 @@ impl JobStore for PgStore {
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
+        let ids: Vec<Uuid> = sqlx::query_scalar(concat!(
             "SELECT job_id FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR lease_until < now()) ORDER BY created_at",
-        )
+                 AND (owner IS NULL OR lease_until < now() OR ",
+            replaced_owner!(),
+            ") ORDER BY created_at"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(translate)?;
@@ -249,12 +251,14 @@ impl JobStore for PgStore {
     async fn claim_job(&self, job_id: JobId, owner: &str, lease: Duration) -> PortResult<Option<Fence>> {
         // The database's clock decides, so that the processes' clocks need not agree. A change of
         // owner is a new epoch (SET reads the row as it was).
-        let epoch: Option<i64> = sqlx::query_scalar(
+        let epoch: Option<i64> = sqlx::query_scalar(concat!(
             "UPDATE jobs SET epoch = CASE WHEN owner IS NOT DISTINCT FROM $2 THEN epoch ELSE epoch + 1 END, \
              owner = $2, lease_until = now() + make_interval(secs => $3) \
              WHERE job_id = $1 AND status IN ('pending', 'discovering', 'running') \
-             AND (owner IS NULL OR owner = $2 OR lease_until < now()) RETURNING epoch",
-        )
+             AND (owner IS NULL OR owner = $2 OR lease_until < now() OR ",
+            replaced_owner!(),
+            ") RETURNING epoch",
+        ))
         .bind(job_id.0)
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -275,6 +279,94 @@ impl JobStore for PgStore {
         .await
         .map_err(translate)?;
         Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn register_node(&self, node: &NodeRecord) -> PortResult<()> {
+        sqlx::query(
+            "INSERT INTO cluster_nodes (name, node, http_addr, cluster_addr, version, stages, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, now(), now()) ON CONFLICT (name) DO UPDATE SET node = EXCLUDED.node, \
+             http_addr = EXCLUDED.http_addr, cluster_addr = EXCLUDED.cluster_addr, version = EXCLUDED.version, \
+             stages = EXCLUDED.stages, started_at = now(), heartbeat_at = now()",
+        )
+        .bind(&node.name)
+        .bind(&node.node)
+        .bind(&node.http_addr)
+        .bind(&node.cluster_addr)
+        .bind(&node.version)
+        .bind(stages_text(&node.stages))
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn node_heartbeat(&self, node: &str) -> PortResult<bool> {
+        let done = sqlx::query("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_nodes(&self) -> PortResult<(Vec<NodeRecord>, DateTime<Utc>)> {
+        let rows = sqlx::query(
+            "SELECT name, node, http_addr, cluster_addr, version, stages, started_at, heartbeat_at, now() AS now \
+             FROM cluster_nodes ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let now = match rows.first() {
+            Some(row) => row.get("now"),
+            None => sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await.map_err(translate)?,
+        };
+        let nodes = rows
+            .iter()
+            .map(|row| {
+                Ok(NodeRecord {
+                    name: row.get("name"),
+                    node: row.get("node"),
+                    http_addr: row.get("http_addr"),
+                    cluster_addr: row.get("cluster_addr"),
+                    version: row.get("version"),
+                    stages: parse_stages(row.get("stages"))?,
+                    started_at: row.get("started_at"),
+                    heartbeat_at: row.get("heartbeat_at"),
+                })
+            })
+            .collect::<PortResult<_>>()?;
+        Ok((nodes, now))
+    }
+
+    async fn forget_nodes(&self, node: Option<&str>, silent: Duration) -> PortResult<u64> {
+        let done = match node {
+            Some(node) => sqlx::query("DELETE FROM cluster_nodes WHERE node = $1").bind(node),
+            None => sqlx::query("DELETE FROM cluster_nodes WHERE heartbeat_at < now() - make_interval(secs => $1)")
+                .bind(silent.as_secs_f64()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn job_leases(&self) -> PortResult<Vec<JobLease>> {
+        let rows = sqlx::query(
+            "SELECT job_id, owner, GREATEST(EXTRACT(EPOCH FROM lease_until - now()), 0)::float8 AS left_secs \
+             FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(rows
+            .iter()
+            .map(|row| JobLease {
+                job_id: JobId(row.get("job_id")),
+                owner: row.get("owner"),
+                left: row.get::<Option<f64>, _>("left_secs").map(Duration::from_secs_f64),
+            })
+            .collect())
     }
 
     async fn release_job(&self, job_id: JobId, owner: &str) -> PortResult<()> {
@@ -534,3 +626,14 @@ impl JobStore for PgStore {
         Err(video_write_refused(job_id, video_id, fence, holder))
     }
 }
+
+/// A job whose owner's node has registered again since (a new incarnation replaced its row): the
+/// old incarnation is gone, whatever its lease says. (A macro: the queries are `concat!`ed literals.)
+macro_rules! replaced_owner {
+    () => {
+        "(owner IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.node = jobs.owner) \
+         AND EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = split_part(jobs.owner, '#', 1)))"
+    };
+}
+use replaced_owner;
