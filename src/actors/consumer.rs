@@ -48,6 +48,7 @@ pub struct EventConsumerState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum EventConsumerMsg {
     SubscriptionEnded(String),
 }

@@ -45,6 +45,7 @@ pub struct JobState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum JobMsg {
     Event(DomainEvent),
     RetryDiscovery {
@@ -160,6 +161,8 @@ impl Actor for JobActor {
                 myself.send_after(delay, move || JobMsg::SpawnVideo(video_id));
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            #[cfg(feature = "cluster")]
+            SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -42,6 +42,7 @@ pub struct JobSupervisorState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum JobSupervisorMsg {
     /// Claims and starts (or resumes) a job; a job already running, or held elsewhere, is left alone.
     Start(JobId),
@@ -152,6 +153,8 @@ impl Actor for JobSupervisor {
                 myself.send_after(delay, move || JobSupervisorMsg::Start(job_id));
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            #[cfg(feature = "cluster")]
+            SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -28,6 +28,8 @@
 pub mod consumer;
 pub mod job;
 pub mod job_supervisor;
+#[cfg(feature = "cluster")]
+pub mod node_agent;
 pub mod pump;
 pub mod restarts;
 pub mod root;

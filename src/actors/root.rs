@@ -51,6 +51,7 @@ pub struct RootState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum RootMsg {
     StartJob(JobId),
     CancelJob(JobId, RpcReplyPort<bool>),
@@ -58,6 +59,8 @@ pub enum RootMsg {
     /// Counters of every running pool.
     PoolStats(RpcReplyPort<Vec<PoolStats>>),
     Respawn(Child),
+    /// Renew leases and look for claimable jobs now, not at the next tick (a peer went away).
+    CheckLeases,
     /// Stops every child (jobs first, then pools, then the router) and replies when done.
     Shutdown(RpcReplyPort<()>),
 }
@@ -119,6 +122,11 @@ impl Actor for RootSupervisor {
                     let _ = reply.send(false);
                 }
             },
+            RootMsg::CheckLeases => {
+                if let Ok(jobs) = jobs_ref(state) {
+                    jobs.cast(JobSupervisorMsg::Tick)?;
+                }
+            }
             RootMsg::RunningJobs(reply) => match jobs_ref(state) {
                 Ok(jobs) => jobs.cast(JobSupervisorMsg::Running(reply))?,
                 Err(_) => {
@@ -198,6 +206,8 @@ impl Actor for RootSupervisor {
                 }
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            #[cfg(feature = "cluster")]
+            SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

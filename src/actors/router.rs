@@ -22,6 +22,7 @@ pub struct EventRouterState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum EventRouterMsg {
     SubscriptionEnded(String),
 }

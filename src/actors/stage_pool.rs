@@ -106,6 +106,7 @@ struct Counters {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum StagePoolMsg {
     /// The queue consumer ended; the pool fails so that it is restarted.
     ConsumerStopped(String),

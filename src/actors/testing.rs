@@ -199,6 +199,8 @@ impl Actor for Watcher {
                 let _ = tx.send(ChildEnd::Failed(error.to_string()));
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            #[cfg(feature = "cluster")]
+            SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -45,6 +45,7 @@ pub struct VideoState {
 }
 
 #[derive(Debug)]
+#[cfg_attr(feature = "cluster", derive(ractor_cluster::RactorMessage))]
 pub enum VideoMsg {
     Event(DomainEvent),
     /// Looks at the awaited attempt's record (every `3 × stages.heartbeat_ms`): queued or running

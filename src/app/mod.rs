@@ -3,6 +3,8 @@
 //! the process-level [`shutdown_signal`]. The HTTP server ([`crate::api`]) and the command line
 //! ([`crate::cli`]) sit on top.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod pipeline;
 pub mod settings;
 pub mod wiring;
@@ -10,6 +12,16 @@ pub mod wiring;
 pub use pipeline::{ChannelError, Pipeline, resolve_channel};
 pub use settings::Settings;
 pub use wiring::Wiring;
+
+/// This host's name (`HOSTNAME`, else `/etc/hostname`, else `localhost`).
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

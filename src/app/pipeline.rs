@@ -25,6 +25,9 @@ pub struct Pipeline {
     pub node: String,
     /// How this process registered among the nodes.
     record: NodeRecord,
+    /// This node in the ractor_cluster cluster, when `cluster.listen` is set.
+    #[cfg(feature = "cluster")]
+    cluster: Option<super::cluster::Cluster>,
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
     root: ActorRef<RootMsg>,
@@ -64,7 +67,7 @@ impl Pipeline {
             name,
             node: node.clone(),
             http_addr: None,
-            cluster_addr: None,
+            cluster_addr: cluster_address(&settings)?,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             stages: stages.clone(),
             started_at: chrono::Utc::now(),
@@ -88,7 +91,20 @@ impl Pipeline {
         let args = RootArgs { stages, instance, node: node.clone(), consumers };
         let (root, handle) =
             Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
-        Ok(Pipeline { settings, deps, node, record, analytics, root, handle, _background: background })
+        #[cfg(feature = "cluster")]
+        let cluster = super::cluster::Cluster::start(&settings.cluster, &record, &deps, root.clone()).await?;
+        Ok(Pipeline {
+            settings,
+            deps,
+            node,
+            record,
+            analytics,
+            root,
+            handle,
+            #[cfg(feature = "cluster")]
+            cluster,
+            _background: background,
+        })
     }
 
     /// Records a job and starts it.
@@ -118,6 +134,7 @@ impl Pipeline {
         if job.status.is_final() {
             return Ok(CancelOutcome::AlreadyFinished(job.status));
         }
+        let owner = self.deps.store.job_leases().await?.into_iter().find(|l| l.job_id == job_id).and_then(|l| l.owner);
         // Not fenced: a cancel is a user's, whichever process runs the job.
         let ended = self.deps.finish_job(job_id, JobStatus::Cancelled, None, None).await?;
         if ended != JobStatus::Cancelled {
@@ -126,7 +143,27 @@ impl Pipeline {
         let _ = ractor::call_t!(self.root, RootMsg::CancelJob, 5_000, job_id);
         let stopped = self.deps.running.cancel(job_id);
         tracing::info!(%job_id, stopped, "job cancelled");
+        if let Some(owner) = owner.filter(|owner| *owner != self.node) {
+            self.cancel_at(&owner, job_id).await;
+        }
         Ok(CancelOutcome::Cancelling)
+    }
+
+    /// Tells the node that runs the job to stop it now, through its agent; where it cannot be
+    /// reached, it learns at its next lease renewal (the cancel is recorded).
+    async fn cancel_at(&self, owner: &str, job_id: JobId) {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            let op = crate::actors::node_agent::AgentOp::CancelJob { job_id };
+            match cluster.ask(owner, op, Duration::from_secs(2)).await {
+                Some(answer) => tracing::info!(%job_id, %owner, ?answer, "cancel passed to the job's node"),
+                None => {
+                    tracing::warn!(%job_id, %owner, "the job's node is not reachable; it stops the job at its next lease renewal")
+                }
+            }
+            return;
+        }
+        tracing::debug!(%job_id, %owner, "not clustered: the job's node stops it at its next lease renewal");
     }
 
     /// The running pools' counters.
@@ -183,6 +220,8 @@ impl Pipeline {
                     alive: age <= alive_within,
                     this_node: record.node == self.node,
                     jobs,
+                    reachable: None,
+                    snapshot: None,
                     record,
                 }
             })
@@ -197,7 +236,40 @@ impl Pipeline {
                 lease_left_ms: l.left.map_or(0, |left| left.as_millis() as u64),
             })
             .collect();
-        Ok(ClusterView { node: self.node.clone(), nodes, orphaned })
+        #[cfg(feature = "cluster")]
+        let nodes = self.with_snapshots(nodes).await;
+        Ok(ClusterView { node: self.node.clone(), clustered: self.clustered(), nodes, orphaned })
+    }
+
+    fn clustered(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        return self.cluster.is_some();
+        #[cfg(not(feature = "cluster"))]
+        false
+    }
+
+    /// Each live node's own report, asked of its agent (one second each, all at once).
+    #[cfg(feature = "cluster")]
+    async fn with_snapshots(&self, mut nodes: Vec<ClusterNode>) -> Vec<ClusterNode> {
+        use crate::actors::node_agent::{AgentAnswer, AgentOp};
+        let Some(cluster) = &self.cluster else { return nodes };
+        let asks = nodes.iter().map(|n| {
+            let ask = n.alive.then(|| cluster.ask(&n.record.node, AgentOp::Snapshot, Duration::from_secs(1)));
+            async move {
+                match ask {
+                    Some(ask) => ask.await,
+                    None => None,
+                }
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        for (node, answer) in nodes.iter_mut().zip(answers) {
+            node.reachable = Some(matches!(answer, Some(AgentAnswer::Snapshot(_))));
+            if let Some(AgentAnswer::Snapshot(snapshot)) = answer {
+                node.snapshot = Some(snapshot);
+            }
+        }
+        nodes
     }
 }
 
@@ -206,6 +278,9 @@ impl Pipeline {
 pub struct ClusterView {
     /// The node that answered.
     pub node: String,
+    /// Whether it runs a cluster node server (`cluster.listen`): then each live node's own report
+    /// is included.
+    pub clustered: bool,
     pub nodes: Vec<ClusterNode>,
     /// Unfinished jobs held by a node that is gone (no live heartbeat): they are taken over when
     /// their lease runs out (`lease_left_ms`), or at once if that node registered again.
@@ -226,7 +301,20 @@ pub struct ClusterNode {
     /// The unfinished jobs it holds.
     #[schema(value_type = Vec<String>)]
     pub jobs: Vec<JobId>,
+    /// Whether its agent answered through the cluster (absent when not clustered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// Its own report: actors by kind, pools, the jobs whose actors run there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<NodeSnapshotView>,
 }
+
+/// A node's own report, as its agent gave it.
+#[cfg(feature = "cluster")]
+pub type NodeSnapshotView = crate::actors::node_agent::NodeSnapshot;
+/// A node's own report (this build has no cluster: never present).
+#[cfg(not(feature = "cluster"))]
+pub type NodeSnapshotView = serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrphanedJob {
@@ -236,17 +324,25 @@ pub struct OrphanedJob {
     pub lease_left_ms: u64,
 }
 
+/// Where the other nodes reach this one's cluster server, when clustered.
+fn cluster_address(settings: &Settings) -> anyhow::Result<Option<String>> {
+    #[cfg(feature = "cluster")]
+    return super::cluster::advertised(&settings.cluster);
+    #[cfg(not(feature = "cluster"))]
+    {
+        anyhow::ensure!(
+            settings.cluster.listen.is_empty(),
+            "cluster.listen is set, but this tubesum was built without the `cluster` feature"
+        );
+        Ok(None)
+    }
+}
+
 /// This process's node name: the configured one, or `{hostname}/{pid}`; a second pipeline in one
 /// process (tests) adds its instance.
 fn node_name(configured: &str, instance: &str) -> String {
     let base = if configured.is_empty() {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        format!("{host}/{}", std::process::id())
+        format!("{}/{}", super::hostname(), std::process::id())
     } else {
         configured.to_owned()
     };

@@ -55,6 +55,13 @@ pub struct Settings {
 pub struct ClusterSettings {
     /// Stable across restarts, unique among the nodes (empty: `{hostname}/{pid}`, new each start).
     pub node_name: String,
+    /// Where this node's ractor_cluster server listens (`0.0.0.0:7100`); empty: not clustered.
+    pub listen: String,
+    /// The address the other nodes dial (`host:port`); empty: `listen` (this host's name when it
+    /// listens on every interface).
+    pub advertise: String,
+    /// The secret every node of the cluster shares; required with `listen`.
+    pub cookie: secrecy::SecretString,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -214,6 +221,14 @@ impl Settings {
         rule(self.youtube.channel_url.contains("{channel_id}"), "youtube.channel_url must contain {channel_id}")?;
         rule(self.stages.max_attempts >= 1, "stages.max_attempts must be at least 1")?;
         rule(!self.cluster.node_name.contains('#'), "cluster.node_name must not contain '#'")?;
+        rule(
+            self.cluster.listen.is_empty() || !secrecy::ExposeSecret::expose_secret(&self.cluster.cookie).is_empty(),
+            "cluster.cookie must be set when cluster.listen is (the secret every node shares)",
+        )?;
+        rule(
+            self.cluster.listen.is_empty() || self.cluster.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "cluster.listen must be an address such as 0.0.0.0:7100",
+        )?;
         rule(self.whisper.threads >= 1, "whisper.threads must be at least 1")?;
         rule(self.llm.max_chunk_tokens >= 200, "llm.max_chunk_tokens must be at least 200")?;
         rule(

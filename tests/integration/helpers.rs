@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -254,7 +255,16 @@ pub fn collect(mut stream: tubesum::ports::EventStream) -> (Seen, tokio_util::ta
 /// Reads a started `tubesum serve`'s stderr until it says where it listens; returns that URL
 /// (`http://…`) and keeps draining the rest so the process never blocks on its logs.
 pub async fn listening_url(child: &mut tokio::process::Child) -> String {
+    listening_url_and_log(child).await.0
+}
+
+/// What a process wrote to stderr so far, line by line.
+pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`listening_url`], keeping the process's stderr lines in a [`Log`].
+pub async fn listening_url_and_log(child: &mut tokio::process::Child) -> (String, Log) {
     use tokio::io::AsyncBufReadExt;
+    let log = Log::default();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr piped")).lines();
     let url = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -266,8 +276,13 @@ pub async fn listening_url(child: &mut tokio::process::Child) -> String {
     })
     .await
     .expect("tubesum listens within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    url
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (url, log)
 }
 
 /// Polls job `job_id` at the API at `base` until it and the videos it shows are final; panics
@@ -309,4 +324,9 @@ pub async fn submit_to(url: &str, channel: &str) -> String {
     assert_eq!(response.status(), 202);
     let created: Value = response.json().await.unwrap();
     created["job_id"].as_str().unwrap().to_owned()
+}
+
+/// A port the OS says is free now (for a server that must be told its port before it binds).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

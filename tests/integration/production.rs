@@ -297,6 +297,7 @@ pub(crate) async fn gated_app(
 pub(crate) struct Process {
     pub(crate) url: String,
     child: tokio::process::Child,
+    pub(crate) log: crate::helpers::Log,
 }
 
 impl Process {
@@ -309,8 +310,18 @@ impl Process {
             .kill_on_drop(true)
             .spawn()
             .expect("tubesum starts");
-        let url = crate::helpers::listening_url(&mut child).await;
-        Process { child, url }
+        let (url, log) = crate::helpers::listening_url_and_log(&mut child).await;
+        Process { child, url, log }
+    }
+
+    /// Whether the process has logged a line containing `text`.
+    pub(crate) fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|line| line.contains(text))
+    }
+
+    /// `GET path` as JSON.
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.url)).await.unwrap().json().await.unwrap_or(serde_json::Value::Null)
     }
 
     pub(crate) fn signal(&self, signal: &str) {
