@@ -6,6 +6,7 @@
 //! |-----------------------------------------|--------------------------|----------------------------------------------|------------|
 //! | [`JobStore`](crate::ports::JobStore)           | SQLite                   | PostgreSQL (`postgres`)                      | `postgres` |
 //! | [`ArtifactStore`](crate::ports::ArtifactStore) | SQLite                   | MongoDB (`mongodb`)                          | `mongodb`  |
+//! | [`MediaStore`](crate::ports::MediaStore)       | none: `data_dir/media` only | MongoDB, chunked (`mongodb::media`)       | `mongodb`  |
 //! | [`CommandBus`](crate::ports::CommandBus)       | bounded in-process queues | RabbitMQ queues + retry/DLQ (`rabbitmq`)    | `rabbitmq` |
 //! | [`EventBus`](crate::ports::EventBus)           | in-process fan-out       | PostgreSQL outbox → RabbitMQ fanout + Kafka (`kafka`) | `postgres`, `rabbitmq`, `kafka` |
 //!
