@@ -16,7 +16,7 @@ use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
 use crate::helpers::{free_port, poll_until, settings, submit_to, wait_for_job_at};
-use crate::production::{Isolation, Process, mongo_url};
+use crate::production::{Isolation, Process, mongo_url, quiet_channel};
 
 /// A fresh MongoDB database for the test's media store.
 async fn shared_store() -> (MongoArtifactStore, Arc<dyn MediaStore>) {
@@ -261,12 +261,7 @@ async fn three_nodes_with_their_own_disks_split_the_stages_and_complete_a_channe
 async fn a_node_restarted_under_its_name_takes_its_jobs_back_at_once() {
     const CHANNEL: &str = "UCrestartrestartrestartr";
     let iso = Isolation::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let quiet = dir.path().join("quiet.m4a");
-    media::silence(1.0, &quiet).await.unwrap();
-    let channel = StandInChannel::new(CHANNEL, "Restarted")
-        .video(StandInVideo::new("restarted01", "one").media(&quiet, Container::M4a.content_type()));
-    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let (standin, _media) = quiet_channel(CHANNEL, &["restarted01"], 1.0).await;
     let mut env = iso.env_for(&standin);
     env.extend([
         ("TUBESUM_CLUSTER__NODE_NAME", "restarting-node".into()),
@@ -310,12 +305,7 @@ async fn sees_all(process: &Process, count: usize) -> bool {
 async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_once() {
     const CHANNEL: &str = "UCclusteredclusteredclus";
     let iso = Isolation::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let quiet = dir.path().join("quiet.m4a");
-    media::silence(1.0, &quiet).await.unwrap();
-    let channel = StandInChannel::new(CHANNEL, "Clustered")
-        .video(StandInVideo::new("clustered01", "one").media(&quiet, Container::M4a.content_type()));
-    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let (standin, _media) = quiet_channel(CHANNEL, &["clustered01"], 1.0).await;
     let env = iso.env_for(&standin);
     let disks: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let node = |name: &str, cookie: &str| {
@@ -363,6 +353,81 @@ async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_o
     let took = sent.elapsed();
     println!("cancel sent to node-b stopped the job on node-a after {took:?}");
     assert!(stopped, "node-a still runs the cancelled job after {took:?}");
+    drop((a, b, c));
+    iso.db.drop_now().await;
+}
+
+/// `kill -9` of the node that holds a running job, in a cluster with 6 s leases: another node takes
+/// the job over (the dead node's session drops, so the others look again the moment its lease
+/// runs out) and completes it; every video is summarized, with its artifacts, under one final
+/// status. The time from the kill to the takeover is printed and at most 8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes() {
+    use tubesum::ports::JobStore;
+    const CHANNEL: &str = "UCkilledkilledkilledkill";
+    let iso = Isolation::new().await;
+    let ids = ["killedVid01", "killedVid02", "killedVid03", "killedVid04"];
+    let (standin, _media) = quiet_channel(CHANNEL, &ids, 2.0).await;
+    let mut env = iso.env_for(&standin);
+    env.extend([
+        ("TUBESUM_STAGES__JOB_LEASE_SECS", "6".into()),
+        ("TUBESUM_STAGES__DOWNLOAD__WORKERS", "1".into()),
+        ("TUBESUM_STAGES__HEARTBEAT_MS", "500".into()),
+        ("TUBESUM_WHISPER__THREADS", "1".into()),
+        ("TUBESUM_STAGES__TRANSCRIPTION__WORKERS", "1".into()),
+        ("TUBESUM_CLUSTER__COOKIE", "shared-secret".into()),
+    ]);
+    let node = |name: &str| {
+        let mut env = env.clone();
+        env.extend([
+            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
+            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
+        ]);
+        env
+    };
+    let disks: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // node-a coordinates the job (no stage pool); node-b and node-c do the stage work.
+    let a = Process::serve(&node("node-a"), disks[0].path(), "none").await;
+    let b = Process::serve(&node("node-b"), disks[1].path(), "all").await;
+    let c = Process::serve(&node("node-c"), disks[2].path(), "all").await;
+    for process in [&a, &b, &c] {
+        assert!(poll_until(Duration::from_secs(60), || sees_all(process, 3)).await, "{} sees all", process.url);
+    }
+    let job_id = submit_to(&a.url, CHANNEL).await;
+    let job: JobId = job_id.parse().unwrap();
+    let store = iso.db.store().await;
+    let underway = poll_until(Duration::from_secs(120), || async {
+        let videos = store.list_videos(job).await.unwrap_or_default();
+        videos.iter().any(|v| !matches!(v.status.as_str(), "discovered" | "downloading"))
+    })
+    .await;
+    assert!(underway, "the job never got going");
+    assert!(a.runs_job(&job_id).await, "node-a holds the job");
+    let owner_a = store.job_leases().await.unwrap().into_iter().find(|l| l.job_id == job).and_then(|l| l.owner);
+
+    let killed = std::time::Instant::now();
+    a.signal("-KILL");
+    let taken = poll_until(Duration::from_secs(30), || async {
+        let leases = store.job_leases().await.unwrap_or_default();
+        let owner = leases.into_iter().find(|l| l.job_id == job).and_then(|l| l.owner);
+        owner.is_some() && owner != owner_a
+    })
+    .await;
+    let takeover = killed.elapsed();
+    println!("kill -9 of the job's node to takeover by another: {takeover:?} (job_lease_secs = 6)");
+    assert!(taken, "nobody took the job over");
+    assert!(takeover <= Duration::from_secs(8), "takeover took {takeover:?}");
+
+    let done = wait_for_job_at(&b.url, &job_id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let videos = store.list_videos(job).await.unwrap();
+    assert!(videos.iter().all(|v| v.status.as_str() == "summarized"), "{videos:?}");
+    let mongo = MongoArtifactStore::connect(&mongo_url(), &iso.mongo_db).await.unwrap();
+    for id in ids {
+        let video = VideoId::parse(id).unwrap();
+        let artifacts: &dyn tubesum::ports::ArtifactStore = &mongo;
+        assert!(artifacts.get_summary(&video).await.unwrap().is_some(), "{id} has no summary");
+    }
     drop((a, b, c));
     iso.db.drop_now().await;
 }

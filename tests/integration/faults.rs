@@ -306,19 +306,10 @@ fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String, usize)> {
 async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     use tubesum::adapters::rabbitmq::RabbitEventBus;
     use tubesum::ports::EventBus;
-    use youtube_standin::media::{self, Container};
-    use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
     let iso = Isolation::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let quiet = dir.path().join("quiet.m4a");
-    media::silence(2.0, &quiet).await.unwrap();
     let ids = ["pausedVid01", "pausedVid02", "pausedVid03", "pausedVid04", "pausedVid05"];
-    let mut channel = StandInChannel::new(CHANNEL, "Paused mid-run");
-    for id in ids {
-        channel = channel.video(StandInVideo::new(id, id).media(&quiet, Container::M4a.content_type()));
-    }
-    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let (standin, _media) = crate::production::quiet_channel(CHANNEL, &ids, 2.0).await;
     let mut env = iso.env_for(&standin);
     env.extend([
         ("TUBESUM_STAGES__JOB_LEASE_SECS", "2".into()),

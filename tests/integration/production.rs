@@ -87,6 +87,19 @@ impl Isolation {
     }
 }
 
+/// The stand-in serving channel `channel`, whose videos `ids` are each `seconds` of silence; the
+/// directory holding the media lives as long as the stand-in is needed.
+pub(crate) async fn quiet_channel(channel: &str, ids: &[&str], seconds: f32) -> (StandIn, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("quiet.m4a");
+    media::silence(seconds, &quiet).await.unwrap();
+    let mut listed = StandInChannel::new(channel, "Quiet");
+    for &id in ids {
+        listed = listed.video(StandInVideo::new(id, id).media(&quiet, Container::M4a.content_type()));
+    }
+    (StandIn::start(vec![listed]).await.unwrap(), dir)
+}
+
 pub(crate) fn mongo_url() -> String {
     std::env::var("MONGODB_TEST_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
 }
