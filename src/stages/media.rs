@@ -280,11 +280,6 @@ impl MediaLock {
         Ok(())
     }
 
-    /// Whether the video's `kind` is to be had: here, or in the shared store.
-    pub async fn has(&self, kind: MediaKind) -> Result<bool, StageError> {
-        Ok(kind.local(&self.video_dir()).await.is_some() || self.has_shared(kind).await?)
-    }
-
     /// Whether the shared store holds the video's `kind` (false without one).
     pub async fn has_shared(&self, kind: MediaKind) -> Result<bool, StageError> {
         let Some(shared) = &self.media.inner.shared else {

@@ -126,7 +126,7 @@ impl StageWork for Download {
             }
             return done(false, false);
         }
-        if lock.has(MediaKind::Source).await? {
+        if lock.has_shared(MediaKind::Source).await? {
             // Downloaded on another node: the next stage fetches it from there.
             return done(false, false);
         }
