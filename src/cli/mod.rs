@@ -73,6 +73,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         videos: usize,
     },
+    /// Takeover after `kill -9` of a job's node: N `tubesum serve` processes on the configured
+    /// PostgreSQL, as a ractor_cluster cluster and as plain processes side by side; p50/p95 over
+    /// repeated kills.
+    Cluster {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        #[arg(long, default_value_t = 6)]
+        lease_secs: u64,
+    },
     /// Peak memory of local whisper transcribing generated audio of each length (minutes), to
     /// show it does not grow with the length.
     Transcription {
@@ -159,6 +170,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline { videos }) => {
             let report = bench::pipeline(Settings::from_env(cli.config.as_deref())?, videos).await?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Cluster { nodes, kills, lease_secs }) => {
+            let settings = Settings::from_env(cli.config.as_deref())?;
+            let plan = bench::cluster::Plan { nodes, kills, lease: std::time::Duration::from_secs(lease_secs) };
+            print!("{}", bench::cluster::cluster(settings, cli.config.as_deref(), plan).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::Transcription { minutes }) => {

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tubesum::adapters::embedded::SqliteStore;
+use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::adapters::mongodb::MongoArtifactStore;
 use tubesum::adapters::mongodb::media::MongoMediaStore;
+use tubesum::adapters::rabbitmq::RabbitEventBus;
 use tubesum::domain::{ChannelId, JobId, JobStatus, Stage, VideoId, VideoMeta, VideoStatus, VideoUpdate};
-use tubesum::ports::{JobStore, MediaInfo, MediaStore};
+use tubesum::ports::{EventBus, JobStore, MediaInfo, MediaStore};
 use tubesum::stages::StageError;
 use tubesum::stages::media::{Media, MediaKind};
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{free_port, poll_until, settings, submit_to, wait_for_job_at};
-use crate::production::{Isolation, Process, mongo_url, quiet_channel};
+use crate::helpers::{collect, free_port, poll_until, settings, submit_to, wait_for_job_at};
+use crate::production::{Isolation, Process, each_event_once, ids_seen, mongo_url, quiet_channel};
 
 /// A fresh MongoDB database for the test's media store.
 async fn shared_store() -> (MongoArtifactStore, Arc<dyn MediaStore>) {
@@ -360,10 +362,10 @@ async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_o
 /// `kill -9` of the node that holds a running job, in a cluster with 6 s leases: another node takes
 /// the job over (the dead node's session drops, so the others look again the moment its lease
 /// runs out) and completes it; every video is summarized, with its artifacts, under one final
-/// status. The time from the kill to the takeover is printed and at most 8 s.
+/// status and one event id per result. The time from the kill to the takeover is printed and at
+/// most 8 s. The killed node then restarts under its name and rejoins as a new incarnation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes() {
-    use tubesum::ports::JobStore;
     const CHANNEL: &str = "UCkilledkilledkilledkill";
     let iso = Isolation::new().await;
     let ids = ["killedVid01", "killedVid02", "killedVid03", "killedVid04"];
@@ -393,6 +395,10 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     for process in [&a, &b, &c] {
         assert!(poll_until(Duration::from_secs(60), || sees_all(process, 3)).await, "{} sees all", process.url);
     }
+    let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
+    let (on_fanout, _fanout_observer) = collect(fanout.subscribe().await.unwrap());
+    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+    let (on_kafka, _kafka_observer) = collect(kafka.consume("killed-observer").await.unwrap());
     let job_id = submit_to(&a.url, CHANNEL).await;
     let job: JobId = job_id.parse().unwrap();
     let store = iso.db.store().await;
@@ -427,6 +433,28 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
         let video = VideoId::parse(id).unwrap();
         let artifacts: &dyn tubesum::ports::ArtifactStore = &mongo;
         assert!(artifacts.get_summary(&video).await.unwrap().is_some(), "{id} has no summary");
+    }
+    // Each stage result of every video under one event id, one job_finished, on both; on Kafka
+    // each id once (the fanout may repeat an id a new owner asked for again).
+    for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
+        each_event_once(seen, &job_id, &ids).await;
+        let finished = ids_seen(seen, &job_id).values().filter(|(kind, _)| kind == "job_finished").count();
+        assert_eq!(finished, 1, "{name}: one job_finished id");
+    }
+    let twice: Vec<_> = ids_seen(&on_kafka, &job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
+    assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
+
+    // node-a restarts (same name, new incarnation) and rejoins; every node drops the old one.
+    let a = Process::serve(&node("node-a"), disks[0].path(), "none").await;
+    for process in [&a, &b, &c] {
+        let rejoined = poll_until(Duration::from_secs(60), || async {
+            let view = process.get_json("/cluster").await;
+            let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+            sees_all(process, 3).await
+                && nodes.iter().any(|n| n["name"] == "node-a" && n["node"].as_str() != owner_a.as_deref())
+        })
+        .await;
+        assert!(rejoined, "{} sees the new node-a only: {:#}", process.url, process.get_json("/cluster").await);
     }
     drop((a, b, c));
     iso.db.drop_now().await;

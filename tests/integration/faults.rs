@@ -3,7 +3,6 @@
 //! one at a time, after every other test (`cargo test --test integration faults:: -- --test-threads=1`);
 //! the main run skips them.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,35 +14,9 @@ use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::ports::JobStore;
 
 use crate::helpers::{Seen, TestApp, collect, free_port, poll_until};
-use crate::production::{Isolation, Process, gated_app};
+use crate::production::{FIVE, Isolation, Process, each_event_once, gated_app, ids_seen};
 
 const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
-const FIVE: [&str; 5] =
-    ["video_discovered", "video_downloaded", "audio_extracted", "transcription_completed", "summarization_completed"];
-
-/// Every video of the job got each of the five events, each under one event id (redeliveries of
-/// the same id are what consumers deduplicate).
-async fn each_event_once(seen: &Seen, job_id: &str, ids: &[&str]) {
-    let complete = || {
-        let events = seen.lock().unwrap();
-        let mut per: HashMap<(String, String), HashSet<uuid::Uuid>> = HashMap::new();
-        for e in events.iter().filter(|e| e.job_id.to_string() == job_id) {
-            let video = e.video_id.as_ref().map(ToString::to_string).unwrap_or_default();
-            per.entry((e.payload.kind().to_owned(), video)).or_default().insert(e.event_id);
-        }
-        per
-    };
-    let arrived = poll_until(Duration::from_secs(90), || async {
-        let per = complete();
-        ids.iter().all(|id| FIVE.iter().all(|k| per.contains_key(&((*k).to_owned(), (*id).to_owned()))))
-    })
-    .await;
-    let per = complete();
-    assert!(arrived, "events missing: {:?}", per.keys().collect::<Vec<_>>());
-    let dupes: Vec<_> = per.iter().filter(|(_, ids)| ids.len() > 1).collect();
-    assert!(dupes.is_empty(), "one event reported under several ids: {dupes:?}");
-}
-
 fn run(program: &str, args: &[&str]) {
     let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(status.success(), "{program} {args:?}: {status}");
@@ -287,21 +260,13 @@ async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
     drop(broker);
 }
 
-/// Event ids seen for a job, and how many times each.
-fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String, usize)> {
-    let mut ids: HashMap<uuid::Uuid, (String, usize)> = HashMap::new();
-    for e in seen.lock().unwrap().iter().filter(|e| e.job_id.to_string() == job_id) {
-        ids.entry(e.event_id).or_insert_with(|| (e.payload.kind().to_owned(), 0)).1 += 1;
-    }
-    ids
-}
-
-/// Fencing, end to end: a process paused (SIGSTOP) past its lease while its job runs; another
-/// takes the job over and finishes it; resumed (SIGCONT), the first stops the job's actors and
-/// changes nothing: one final status, every video summarized with its artifacts, each event
-/// under one id on Kafka and on the fanout. (The paused process runs the job's actors and no stage
-/// pool: the other process, beside it from the start, does the stage work, so the paused one holds
-/// no media lock and no command, and neither needs the other's disk.)
+/// Fencing, end to end, in a cluster: a node paused (SIGSTOP) past its lease while its job runs;
+/// another takes the job over and finishes it (a paused node's cluster session stays up, so only
+/// the database's lease says it is gone); resumed (SIGCONT), the first stops the job's actors on
+/// its first refused write and changes nothing: one final status, every video summarized with its
+/// artifacts, each event under one id on Kafka and on the fanout. (The paused node runs the job's
+/// actors and no stage pool: the other, beside it from the start, does the stage work on its own
+/// disk, so the paused one holds no media lock and no command.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     use tubesum::adapters::rabbitmq::RabbitEventBus;
@@ -324,14 +289,29 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
 
     // Process A runs the job (its actors, no stage pool); once B's workers have downloaded a video
     // of it, A is paused.
-    let a_data = tempfile::tempdir().unwrap();
-    let a = Process::serve(&env, a_data.path(), "none").await;
+    env.push(("TUBESUM_CLUSTER__COOKIE", "paused-cluster".into()));
+    let node = |name: &str| {
+        let mut env = env.clone();
+        env.extend([
+            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
+            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
+        ]);
+        env
+    };
+    let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Process::serve(&node("paused-a"), a_data.path(), "none").await;
     let job_id = crate::helpers::submit_to(&a.url, CHANNEL).await;
     let job: tubesum::domain::JobId = job_id.parse().unwrap();
     let store = iso.db.store().await;
     assert!(poll_until(Duration::from_secs(30), || async { a.runs_job(&job_id).await }).await, "A claimed the job");
-    // Process B: every stage; A holds the job's lease, so B only works for it until A stalls.
-    let b = TestApp::builder().env(&env).spawn().await;
+    // Node B: every stage; A holds the job's lease, so B only works for it until A stalls.
+    let b = Process::serve(&node("paused-b"), b_data.path(), "all").await;
+    let joined = poll_until(Duration::from_secs(60), || async {
+        let view = a.get_json("/cluster").await;
+        view["nodes"].as_array().is_some_and(|n| n.len() == 2 && n.iter().all(|n| n["reachable"] == true))
+    })
+    .await;
+    assert!(joined, "the two nodes form a cluster: {:#}", a.get_json("/cluster").await);
     let underway = poll_until(Duration::from_secs(120), || async {
         let videos = store.list_videos(job).await.unwrap_or_default();
         videos.iter().any(|v| !matches!(v.status.as_str(), "discovered" | "downloading"))
@@ -342,7 +322,7 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     a.signal("-STOP");
 
     // B takes the job over once A's lease has run out, and finishes it.
-    let done = b.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    let done = crate::helpers::wait_for_job_at(&b.url, &job_id, Duration::from_secs(300)).await;
     assert_eq!(done["status"], "completed", "{done:#}");
 
     // A resumes: it stops the job's actors and writes nothing more.
@@ -363,7 +343,6 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     }
     let twice: Vec<_> = ids_seen(&on_kafka, &job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
     assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
-    b.shutdown().await;
-    drop(a);
+    drop((a, b));
     iso.db.drop_now().await;
 }

@@ -3,6 +3,7 @@
 //! exchange and topics of its own) with no-op stage work ([`noop`]), so what is measured is
 //! dispatch, persistence, queueing and event routing — not media.
 
+pub mod cluster;
 pub mod noop;
 pub mod transcription;
 
