@@ -62,6 +62,19 @@ pub struct ClusterSettings {
     pub advertise: String,
     /// The secret every node of the cluster shares; required with `listen`.
     pub cookie: secrecy::SecretString,
+    /// PEM files for TLS on the cluster port (all three, or none: plain TCP): the CA that signs
+    /// every node's certificate, and this node's certificate chain and private key. Each node
+    /// proves itself to the other with its certificate (mutual TLS).
+    pub tls_ca: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+impl ClusterSettings {
+    /// Whether the cluster port speaks TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -221,6 +234,11 @@ impl Settings {
         rule(self.youtube.channel_url.contains("{channel_id}"), "youtube.channel_url must contain {channel_id}")?;
         rule(self.stages.max_attempts >= 1, "stages.max_attempts must be at least 1")?;
         rule(!self.cluster.node_name.contains('#'), "cluster.node_name must not contain '#'")?;
+        let tls = [&self.cluster.tls_ca, &self.cluster.tls_cert, &self.cluster.tls_key];
+        rule(
+            tls.iter().all(|f| f.is_empty()) || tls.iter().all(|f| !f.is_empty()),
+            "cluster.tls_ca, cluster.tls_cert and cluster.tls_key go together: set all three, or none",
+        )?;
         rule(
             self.cluster.listen.is_empty() || !secrecy::ExposeSecret::expose_secret(&self.cluster.cookie).is_empty(),
             "cluster.cookie must be set when cluster.listen is (the secret every node shares)",

@@ -459,3 +459,109 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     drop((a, b, c));
     iso.db.drop_now().await;
 }
+
+/// `tubesum bench cluster` (two nodes, one kill each way, 2 s leases) kills the job's node, sees
+/// the other take it over, and reports both ways; it leaves none of its nodes registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_benchmark_measures_takeovers_both_ways() {
+    let iso = Isolation::new().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
+        .args(["bench", "cluster", "--nodes", "2", "--kills", "1", "--lease-secs", "2"])
+        .envs(iso.env())
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    println!("{report}");
+    assert!(report.contains("2 nodes, job_lease_secs = 2, 1 kills each"), "{report}");
+    for way in ["cluster (ractor_cluster)", "database only"] {
+        let row = report.lines().find(|line| line.trim_start().starts_with(way)).unwrap_or_else(|| panic!("{report}"));
+        let seconds: Vec<f64> = row[way.len() + 2..].split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        // p50, p95, max, then the time after the lease ran out: one kill, so p50 = p95 = max.
+        assert_eq!(seconds.len(), 5, "{row}");
+        assert!(seconds[0] > 0.0 && seconds[0] == seconds[2], "{row}");
+    }
+    let (nodes, _) = iso.db.store().await.list_nodes().await.unwrap();
+    assert!(nodes.is_empty(), "the bench's nodes are forgotten: {nodes:?}");
+    iso.db.drop_now().await;
+}
+
+/// A cluster CA: its PEM file in `dir`, and the issuer that signs node certificates.
+fn cluster_ca(dir: &std::path::Path, name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, cert.pem()).unwrap();
+    (path.display().to_string(), rcgen::Issuer::new(params, key))
+}
+
+/// TLS settings for a node whose certificate `issuer` signs for 127.0.0.1, trusting `ca`.
+fn tls_env(
+    dir: &std::path::Path,
+    ca: &str,
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    name: &str,
+) -> Vec<(&'static str, String)> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, issuer).unwrap();
+    let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    vec![
+        ("TUBESUM_CLUSTER__TLS_CA", ca.to_owned()),
+        ("TUBESUM_CLUSTER__TLS_CERT", cert_path.display().to_string()),
+        ("TUBESUM_CLUSTER__TLS_KEY", key_path.display().to_string()),
+    ]
+}
+
+/// With `cluster.tls_*` set, nodes whose certificates the cluster's CA signed connect over mutual
+/// TLS; a node whose certificate another CA signed, and a node without TLS, are refused even with
+/// the right cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_nodes_speak_tls_and_refuse_a_node_without_the_cas_certificate() {
+    let iso = Isolation::new().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, issuer) = cluster_ca(certs.path(), "cluster-ca");
+    let (rogue_ca, rogue_issuer) = cluster_ca(certs.path(), "rogue-ca");
+    let disks: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let node = |name: &str, tls: Vec<(&'static str, String)>| {
+        let mut env = iso.env();
+        env.extend([
+            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
+            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("TUBESUM_CLUSTER__COOKIE", "shared-secret".to_owned()),
+        ]);
+        env.extend(tls);
+        env
+    };
+    let a = Process::serve(&node("tls-a", tls_env(certs.path(), &ca, &issuer, "a")), disks[0].path(), "none").await;
+    let b = Process::serve(&node("tls-b", tls_env(certs.path(), &ca, &issuer, "b")), disks[1].path(), "none").await;
+    for process in [&a, &b] {
+        let both = poll_until(Duration::from_secs(60), || sees_all(process, 2)).await;
+        assert!(both, "{} does not reach the other over TLS: {:#}", process.url, process.get_json("/cluster").await);
+    }
+
+    let rogue_env = node("tls-rogue", tls_env(certs.path(), &rogue_ca, &rogue_issuer, "rogue"));
+    let rogue = Process::serve(&rogue_env, disks[2].path(), "none").await;
+    let plain = Process::serve(&node("tls-plain", Vec::new()), disks[3].path(), "none").await;
+    let refused = poll_until(Duration::from_secs(60), || async {
+        rogue.logged("InvalidCertificate") && plain.logged("before it was authenticated")
+    })
+    .await;
+    assert!(refused, "the rogue and the plain node were not refused");
+    let view = a.get_json("/cluster").await;
+    let reachable: Vec<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reachable"] == true)
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(reachable, ["tls-a", "tls-b"], "{view:#}");
+    drop((a, b, rogue, plain));
+    iso.db.drop_now().await;
+}

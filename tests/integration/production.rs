@@ -61,7 +61,6 @@ pub(crate) fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String
     ids
 }
 
-
 pub(crate) struct Isolation {
     pub(crate) db: TestDatabase,
     pub(crate) mongo_db: String,

@@ -8,7 +8,8 @@
 //! renewal tick, every third of a lease).
 //!
 //! Only the job store is shared (`ports.store = production`); queues, events and artifacts are
-//! in-process, since no stage runs.
+//! in-process, since no stage runs. Nodes start at random points of the renewal period, as nodes
+//! started apart do. The bench leaves one cancelled job behind in the database.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -122,7 +123,12 @@ struct Node {
 }
 
 impl<'a> Bench<'a> {
-    fn new(store: std::sync::Arc<dyn JobStore>, config: Option<&'a std::path::Path>, plan: Plan, clustered: bool) -> Self {
+    fn new(
+        store: std::sync::Arc<dyn JobStore>,
+        config: Option<&'a std::path::Path>,
+        plan: Plan,
+        clustered: bool,
+    ) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Bench { store, config, plan, clustered, tag, nodes: Vec::new() }
     }
@@ -203,8 +209,12 @@ impl<'a> Bench<'a> {
         }
     }
 
-    /// Starts node `i` and waits until it listens.
+    /// Starts node `i` and waits until it listens. Each start waits a random part of a renewal
+    /// period first: nodes started together would renew and look for claimable jobs in step,
+    /// each at the very moment another's lease ends, which real nodes are not.
     async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let period = self.plan.lease / 3;
+        tokio::time::sleep(period.mul_f64(rand::random::<f64>())).await;
         let node = &self.nodes[i];
         let exe = std::env::current_exe().context("locating this binary")?;
         let mut command = tokio::process::Command::new(exe);
@@ -225,7 +235,6 @@ impl<'a> Bench<'a> {
             .env("TUBESUM_PORTS__ARTIFACTS", "embedded")
             .env("TUBESUM_PORTS__COMMANDS", "embedded")
             .env("TUBESUM_PORTS__EVENTS", "embedded")
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -268,13 +277,14 @@ impl<'a> Bench<'a> {
 async fn listening(child: &mut tokio::process::Child) -> anyhow::Result<String> {
     let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr piped")?).lines();
     let url = tokio::time::timeout(PATIENCE, async {
+        let mut said = Vec::new();
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.split("listening on ").nth(1) {
                 return Ok(rest.split_whitespace().next().unwrap_or_default().to_owned());
             }
-            eprintln!("{line}");
+            said.push(line);
         }
-        anyhow::bail!("it exited before listening")
+        anyhow::bail!("it exited before listening:\n{}", said.join("\n"))
     })
     .await
     .context("it did not listen in time")??;

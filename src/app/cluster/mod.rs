@@ -4,6 +4,8 @@
 //! authority on who owns a job; a peer's session dropping is only a trigger to look at the leases
 //! now, and again when that peer's leases run out, instead of at the next renewal tick.
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
@@ -103,9 +105,17 @@ impl Cluster {
         let listen: SocketAddr = settings.listen.parse().context("cluster.listen")?;
         let cookie = settings.cookie.expose_secret().to_owned();
         let host = record.cluster_addr.clone().unwrap_or_default();
-        let server =
-            NodeServer::new(listen.port(), cookie, record.node.clone(), host, None, Some(NodeConnectionMode::Isolated))
-                .with_listen_addr(listen.ip());
+        let tls = tls::Tls::from_settings(settings)?;
+        let incoming = tls.as_ref().map(|tls| IncomingEncryptionMode::Tls(tls.acceptor.clone()));
+        let server = NodeServer::new(
+            listen.port(),
+            cookie,
+            record.node.clone(),
+            host,
+            incoming,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(listen.ip());
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| anyhow::anyhow!("starting the cluster node server: {e}"))?;
@@ -118,12 +128,13 @@ impl Cluster {
         let args = NodeAgentArgs { node: record.node.clone(), stages: record.stages.clone(), root: root.clone() };
         let (agent, _) =
             Actor::spawn(None, agent, args).await.map_err(|e| anyhow::anyhow!("starting the node agent: {e}"))?;
-        tracing::info!(listen = %listen, node = %record.node, "cluster node listening");
+        tracing::info!(listen = %listen, node = %record.node, tls = tls.is_some(), "cluster node listening");
         let manager = Manager {
             server: server.clone(),
             deps: deps.clone(),
             root,
             node: record.node.clone(),
+            tls,
             tries: HashMap::new(),
         };
         let manager = AbortOnDropHandle::new(tokio::spawn(manager.run(events)));
@@ -176,6 +187,7 @@ struct Manager {
     deps: Deps,
     root: ActorRef<RootMsg>,
     node: String,
+    tls: Option<tls::Tls>,
     /// Per peer: failed tries in a row and when the next may start.
     tries: HashMap<String, (u32, Instant)>,
 }
@@ -241,12 +253,26 @@ impl Manager {
                 self.tries.insert(node.node.clone(), (1, Instant::now() + Duration::from_secs(2)));
                 continue;
             }
-            match ractor_cluster::client_connect(&self.server, addr).await {
+            match self.dial(addr).await {
                 Ok(()) => tracing::debug!(peer = %node.node, %addr, "dialled cluster peer"),
-                Err(e) => tracing::warn!(peer = %node.node, %addr, error = %e, "could not reach cluster peer"),
+                Err(e) => {
+                    tracing::warn!(peer = %node.node, %addr, error = %format!("{e:#}"), "could not reach cluster peer")
+                }
             }
             let backoff = Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(MAX_RECONNECT);
             self.tries.insert(node.node.clone(), (failures + 1, Instant::now() + backoff));
         }
+    }
+
+    /// Opens a session to `addr`, over TLS when the cluster port speaks it.
+    async fn dial(&self, addr: &str) -> anyhow::Result<()> {
+        match &self.tls {
+            None => ractor_cluster::client_connect(&self.server, addr).await?,
+            Some(tls) => {
+                let name = tls::server_name(addr)?;
+                ractor_cluster::client_connect_enc(&self.server, addr, tls.connector.clone(), name).await?
+            }
+        }
+        Ok(())
     }
 }
