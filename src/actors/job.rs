@@ -80,7 +80,7 @@ impl Actor for JobActor {
             force: job.force,
             discovery_attempt: None,
             children: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff(), &self.deps.restarts.videos),
             pending: 0,
             cancelled: false,
         })

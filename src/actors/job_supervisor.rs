@@ -70,7 +70,7 @@ impl Actor for JobSupervisor {
             node: args.node,
             children: HashMap::new(),
             jobs: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff(), &self.deps.restarts.jobs),
             ticker: None,
         })
     }

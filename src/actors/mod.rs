@@ -60,6 +60,8 @@ pub struct Deps {
     pub stages: Stages,
     /// The stage executions running in this process, by job (to stop a cancelled job's).
     pub running: Arc<RunningStages>,
+    /// The supervisors' restarts so far.
+    pub restarts: Arc<restarts::RestartTotals>,
 }
 
 impl Deps {

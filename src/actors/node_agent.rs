@@ -6,13 +6,14 @@
 //! counts actors by kind and lists at most [`MAX_JOBS`] jobs), far under the 16 MiB frame limit.
 //! JobActors and VideoActors stay local.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use super::root::RootMsg;
-use super::{Deps, PoolStats};
+use super::{Deps, PoolStats, job_actor_name};
 use crate::domain::{JobId, Stage};
 
 /// The process group every node's agent joins.
@@ -74,16 +75,30 @@ pub struct NodeSnapshot {
     pub stages: Vec<Stage>,
     pub uptime_ms: u64,
     /// Live actors by kind (`job`, `video`, `pool`, …).
-    pub actors: std::collections::BTreeMap<String, usize>,
-    pub pools: Vec<PoolView>,
+    pub actors: BTreeMap<String, usize>,
+    /// Supervisor restarts since the node started, by what was restarted (`supervisors`: the
+    /// root's children; `jobs`; `videos`).
+    pub restarts: BTreeMap<String, u64>,
+    pub pools: Vec<NodePool>,
+    /// The host's load: 1-minute load average (None where the OS does not say) over its CPUs.
+    pub load: Option<f64>,
+    pub cpus: usize,
     /// The jobs whose actors run here (at most [`MAX_JOBS`]; `jobs_total` says how many).
-    #[schema(value_type = Vec<String>)]
-    pub jobs: Vec<JobId>,
+    pub jobs: Vec<NodeJob>,
     pub jobs_total: usize,
 }
 
+/// A job whose actors run on the node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct PoolView {
+pub struct NodeJob {
+    #[schema(value_type = String)]
+    pub job_id: JobId,
+    /// Its live VideoActors (videos not yet final, or waiting out a restart's backoff).
+    pub videos: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NodePool {
     pub stage: Stage,
     pub workers: usize,
     pub running: u64,
@@ -91,9 +106,9 @@ pub struct PoolView {
     pub failed: u64,
 }
 
-impl From<PoolStats> for PoolView {
+impl From<PoolStats> for NodePool {
     fn from(p: PoolStats) -> Self {
-        PoolView { stage: p.stage, workers: p.workers, running: p.running, succeeded: p.succeeded, failed: p.failed }
+        NodePool { stage: p.stage, workers: p.workers, running: p.running, succeeded: p.succeeded, failed: p.failed }
     }
 }
 
@@ -160,18 +175,28 @@ impl NodeAgent {
             }
             AgentOp::Snapshot => {
                 let pools = ractor::call_t!(root, RootMsg::PoolStats, 2_000).unwrap_or_default();
-                let mut jobs = ractor::call_t!(root, RootMsg::RunningJobs, 2_000).unwrap_or_default();
-                let jobs_total = jobs.len();
-                jobs.truncate(MAX_JOBS);
+                let mut running = ractor::call_t!(root, RootMsg::RunningJobs, 2_000).unwrap_or_default();
+                let jobs_total = running.len();
+                running.sort();
+                running.truncate(MAX_JOBS);
                 let mut actors = Default::default();
-                count(&root.get_cell(), &mut actors);
+                let mut videos = HashMap::new();
+                count(&root.get_cell(), &mut actors, &mut videos);
+                let jobs = running
+                    .into_iter()
+                    .map(|job_id| NodeJob { job_id, videos: videos.get(&job_actor_name(job_id)).copied().unwrap_or(0) })
+                    .collect();
+                let restarts = self.deps.restarts.read().into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
                 AgentAnswer::Snapshot(NodeSnapshot {
                     node: state.args.node.clone(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     stages: state.args.stages.clone(),
                     uptime_ms: state.started.elapsed().as_millis() as u64,
                     actors,
-                    pools: pools.into_iter().map(PoolView::from).collect(),
+                    restarts,
+                    pools: pools.into_iter().map(NodePool::from).collect(),
+                    load: load_average(),
+                    cpus: std::thread::available_parallelism().map_or(1, usize::from),
                     jobs,
                     jobs_total,
                 })
@@ -180,14 +205,24 @@ impl NodeAgent {
     }
 }
 
-/// Counts the actors under `cell` by kind (their name after the last `/`, before any `:`).
-fn count(cell: &ActorCell, actors: &mut std::collections::BTreeMap<String, usize>) {
+/// Counts the actors under `cell` by kind (their name after the last `/`, before any `:`), and
+/// the children of each job actor, by its name.
+fn count(cell: &ActorCell, actors: &mut BTreeMap<String, usize>, children: &mut HashMap<String, usize>) {
     let name = cell.get_name().unwrap_or_default();
     let kind = name.rsplit('/').next().unwrap_or(&name).split(':').next().unwrap_or_default();
     *actors.entry(if kind.is_empty() { "unnamed".to_owned() } else { kind.to_owned() }).or_default() += 1;
-    for child in cell.get_children() {
-        count(&child, actors);
+    let below = cell.get_children();
+    if kind == "job" {
+        children.insert(name.clone(), below.len());
     }
+    for child in below {
+        count(&child, actors, children);
+    }
+}
+
+/// The 1-minute load average, where `/proc/loadavg` says it.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// JSON of a payload (serialising these types cannot fail).

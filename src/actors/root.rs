@@ -73,7 +73,7 @@ impl Actor for RootSupervisor {
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
             children: HashMap::new(),
-            restarts: Restarts::new(self.deps.settings.backoff()),
+            restarts: Restarts::new(self.deps.settings.backoff(), &self.deps.restarts.supervisors),
             shutting_down: false,
             instance: args.instance.clone(),
             node: args.node.clone(),

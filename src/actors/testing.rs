@@ -63,6 +63,7 @@ impl TestPorts {
             events: Arc::new(InProcessEventBus::default()),
             stages,
             running: Arc::default(),
+            restarts: Arc::default(),
         };
         TestPorts { deps, _dir: dir }
     }

@@ -71,6 +71,7 @@ impl Wiring {
             events,
             stages,
             running: Arc::default(),
+            restarts: Arc::default(),
         };
         Ok(Wiring { settings, deps, background })
     }

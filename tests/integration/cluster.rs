@@ -409,6 +409,14 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     .await;
     assert!(underway, "the job never got going");
     assert!(a.runs_job(&job_id).await, "node-a holds the job");
+    // Seen from node-b, through node-a's agent: the job, its live VideoActors, node-a's facts.
+    let view = b.get_json("/cluster").await;
+    let row = view["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-a").cloned().unwrap();
+    let snapshot = &row["snapshot"];
+    assert_eq!(snapshot["jobs"][0]["job_id"], job_id.as_str(), "{view:#}");
+    assert!(snapshot["jobs"][0]["videos"].as_u64().unwrap() >= 1, "{view:#}");
+    assert_eq!(snapshot["restarts"]["jobs"], 0, "{view:#}");
+    assert!(snapshot["cpus"].as_u64().unwrap() >= 1 && snapshot["load"].as_f64().is_some(), "{view:#}");
     let owner_a = store.job_leases().await.unwrap().into_iter().find(|l| l.job_id == job).and_then(|l| l.owner);
 
     let killed = std::time::Instant::now();
