@@ -134,7 +134,7 @@ impl Pipeline {
         if job.status.is_final() {
             return Ok(CancelOutcome::AlreadyFinished(job.status));
         }
-        let owner = self.deps.store.job_leases().await?.into_iter().find(|l| l.job_id == job_id).and_then(|l| l.owner);
+        let owner = self.deps.store.job_leases(Some(job_id)).await?.into_iter().next().and_then(|l| l.owner);
         // Not fenced: a cancel is a user's, whichever process runs the job.
         let ended = self.deps.finish_job(job_id, JobStatus::Cancelled, None, None).await?;
         if ended != JobStatus::Cancelled {
@@ -203,7 +203,7 @@ impl Pipeline {
     /// unfinished jobs no live node holds (with the time left on a dead holder's lease).
     pub async fn cluster(&self) -> Result<ClusterView, PortError> {
         let (nodes, now) = self.deps.store.list_nodes().await?;
-        let leases = self.deps.store.job_leases().await?;
+        let leases = self.deps.store.job_leases(None).await?;
         let alive_within = chrono::Duration::from_std(self.deps.settings.job_lease()).unwrap_or(chrono::Duration::MAX);
         let nodes: Vec<ClusterNode> = nodes
             .into_iter()

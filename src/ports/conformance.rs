@@ -215,10 +215,13 @@ async fn membership(store: &dyn JobStore, channel: &ChannelId) {
     store.claim_job(job, &first.node, long).await.unwrap().expect("unheld");
     assert!(store.claim_job(job, &other.node, long).await.unwrap().is_none(), "alpha#one holds it");
     assert!(!store.claimable_jobs().await.unwrap().contains(&job));
-    let leases = store.job_leases().await.unwrap();
+    let leases = store.job_leases(None).await.unwrap();
     let lease = leases.iter().find(|l| l.job_id == job).expect("listed");
     assert_eq!(lease.owner.as_deref(), Some("alpha#one"));
     assert!(lease.left.unwrap() > Duration::from_secs(3000), "{lease:?}");
+    let one: Vec<_> = store.job_leases(Some(job)).await.unwrap().into_iter().map(|l| (l.job_id, l.owner)).collect();
+    assert_eq!(one, [(job, lease.owner.clone())], "one job's lease alone");
+    assert!(store.job_leases(Some(JobId::new())).await.unwrap().is_empty());
 
     // alpha restarts: its old incarnation is gone, and so is its hold on the job.
     let again = node("alpha", "two", &[]);

@@ -226,8 +226,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes `node`'s row (it is stopping), or every row silent for longer than `silent` when
     /// `node` is None; returns how many.
     async fn forget_nodes(&self, node: Option<&str>, silent: Duration) -> PortResult<u64>;
-    /// Who holds each unfinished job, oldest first.
-    async fn job_leases(&self) -> PortResult<Vec<JobLease>>;
+    /// Who holds each unfinished job (only `job`, when given), oldest first.
+    async fn job_leases(&self, job: Option<JobId>) -> PortResult<Vec<JobLease>>;
     /// Records that `owner` took a stage command (a redelivered command overwrites its row).
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()>;
     /// Records that the attempt `command_id` is still being worked on.

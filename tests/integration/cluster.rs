@@ -417,13 +417,13 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     assert!(snapshot["jobs"][0]["videos"].as_u64().unwrap() >= 1, "{view:#}");
     assert_eq!(snapshot["restarts"]["jobs"], 0, "{view:#}");
     assert!(snapshot["cpus"].as_u64().unwrap() >= 1 && snapshot["load"].as_f64().is_some(), "{view:#}");
-    let owner_a = store.job_leases().await.unwrap().into_iter().find(|l| l.job_id == job).and_then(|l| l.owner);
+    let owner_a = store.job_leases(Some(job)).await.unwrap().into_iter().next().and_then(|l| l.owner);
 
     let killed = std::time::Instant::now();
     a.signal("-KILL");
     let taken = poll_until(Duration::from_secs(30), || async {
-        let leases = store.job_leases().await.unwrap_or_default();
-        let owner = leases.into_iter().find(|l| l.job_id == job).and_then(|l| l.owner);
+        let leases = store.job_leases(Some(job)).await.unwrap_or_default();
+        let owner = leases.into_iter().next().and_then(|l| l.owner);
         owner.is_some() && owner != owner_a
     })
     .await;

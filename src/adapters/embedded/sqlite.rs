@@ -315,11 +315,13 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn job_leases(&self) -> PortResult<Vec<JobLease>> {
+    async fn job_leases(&self, job: Option<JobId>) -> PortResult<Vec<JobLease>> {
         let rows = sqlx::query(
             "SELECT job_id, owner, lease_until FROM jobs \
-             WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+             WHERE status IN ('pending', 'discovering', 'running') AND (?1 IS NULL OR job_id = ?1) \
+             ORDER BY created_at",
         )
+        .bind(job.map(|j| j.to_string()))
         .fetch_all(&self.pool)
         .await
         .map_err(translate)?;

@@ -351,11 +351,13 @@ impl JobStore for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn job_leases(&self) -> PortResult<Vec<JobLease>> {
+    async fn job_leases(&self, job: Option<JobId>) -> PortResult<Vec<JobLease>> {
         let rows = sqlx::query(
             "SELECT job_id, owner, GREATEST(EXTRACT(EPOCH FROM lease_until - now()), 0)::float8 AS left_secs \
-             FROM jobs WHERE status IN ('pending', 'discovering', 'running') ORDER BY created_at",
+             FROM jobs WHERE status IN ('pending', 'discovering', 'running') \
+             AND ($1::uuid IS NULL OR job_id = $1) ORDER BY created_at",
         )
+        .bind(job.map(|j| j.0))
         .fetch_all(&self.pool)
         .await
         .map_err(translate)?;

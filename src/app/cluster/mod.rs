@@ -224,7 +224,7 @@ impl Manager {
 
     /// Looks at the leases again right after the lost peer's last lease runs out.
     async fn check_when_leases_end(&self, peer: &str) {
-        let Ok(leases) = self.deps.store.job_leases().await else { return };
+        let Ok(leases) = self.deps.store.job_leases(None).await else { return };
         let last = leases.iter().filter(|l| l.owner.as_deref() == Some(peer)).filter_map(|l| l.left).max();
         if let Some(left) = last {
             self.root.send_after(left + Duration::from_millis(100), || RootMsg::CheckLeases);

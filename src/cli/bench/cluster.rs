@@ -189,7 +189,7 @@ impl<'a> Bench<'a> {
 
     /// The job's lease: its owner and the time it still runs.
     async fn lease(&self, job: JobId) -> anyhow::Result<(Option<String>, Option<Duration>)> {
-        let lease = self.store.job_leases().await?.into_iter().find(|l| l.job_id == job);
+        let lease = self.store.job_leases(Some(job)).await?.into_iter().next();
         Ok(lease.map(|l| (l.owner, l.left)).unwrap_or_default())
     }
 
