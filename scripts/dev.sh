@@ -34,22 +34,24 @@ case "${1:-}" in
     fi
     # The embedded build (what `scripts/dev.sh demo` and a laptop get): no lapin, mongodb, rdkafka
     # or sqlx-postgres. Its lints, and its binary, kept aside: the default build reuses the path.
+    # Each step says how long it took (the whole run must stay well inside CI's limit).
+    step() { local start=$SECONDS; "$@"; echo "[test] $((SECONDS - start)) s: $*" >&2; }
     embedded=(--no-default-features --features embedded)
-    cargo clippy "${embedded[@]}" --quiet -- -D warnings
-    cargo build "${embedded[@]}" --quiet
+    step cargo clippy "${embedded[@]}" --quiet -- -D warnings
+    step cargo build "${embedded[@]}" --quiet
     mkdir -p target/embedded && cp target/debug/tubesum target/embedded/tubesum
     # The default build: every backend, every test of the workspace (the layer check included).
-    cargo clippy --workspace --all-targets --quiet -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-    cargo test --workspace --all-targets -- --skip faults::
+    step cargo clippy --workspace --all-targets --quiet -- -D warnings
+    RUSTDOCFLAGS="-D warnings" step cargo doc --workspace --no-deps --quiet
+    step cargo test --workspace --all-targets -- --skip faults::
     # The embedded binary end to end: the CLI tests again (summarize, serve, demo, and a production
     # backend refused with the feature it lacks), run against it instead of the default binary.
-    TEST_TUBESUM_BIN=target/embedded/tubesum cargo test --test integration cli::
+    TEST_TUBESUM_BIN=target/embedded/tubesum step cargo test --test integration cli::
     # The API's contract on the running embedded server: OpenAPI 3.1 valid, and a schemathesis fuzz
     # (stateless and stateful, with and without the token) that finds nothing.
-    scripts/api-fuzz.sh target/embedded/tubesum
+    step scripts/api-fuzz.sh target/embedded/tubesum
     # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
-    cargo test --test integration faults:: -- --test-threads=1
+    step cargo test --test integration faults:: -- --test-threads=1
     ;;
   *)
     echo "usage: scripts/dev.sh demo|test|serve [args…]" >&2
