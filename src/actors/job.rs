@@ -87,6 +87,7 @@ impl Actor for JobActor {
     }
 
     async fn post_start(&self, myself: ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        self.deps.board.joined(myself.get_cell());
         let job = self.deps.store.get_job(state.job_id).await?.ok_or_else(|| fail("job vanished"))?;
         match job.status {
             JobStatus::Pending | JobStatus::Discovering => self.discover(&myself, state, 1).await,
@@ -108,7 +109,10 @@ impl Actor for JobActor {
         state: &mut JobState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            JobMsg::Event(event) => self.on_event(&myself, state, event).await,
+            JobMsg::Event(event) => {
+                self.deps.board.taken(myself.get_id());
+                self.on_event(&myself, state, event).await
+            }
             JobMsg::RetryDiscovery { attempt } => self.discover(&myself, state, attempt).await,
             JobMsg::WatchDiscovery { attempt } => self.watch_discovery(&myself, state, attempt).await,
             JobMsg::SpawnVideo(video_id) => {
@@ -130,6 +134,7 @@ impl Actor for JobActor {
     }
 
     async fn post_stop(&self, myself: ActorRef<JobMsg>, _state: &mut JobState) -> Result<(), ActorProcessingErr> {
+        self.deps.board.left(myself.get_id());
         myself.stop_children_and_wait(Some("shutdown".into()), Some(std::time::Duration::from_secs(10))).await;
         Ok(())
     }

@@ -25,6 +25,7 @@
 //! when it breaks, and the RootSupervisor re-creates them with backoff. The runtime knows nothing
 //! of which adapters are behind the ports, nor of what the event sinks do with events.
 
+pub mod board;
 pub mod consumer;
 pub mod job;
 pub mod job_supervisor;
@@ -62,6 +63,8 @@ pub struct Deps {
     pub running: Arc<RunningStages>,
     /// The supervisors' restarts so far.
     pub restarts: Arc<restarts::RestartTotals>,
+    /// Job and video actors' stage and waiting events, for the node's snapshot.
+    pub board: Arc<board::Board>,
 }
 
 impl Deps {

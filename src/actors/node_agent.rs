@@ -89,12 +89,18 @@ pub struct NodeSnapshot {
 }
 
 /// A job whose actors run on the node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NodeJob {
     #[schema(value_type = String)]
     pub job_id: JobId,
-    /// Its live VideoActors (videos not yet final, or waiting out a restart's backoff).
+    /// Since its JobActor started here.
+    pub uptime_ms: u64,
+    /// Its live VideoActors (videos not yet final).
     pub videos: usize,
+    /// Those VideoActors by the stage whose result each waits for (`none`: between stages).
+    pub stages: BTreeMap<String, usize>,
+    /// Events routed to the job's actors and not handled yet (their mailboxes, counted by tubesum).
+    pub waiting: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -180,11 +186,14 @@ impl NodeAgent {
                 running.sort();
                 running.truncate(MAX_JOBS);
                 let mut actors = Default::default();
-                let mut videos = HashMap::new();
-                count(&root.get_cell(), &mut actors, &mut videos);
+                let mut tallies = HashMap::new();
+                count(&root.get_cell(), &mut actors, &mut tallies);
                 let jobs = running
                     .into_iter()
-                    .map(|job_id| NodeJob { job_id, videos: videos.get(&job_actor_name(job_id)).copied().unwrap_or(0) })
+                    .map(|job_id| {
+                        let cell = tallies.remove(&job_actor_name(job_id));
+                        cell.map(|cell| self.tally(job_id, &cell)).unwrap_or(NodeJob { job_id, ..NodeJob::default() })
+                    })
                     .collect();
                 let restarts = self.deps.restarts.read().into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
                 AgentAnswer::Snapshot(NodeSnapshot {
@@ -205,18 +214,39 @@ impl NodeAgent {
     }
 }
 
+impl NodeAgent {
+    /// A job's line: its actor's and its VideoActors' entries on the board.
+    fn tally(&self, job_id: JobId, job: &ActorCell) -> NodeJob {
+        let board = &self.deps.board;
+        let own = board.get(job.get_id());
+        let mut line = NodeJob {
+            job_id,
+            uptime_ms: own.map_or(0, |e| e.since.elapsed().as_millis() as u64),
+            waiting: own.map_or(0, |e| e.waiting),
+            ..NodeJob::default()
+        };
+        for video in job.get_children() {
+            let entry = board.get(video.get_id());
+            line.videos += 1;
+            line.waiting += entry.map_or(0, |e| e.waiting);
+            let stage = entry.and_then(|e| e.stage).map_or("none", |stage| stage.as_str());
+            *line.stages.entry(stage.to_owned()).or_default() += 1;
+        }
+        line
+    }
+}
+
 /// Counts the actors under `cell` by kind (their name after the last `/`, before any `:`), and
-/// the children of each job actor, by its name.
-fn count(cell: &ActorCell, actors: &mut BTreeMap<String, usize>, children: &mut HashMap<String, usize>) {
+/// keeps each job actor's cell, by its name.
+fn count(cell: &ActorCell, actors: &mut BTreeMap<String, usize>, jobs: &mut HashMap<String, ActorCell>) {
     let name = cell.get_name().unwrap_or_default();
     let kind = name.rsplit('/').next().unwrap_or(&name).split(':').next().unwrap_or_default();
     *actors.entry(if kind.is_empty() { "unnamed".to_owned() } else { kind.to_owned() }).or_default() += 1;
-    let below = cell.get_children();
     if kind == "job" {
-        children.insert(name.clone(), below.len());
+        jobs.insert(name.clone(), cell.clone());
     }
-    for child in below {
-        count(&child, actors, children);
+    for child in cell.get_children() {
+        count(&child, actors, jobs);
     }
 }
 

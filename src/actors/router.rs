@@ -7,6 +7,7 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use super::board::Board;
 use super::job::JobMsg;
 use super::pump::{self, Pump};
 use super::video::VideoMsg;
@@ -34,6 +35,8 @@ impl Actor for EventRouter {
 
     async fn pre_start(&self, myself: ActorRef<EventRouterMsg>, _: ()) -> Result<EventRouterState, ActorProcessingErr> {
         let events = self.deps.events.subscribe().await?;
+        let board = self.deps.board.clone();
+        let route = move |event| route(&board, event);
         Ok(EventRouterState { _pump: pump::spawn(myself, events, route, EventRouterMsg::SubscriptionEnded) })
     }
 
@@ -49,7 +52,8 @@ impl Actor for EventRouter {
     }
 }
 
-fn route(event: DomainEvent) {
+/// Casts the event to its actor, counting it on the board as waiting there.
+fn route(board: &Board, event: DomainEvent) {
     let to_job = match &event.payload {
         EventPayload::DiscoveryCompleted { .. } => true,
         EventPayload::StageFailed { .. } => event.video_id.is_none(),
@@ -62,12 +66,14 @@ fn route(event: DomainEvent) {
     };
     if to_job {
         if let Some(cell) = ractor::registry::where_is(job_actor_name(event.job_id)) {
+            board.sent(cell.get_id());
             let job: ActorRef<JobMsg> = cell.into();
             let _ = job.cast(JobMsg::Event(event));
         }
     } else if let Some(video_id) = &event.video_id
         && let Some(cell) = ractor::registry::where_is(video_actor_name(event.job_id, video_id))
     {
+        board.sent(cell.get_id());
         let video: ActorRef<VideoMsg> = cell.into();
         let _ = video.cast(VideoMsg::Event(event));
     }
@@ -89,6 +95,9 @@ mod tests {
         let (job_probe, mut to_job) = Probe::<JobMsg>::spawn(Some(job_actor_name(job))).await;
         let (video_probe, mut to_video) = Probe::<VideoMsg>::spawn(Some(video_actor_name(job, &video))).await;
         let (router, _) = Actor::spawn(None, EventRouter { deps: ports.deps.clone() }, ()).await.unwrap();
+        let board = &ports.deps.board;
+        board.joined(job_probe.get_cell());
+        board.joined(video_probe.get_cell());
 
         let events = &ports.deps.events;
         let about_video = |payload| DomainEvent::new(job, Some(video.clone()), payload);
@@ -117,6 +126,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(to_video.try_recv().is_err() && to_job.try_recv().is_err(), "one delivery each");
+        // Counted in as waiting (a probe never counts them out, as the real actors do).
+        for probe in [job_probe.get_id(), video_probe.get_id()] {
+            assert_eq!(board.get(probe).unwrap().waiting, 1);
+        }
         for actor in [router.get_cell(), job_probe.get_cell(), video_probe.get_cell()] {
             actor.stop(None);
         }

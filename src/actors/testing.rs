@@ -64,6 +64,7 @@ impl TestPorts {
             stages,
             running: Arc::default(),
             restarts: Arc::default(),
+            board: Arc::default(),
         };
         TestPorts { deps, _dir: dir }
     }

@@ -74,9 +74,12 @@ impl Actor for VideoActor {
     }
 
     async fn post_start(&self, myself: ActorRef<VideoMsg>, state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        self.deps.board.joined(myself.get_cell());
         let every = self.deps.settings.silence();
         state.watch = Some(AbortOnDropHandle::new(myself.send_interval(every, || VideoMsg::Watch)));
-        self.drive(&myself, state).await
+        let result = self.drive(&myself, state).await;
+        self.deps.board.stage(myself.get_id(), state.awaiting.map(|(stage, _)| stage));
+        result
     }
 
     async fn handle(
@@ -85,8 +88,11 @@ impl Actor for VideoActor {
         msg: VideoMsg,
         state: &mut VideoState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            VideoMsg::Event(event) => self.on_event(&myself, state, event).await,
+        let result = match msg {
+            VideoMsg::Event(event) => {
+                self.deps.board.taken(myself.get_id());
+                self.on_event(&myself, state, event).await
+            }
             VideoMsg::Watch => self.watch(&myself, state).await,
             VideoMsg::Resync => {
                 self.resend(state).await;
@@ -100,7 +106,14 @@ impl Actor for VideoActor {
                 myself.stop(Some("cancelled".into()));
                 Ok(())
             }
-        }
+        };
+        self.deps.board.stage(myself.get_id(), state.awaiting.map(|(stage, _)| stage));
+        result
+    }
+
+    async fn post_stop(&self, myself: ActorRef<VideoMsg>, _state: &mut VideoState) -> Result<(), ActorProcessingErr> {
+        self.deps.board.left(myself.get_id());
+        Ok(())
     }
 }
 
@@ -361,16 +374,27 @@ mod tests {
         let sent = ports.next_command(Stage::Download).await;
         assert_eq!((sent.attempt, sent.video_id.as_ref()), (1, Some(&video)));
         assert_eq!(record(&ports, job, &video).await.status, VideoStatus::Downloading, "persisted before sending");
+        let board = &ports.deps.board;
+        let id = actor.get_id();
+        let on_board = move |stage| async move { board.get(id).is_some_and(|e| e.stage == Some(stage)) };
+        eventually_async("waiting on download, on the board", || on_board(Stage::Download)).await;
 
         // A result for another attempt or stage is stale: ignored.
         let event = |payload| VideoMsg::Event(DomainEvent::new(job, Some(video.clone()), payload));
-        actor.cast(event(failed(Stage::Download, 7, false))).unwrap();
-        actor.cast(event(EventPayload::AudioExtracted { seconds: 1.0 })).unwrap();
-        actor.cast(event(EventPayload::VideoDownloaded { captions: false, reused: false })).unwrap();
+        for payload in [
+            failed(Stage::Download, 7, false),
+            EventPayload::AudioExtracted { seconds: 1.0 },
+            EventPayload::VideoDownloaded { captions: false, reused: false },
+        ] {
+            board.sent(actor.get_id()); // as the router counts what it casts
+            actor.cast(event(payload)).unwrap();
+        }
         let next_stage = ports.next_command(Stage::AudioExtraction).await;
         assert_eq!(next_stage.attempt, 1);
         let now = record(&ports, job, &video).await;
         assert_eq!((now.status, now.error), (VideoStatus::ExtractingAudio, None), "persisted before sending");
+        eventually_async("waiting on audio extraction", || on_board(Stage::AudioExtraction)).await;
+        assert_eq!(board.get(actor.get_id()).unwrap().waiting, 0, "each event counted out when handled");
         actor.stop(None);
         watcher.stop(None);
     }

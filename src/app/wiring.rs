@@ -72,6 +72,7 @@ impl Wiring {
             stages,
             running: Arc::default(),
             restarts: Arc::default(),
+            board: Arc::default(),
         };
         Ok(Wiring { settings, deps, background })
     }

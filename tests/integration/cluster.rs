@@ -414,7 +414,11 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     let row = view["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-a").cloned().unwrap();
     let snapshot = &row["snapshot"];
     assert_eq!(snapshot["jobs"][0]["job_id"], job_id.as_str(), "{view:#}");
-    assert!(snapshot["jobs"][0]["videos"].as_u64().unwrap() >= 1, "{view:#}");
+    let videos = snapshot["jobs"][0]["videos"].as_u64().unwrap();
+    assert!(videos >= 1, "{view:#}");
+    let by_stage: u64 = snapshot["jobs"][0]["stages"].as_object().unwrap().values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(by_stage, videos, "every VideoActor under the stage it waits on: {view:#}");
+    assert!(snapshot["jobs"][0]["waiting"].is_u64() && snapshot["jobs"][0]["uptime_ms"].as_u64() > Some(0), "{view:#}");
     assert_eq!(snapshot["restarts"]["jobs"], 0, "{view:#}");
     assert!(snapshot["cpus"].as_u64().unwrap() >= 1 && snapshot["load"].as_f64().is_some(), "{view:#}");
     let owner_a = store.job_leases(Some(job)).await.unwrap().into_iter().next().and_then(|l| l.owner);
