@@ -76,6 +76,9 @@ pub struct NodeSnapshot {
     pub uptime_ms: u64,
     /// Live actors by kind (`job`, `video`, `pool`, …).
     pub actors: BTreeMap<String, usize>,
+    /// The root supervisor and its children (job supervisor, stage pools, event router,
+    /// consumers), each with its status and how many children it has.
+    pub supervision: Vec<NodeActor>,
     /// Supervisor restarts since the node started, by what was restarted (`supervisors`: the
     /// root's children; `jobs`; `videos`).
     pub restarts: BTreeMap<String, u64>,
@@ -86,6 +89,27 @@ pub struct NodeSnapshot {
     /// The jobs whose actors run here (at most [`MAX_JOBS`]; `jobs_total` says how many).
     pub jobs: Vec<NodeJob>,
     pub jobs_total: usize,
+}
+
+/// One of the node's long-lived actors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NodeActor {
+    /// Its name without the pipeline's prefix (`root-supervisor`, `pool:download`, …).
+    pub name: String,
+    /// ractor's status, lower case (`running`, `stopping`, …).
+    pub status: String,
+    pub children: usize,
+}
+
+impl NodeActor {
+    fn of(cell: &ActorCell) -> NodeActor {
+        let name = cell.get_name().unwrap_or_default();
+        NodeActor {
+            name: name.rsplit('/').next().unwrap_or(&name).to_owned(),
+            status: format!("{:?}", cell.get_status()).to_lowercase(),
+            children: cell.get_children().len(),
+        }
+    }
 }
 
 /// A job whose actors run on the node.
@@ -195,6 +219,10 @@ impl NodeAgent {
                         cell.map(|cell| self.tally(job_id, &cell)).unwrap_or(NodeJob { job_id, ..NodeJob::default() })
                     })
                     .collect();
+                let top = root.get_cell();
+                let mut supervision = vec![NodeActor::of(&top)];
+                supervision.extend(top.get_children().iter().map(NodeActor::of));
+                supervision[1..].sort_by(|a, b| a.name.cmp(&b.name));
                 let restarts = self.deps.restarts.read().into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
                 AgentAnswer::Snapshot(NodeSnapshot {
                     node: state.args.node.clone(),
@@ -202,6 +230,7 @@ impl NodeAgent {
                     stages: state.args.stages.clone(),
                     uptime_ms: state.started.elapsed().as_millis() as u64,
                     actors,
+                    supervision,
                     restarts,
                     pools: pools.into_iter().map(NodePool::from).collect(),
                     load: load_average(),

@@ -331,6 +331,11 @@ async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_o
     let view = a.get_json("/cluster").await;
     assert_eq!(view["clustered"], true);
     assert!(view["nodes"][0]["snapshot"]["actors"]["root-supervisor"] == 1, "{view:#}");
+    let supervision = view["nodes"][0]["snapshot"]["supervision"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = supervision.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"root-supervisor"), "{view:#}");
+    assert!(names.contains(&"job-supervisor") && names.contains(&"event-router"), "{view:#}");
+    assert!(supervision.iter().all(|a| a["status"] == "running"), "{view:#}");
 
     // The wrong cookie: registered (the store knows it), never connected.
     let d = Process::serve(&node("node-d", "another-secret"), disks[3].path(), "none").await;
