@@ -49,7 +49,7 @@ pub struct AgentRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum AgentAnswer {
-    Snapshot(NodeSnapshot),
+    Snapshot(Box<NodeSnapshot>),
     /// Whether the job's actors ran here, and how many of its stage runs were stopped.
     Cancelled {
         running: bool,
@@ -224,7 +224,7 @@ impl NodeAgent {
                 supervision.extend(top.get_children().iter().map(NodeActor::of));
                 supervision[1..].sort_by(|a, b| a.name.cmp(&b.name));
                 let restarts = self.deps.restarts.read().into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
-                AgentAnswer::Snapshot(NodeSnapshot {
+                AgentAnswer::Snapshot(Box::new(NodeSnapshot {
                     node: state.args.node.clone(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     stages: state.args.stages.clone(),
@@ -237,7 +237,7 @@ impl NodeAgent {
                     cpus: std::thread::available_parallelism().map_or(1, usize::from),
                     jobs,
                     jobs_total,
-                })
+                }))
             }
         }
     }

@@ -266,7 +266,7 @@ impl Pipeline {
         for (node, answer) in nodes.iter_mut().zip(answers) {
             node.reachable = Some(matches!(answer, Some(AgentAnswer::Snapshot(_))));
             if let Some(AgentAnswer::Snapshot(snapshot)) = answer {
-                node.snapshot = Some(snapshot);
+                node.snapshot = Some(*snapshot);
             }
         }
         nodes
