@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
 use crate::app::ChannelError;
 use crate::app::pipeline::CancelOutcome;
-use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoRecord, VideoStatus};
+use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus};
 use crate::stages::discovery::HandleError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -228,22 +228,64 @@ pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Api
     }
 }
 
-/// A job with the count of its videos per status, and a page of its videos.
+/// A job with the count of its videos per status, and a page of its videos. The answer carries an
+/// `ETag`; sent back in `If-None-Match`, it gets a `304` with no body while nothing the answer
+/// shows has changed (pollers cost one small count, not the page).
 #[utoipa::path(get, path = "/jobs/{job_id}", tag = "jobs",
-    params(("job_id" = String, Path, description = "The job's id"), VideoPage),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+    params(("job_id" = String, Path, description = "The job's id"), VideoPage,
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer")),
+    responses(
+        (status = 200, body = JobView, headers(("ETag" = String, description = "This answer's version"))),
+        (status = 304, description = "Unchanged since the answer whose ETag was sent"),
+        (status = 404, body = ErrorBody)))]
 pub async fn get_job(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
     ApiQuery(page): ApiQuery<VideoPage>,
-) -> Result<Json<JobView>, Response> {
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page_offset(page.offset)?;
     let job = existing_job(&app, &job_id).await?;
     let store = &app.pipeline.deps.store;
     let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
+    // Read before the page: a page newer than its tag only costs the poller one more full answer.
+    let tag = job_etag(&job, &counts, (limit, offset, page.status));
+    let cache = [(header::ETAG, tag.clone()), (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))];
+    if not_modified(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
     let videos = store.videos_page(job.job_id, page.status, limit, offset).await.map_err(ApiError::from)?;
-    Ok(Json(job_view(job, &counts, videos, (limit, offset, page.status))))
+    Ok((cache, Json(job_view(job, &counts.by_status, videos, (limit, offset, page.status)))).into_response())
+}
+
+/// The version of one page of a job: what the answer shows changes only with the job's row, its
+/// videos' changes, and the page asked for (and the release answering).
+fn job_etag(
+    job: &JobRecord,
+    counts: &VideoCounts,
+    (limit, offset, status): (u32, u32, Option<VideoStatus>),
+) -> HeaderValue {
+    let status = status.map_or("all", |s| s.as_str());
+    let tag = format!(
+        "\"{}-{}-{}-{}-{}-{limit}-{offset}-{status}\"",
+        env!("CARGO_PKG_VERSION"),
+        job.updated_at.timestamp_micros(),
+        job.status.as_str(),
+        counts.total(),
+        counts.changes,
+    );
+    HeaderValue::from_str(&tag).expect("an ASCII tag")
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`).
+fn not_modified(headers: &axum::http::HeaderMap, tag: &HeaderValue) -> bool {
+    let Some(tag) = tag.to_str().ok() else { return false };
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|value| value.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == tag || t == "*"))
 }
 
 /// The job `raw` names, or a 404.

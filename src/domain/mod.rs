@@ -10,7 +10,9 @@ pub mod workflow;
 
 pub use backoff::Backoff;
 pub use messages::{DomainEvent, EventPayload, StageCommand};
-pub use records::{AttemptProgress, AttemptRecord, JobLease, JobRecord, NodeRecord, VideoRecord, VideoUpdate};
+pub use records::{
+    AttemptProgress, AttemptRecord, JobLease, JobRecord, NodeRecord, VideoCounts, VideoRecord, VideoUpdate,
+};
 
 use std::fmt;
 use std::str::FromStr;

@@ -162,3 +162,31 @@ mod tests {
         );
     }
 }
+
+/// A job's videos counted: how many are in each status (statuses with none left out), and the
+/// updates they have seen in all, which goes up with every change to any of them (what a
+/// "not modified" answer is decided by).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VideoCounts {
+    pub by_status: Vec<(VideoStatus, u64)>,
+    pub changes: u64,
+}
+
+impl VideoCounts {
+    /// From `(status, count, changes)` rows, one per status.
+    pub fn from_rows<E>(
+        rows: Vec<(String, i64, i64)>,
+        parse: impl Fn(&str) -> Result<VideoStatus, E>,
+    ) -> Result<VideoCounts, E> {
+        let mut counts = VideoCounts::default();
+        for (status, n, changes) in rows {
+            counts.by_status.push((parse(&status)?, u64::try_from(n).unwrap_or(0)));
+            counts.changes += u64::try_from(changes).unwrap_or(0);
+        }
+        Ok(counts)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_status.iter().map(|(_, n)| n).sum()
+    }
+}

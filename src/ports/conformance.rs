@@ -75,9 +75,17 @@ pub async fn job_store(store: &dyn JobStore) {
     let downloading = store.videos_page(job, Some(VideoStatus::Downloading), 10, 0).await.unwrap();
     assert_eq!(ids(downloading), ["aaaaaaaaaaa"]);
     let mut counts = store.video_counts(job).await.unwrap();
-    counts.sort_by_key(|(status, _)| status.as_str());
-    assert_eq!(counts, [(VideoStatus::Discovered, 3), (VideoStatus::Downloading, 1)]);
-    assert!(store.video_counts(JobId::new()).await.unwrap().is_empty());
+    counts.by_status.sort_by_key(|(status, _)| status.as_str());
+    assert_eq!(counts.by_status, [(VideoStatus::Discovered, 3), (VideoStatus::Downloading, 1)]);
+    assert_eq!(counts.total(), 4);
+    assert!(store.video_counts(JobId::new()).await.unwrap().by_status.is_empty());
+    // Every update of any of the job's videos is one more change, even one that leaves the
+    // counts as they were.
+    let before = counts.changes;
+    let same = VideoUpdate { status: VideoStatus::Downloading, attempts: 2, error: None };
+    store.update_video(job, a, &same).await.unwrap();
+    let after = store.video_counts(job).await.unwrap();
+    assert_eq!((after.total(), after.changes), (4, before + 1));
 
     // Listing: newest first, paginated, with the total.
     let second = JobId::new();

@@ -27,7 +27,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
-    NodeRecord, Stage, StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    NodeRecord, Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus,
+    VideoUpdate,
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
@@ -275,8 +276,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn list_videos(&self, job_id: JobId) -> PortResult<Vec<VideoRecord>> {
         self.videos_page(job_id, None, u32::MAX, 0).await
     }
-    /// How many of a job's videos are in each status (statuses with none are left out).
-    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>>;
+    /// How many of a job's videos are in each status (statuses with none are left out), and how
+    /// many changes its videos have seen.
+    async fn video_counts(&self, job_id: JobId) -> PortResult<VideoCounts>;
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>>;
     /// The unfinished jobs that still need this video's media: those in which it has not been
     /// transcribed yet and has not ended. Media is deleted only when none is left.

@@ -125,6 +125,52 @@ async fn a_jobs_videos_are_paged_and_its_counts_stay_whole() {
     app.shutdown().await;
 }
 
+/// `GET /jobs/{id}` carries an ETag; sent back in `If-None-Match` it gets a bodiless 304 until the
+/// job, one of its videos, or the page asked for changes.
+#[tokio::test]
+async fn a_polled_job_is_not_modified_until_it_changes() {
+    use tubesum::ports::JobStore;
+    let ids = ["etagvideo01", "etagvideo02"];
+    let app = TestApp::builder().noop_stages(&ids).spawn().await;
+    let job_id = app.submit("UCabcdefghijklmnopqrstuv", false).await;
+    app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    let get = |query: &'static str, tag: Option<&str>| {
+        let mut request = app.client.get(app.url(&format!("/jobs/{job_id}{query}")));
+        if let Some(tag) = tag {
+            request = request.header("If-None-Match", tag);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let tag = response.headers().get("etag").map(|t| t.to_str().unwrap().to_owned());
+            (status, tag, response.text().await.unwrap())
+        }
+    };
+    let (status, tag, body) = get("", None).await;
+    let tag = tag.expect("an ETag");
+    assert_eq!(status, 200, "{body}");
+    let (status, again, body) = get("", Some(&tag)).await;
+    assert_eq!((status, again.as_deref(), body.as_str()), (304, Some(tag.as_str()), ""), "unchanged: 304, no body");
+    assert_eq!(get("", Some(&format!("\"other\", {tag}"))).await.0, 304, "one of a list");
+    assert_eq!(get("", Some("*")).await.0, 304);
+    assert_eq!(get("", Some("\"other\"")).await.0, 200, "another version");
+    let (status, paged, _) = get("?limit=1", Some(&tag)).await;
+    assert_eq!(status, 200, "another page is another answer");
+    assert_ne!(paged.as_deref(), Some(tag.as_str()));
+
+    // One video changes (its status even stays the same): the old tag no longer matches.
+    let store = tubesum::adapters::embedded::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
+    let video = tubesum::domain::VideoId::parse(ids[1]).unwrap();
+    let same =
+        tubesum::domain::VideoUpdate { status: tubesum::domain::VideoStatus::Summarized, attempts: 0, error: None };
+    store.update_video(job_id.parse().unwrap(), &video, &same).await.unwrap();
+    let (status, newer, _) = get("", Some(&tag)).await;
+    assert_eq!(status, 200, "a video changed");
+    assert_ne!(newer.as_deref(), Some(tag.as_str()));
+    assert_eq!(get("", newer.as_deref()).await.0, 304);
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_api_token_guards_every_route_but_healthz() {
     let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;

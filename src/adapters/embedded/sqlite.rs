@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
-    Stage, StageCommand, Summary, Transcript, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 use crate::ports::{
     ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, video_write_refused,
@@ -528,16 +528,15 @@ impl JobStore for SqliteStore {
         .collect()
     }
 
-    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM job_videos WHERE job_id = ? GROUP BY status")
-                .bind(job_id.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(translate)?;
-        rows.into_iter()
-            .map(|(status, n)| Ok((parse("video status", &status)?, u64::try_from(n).unwrap_or(0))))
-            .collect()
+    async fn video_counts(&self, job_id: JobId) -> PortResult<VideoCounts> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*), COALESCE(SUM(changes), 0) FROM job_videos WHERE job_id = ? GROUP BY status",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        VideoCounts::from_rows(rows, |status| parse("video status", status))
     }
 
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>> {
@@ -574,7 +573,8 @@ impl JobStore for SqliteStore {
         fence: Option<&Fence>,
     ) -> PortResult<()> {
         let done = sqlx::query(
-            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ? WHERE job_id = ? AND video_id = ? \
+            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ?, changes = changes + 1 \
+             WHERE job_id = ? AND video_id = ? \
              AND (? IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = ? AND epoch = ?))",
         )
         .bind(update.status.as_str())

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
-    NodeRecord, Stage, StageCommand, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    NodeRecord, Stage, StageCommand, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
 use crate::ports::{
     Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, parse_stages, stages_text,
@@ -558,16 +558,15 @@ impl JobStore for PgStore {
         .collect()
     }
 
-    async fn video_counts(&self, job_id: JobId) -> PortResult<Vec<(VideoStatus, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM job_videos WHERE job_id = $1 GROUP BY status")
-                .bind(job_id.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(translate)?;
-        rows.into_iter()
-            .map(|(status, n)| Ok((parse("video status", &status)?, u64::try_from(n).unwrap_or(0))))
-            .collect()
+    async fn video_counts(&self, job_id: JobId) -> PortResult<VideoCounts> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*), COALESCE(SUM(changes), 0)::int8 FROM job_videos WHERE job_id = $1 GROUP BY status",
+        )
+        .bind(job_id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        VideoCounts::from_rows(rows, |status| parse("video status", status))
     }
 
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>> {
@@ -604,7 +603,7 @@ impl JobStore for PgStore {
         fence: Option<&Fence>,
     ) -> PortResult<()> {
         let done = sqlx::query(
-            "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now() \
+            "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now(), changes = changes + 1 \
              WHERE job_id = $4 AND video_id = $5 AND ($6::text IS NULL OR EXISTS \
              (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = $6 AND epoch = $7))",
         )
