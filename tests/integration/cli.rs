@@ -14,7 +14,7 @@ const CHANNEL: &str = "UCclicliclicliclicliclic";
 
 /// The binary under test: this build's, or another build's given as `TEST_TUBESUM_BIN` (the test
 /// command runs these tests again against the laptop build's binary).
-fn binary() -> std::path::PathBuf {
+pub fn binary() -> std::path::PathBuf {
     std::env::var_os("TEST_TUBESUM_BIN").map_or_else(|| env!("CARGO_BIN_EXE_tubesum").into(), Into::into)
 }
 

@@ -109,6 +109,22 @@ pub fn whisper_model() -> PathBuf {
     path
 }
 
+/// The faster-whisper (CTranslate2) tiny.en directory scripts/setup.sh installs: `$CT2_MODEL_DIR`
+/// or what `scripts/ct2-model-dir` prints.
+pub fn ct2_model_dir() -> PathBuf {
+    let dir = std::env::var_os("CT2_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ct2-model-dir");
+        let output = std::process::Command::new(&script).output().expect("scripts/ct2-model-dir runs");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    });
+    assert!(
+        dir.join("model.bin").is_file(),
+        "faster-whisper tiny.en is missing at {}: run scripts/setup.sh or set CT2_MODEL_DIR",
+        dir.display()
+    );
+    dir
+}
+
 /// yt-dlp: `$YT_DLP`, else the repo's venv, else PATH.
 pub fn yt_dlp() -> PathBuf {
     if let Some(p) = std::env::var_os("YT_DLP") {

@@ -18,6 +18,7 @@ mod helpers;
 mod layers;
 mod llm;
 mod media;
+mod models;
 mod pipeline;
 #[cfg(feature = "production")]
 mod production;

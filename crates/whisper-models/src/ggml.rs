@@ -8,8 +8,11 @@
 //! ```text
 //! magic 0x67676d6c | 11 hparams | n_mels, n_bins, n_mels × n_bins f32 mel filters
 //! n_tokens, n_tokens × { len, bytes }            regular tokens, before <|endoftext|>
-//! per tensor: n_dims, name_len, ftype (0 f32, 1 f16), dims innermost first, name, data
+//! per tensor: n_dims, name_len, ggml type (0 f32, 1 f16, 7 q5_1, 8 q8_0), dims innermost first, name, data
 //! ```
+//!
+//! The 2-D weight matrices are f16 by default, or quantized ([`WeightType`]) as whisper.cpp's
+//! `quantize` tool would quantize that f16 file: the same tensors, the same bytes (see [`crate::quant`]).
 //!
 //! Tensors follow openai-whisper's `state_dict` order. CTranslate2 fuses the self-attention
 //! q/k/v projections and the cross-attention k/v projections: they are split by rows here, and
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ct2::{self, Ct2Error, Ct2Model, DType, Variable};
 use crate::mel;
+pub use crate::quant::WeightType;
 use crate::tensors::plan_tensors;
 
 /// `"ggml"` read as a little-endian `u32`.
@@ -59,6 +63,8 @@ pub enum ConvertError {
     VocabTooLarge { found: usize, n_vocab: usize },
     #[error("<|endoftext|> is at index {found:?} of the vocabulary, expected index {expected}")]
     BadEndOfText { found: Option<usize>, expected: usize },
+    #[error("tensor {name} has rows of {row} values, which {weights} cannot store: not a multiple of {block}")]
+    RowNotBlocks { name: String, row: usize, weights: WeightType, block: usize },
     #[error("{what} is {value}, too large for the ggml header")]
     TooLarge { what: String, value: usize },
     #[error("cannot write {path}: {source}")]
@@ -81,12 +87,14 @@ pub struct Hparams {
     pub n_text_head: usize,
     pub n_text_layer: usize,
     pub n_mels: usize,
-    /// 1: big matrices in f16, as whisper.cpp's converter writes by default.
+    /// How the big matrices are stored ([`WeightType::header_ftype`]): 1 for f16, as
+    /// whisper.cpp's converter writes by default; 2007 for q8_0, 2009 for q5_1.
     pub ftype: usize,
 }
 
 impl Hparams {
-    /// Reads the hyperparameters off the tensor shapes and the `num_heads` scalars.
+    /// Reads the hyperparameters off the tensor shapes and the `num_heads` scalars; `ftype` is
+    /// f16's.
     pub fn from_model(model: &Ct2Model) -> Result<Self, ConvertError> {
         let conv1 = tensor(model, "encoder/conv1/weight")?;
         let [n_audio_state, n_mels, _] = dims::<3>(conv1)?;
@@ -171,6 +179,10 @@ pub struct ImportReport {
     /// Regular tokens written to the file; whisper.cpp adds the special ones itself.
     pub n_tokens: usize,
     pub n_tensors: usize,
+    /// How the 2-D weight matrices are stored.
+    pub weights: WeightType,
+    /// Tensors written in a quantized type (0 for f16).
+    pub n_quantized: usize,
     pub bytes_written: u64,
     /// `"tiny"`, `"base"`, `"small"`, `"medium"`, `"large"` or `"unknown"`.
     pub model_type: &'static str,
@@ -179,9 +191,10 @@ pub struct ImportReport {
 }
 
 /// Converts the CTranslate2 model in `model_dir` (`model.bin`, `vocabulary.txt`) to a ggml file
-/// at `out`. The file is written next to `out` under a temporary name and renamed into place
-/// once complete, so a failed conversion leaves no partial file.
-pub fn import_ct2(model_dir: &Path, out: &Path) -> Result<ImportReport, ConvertError> {
+/// at `out`, its 2-D weight matrices stored as `weights`. The file is written next to `out` under
+/// a temporary name and renamed into place once complete, so a failed conversion leaves no
+/// partial file.
+pub fn import_ct2(model_dir: &Path, out: &Path, weights: WeightType) -> Result<ImportReport, ConvertError> {
     let model_path = existing_file(model_dir, "model.bin")?;
     let vocab_path = existing_file(model_dir, "vocabulary.txt")?;
     let model = Ct2Model::open(&model_path)?;
@@ -195,7 +208,7 @@ pub fn import_ct2(model_dir: &Path, out: &Path) -> Result<ImportReport, ConvertE
     let mut tmp =
         tempfile::Builder::new().prefix(".ggml-import-").suffix(".tmp").tempfile_in(dir).map_err(write_err)?;
     let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-    let report = write_ggml(&model, &tokens, &mut writer).map_err(|e| match e {
+    let report = write_ggml(&model, &tokens, weights, &mut writer).map_err(|e| match e {
         ConvertError::Output(source) => write_err(source),
         other => other,
     })?;
@@ -218,15 +231,20 @@ fn existing_file(dir: &Path, file: &'static str) -> Result<PathBuf, ConvertError
     if path.is_file() { Ok(path) } else { Err(ConvertError::MissingFile { dir: dir.to_path_buf(), file }) }
 }
 
-/// Writes the ggml form of `model` with the decoded `vocabulary.txt` tokens to `w`.
-/// Everything is validated before the first byte is written.
-pub fn write_ggml<W: Write>(model: &Ct2Model, tokens: &[Vec<u8>], w: W) -> Result<ImportReport, ConvertError> {
+/// Writes the ggml form of `model` with the decoded `vocabulary.txt` tokens to `w`, its 2-D
+/// weight matrices stored as `weights`. Everything is validated before the first byte is written.
+pub fn write_ggml<W: Write>(
+    model: &Ct2Model,
+    tokens: &[Vec<u8>],
+    weights: WeightType,
+    w: W,
+) -> Result<ImportReport, ConvertError> {
     if !model.spec_name.starts_with("Whisper") {
         return Err(ConvertError::NotWhisper(model.spec_name.clone()));
     }
-    let hp = Hparams::from_model(model)?;
+    let hp = Hparams { ftype: weights.header_ftype(), ..Hparams::from_model(model)? };
     let regular = regular_tokens(tokens, &hp)?;
-    let plan = plan_tensors(model, &hp)?;
+    let plan = plan_tensors(model, &hp, weights)?;
     let filters = mel::mel_filters(mel::SAMPLE_RATE, mel::N_FFT, hp.n_mels);
 
     let mut w = Counting { inner: w, count: 0 };
@@ -256,6 +274,8 @@ pub fn write_ggml<W: Write>(model: &Ct2Model, tokens: &[Vec<u8>], w: W) -> Resul
         n_vocab: hp.n_vocab,
         n_tokens: regular.len(),
         n_tensors: plan.len(),
+        weights,
+        n_quantized: plan.iter().filter(|t| t.out_type().is_quantized()).count(),
         bytes_written: w.count,
         model_type: hp.model_type(),
         multilingual: hp.is_multilingual(),
@@ -331,6 +351,7 @@ impl<W: Write> Write for Counting<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::GgmlType;
     use ct2::Variable;
 
     fn f16_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
@@ -471,8 +492,8 @@ mod tests {
             let dims: Vec<i32> = (0..n_dims).map(|_| c.i32()).collect();
             let name = String::from_utf8(c.take(name_len as usize).to_vec()).expect("utf-8");
             let elems: i32 = dims.iter().product();
-            let size = if ftype == 0 { 4 } else { 2 };
-            let data = c.take(elems as usize * size).to_vec();
+            let ty = GgmlType::from_id(ftype).unwrap_or_else(|| panic!("{name}: unknown type {ftype}"));
+            let data = c.take(ty.row_bytes(elems as usize)).to_vec();
             tensors.push((name, ftype, dims, data));
         }
         Parsed { hparams, mel: (rows, cols, mel), tokens, tensors }
@@ -483,7 +504,7 @@ mod tests {
         let (n, layers, n_vocab) = (8, 1, 51_864);
         let model = synthetic_model(n, layers, n_vocab);
         let mut out = Vec::new();
-        let report = write_ggml(&model, &english_vocab(n_vocab), &mut out).expect("converts");
+        let report = write_ggml(&model, &english_vocab(n_vocab), WeightType::F16, &mut out).expect("converts");
         assert_eq!(report.bytes_written, out.len() as u64);
         assert_eq!((report.n_vocab, report.n_tokens), (n_vocab, EOT_ENGLISH));
         assert_eq!(report.model_type, "unknown");
@@ -550,7 +571,7 @@ mod tests {
         std::fs::write(dir.path().join("vocabulary.txt"), vocab).expect("write vocab");
 
         let out = dir.path().join("ggml.bin");
-        let err = import_ct2(dir.path(), &out).expect_err("non-zero key bias");
+        let err = import_ct2(dir.path(), &out, WeightType::F16).expect_err("non-zero key bias");
         assert!(matches!(&err, ConvertError::NonZeroKeyBias(n) if n == name), "{err}");
         assert_eq!(err.to_string(), format!("key bias in {name} is not zero; whisper.cpp has no key bias"));
         let entries: Vec<_> =
@@ -561,7 +582,7 @@ mod tests {
     #[test]
     fn reports_missing_files_and_tensors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = import_ct2(dir.path(), &dir.path().join("x.bin")).expect_err("empty dir");
+        let err = import_ct2(dir.path(), &dir.path().join("x.bin"), WeightType::F16).expect_err("empty dir");
         assert!(matches!(err, ConvertError::MissingFile { file: "model.bin", .. }));
 
         let mut model = Ct2Model::new("WhisperSpec", 3);
@@ -570,10 +591,11 @@ mod tests {
                 model.push_variable(v.clone()).expect("unique");
             }
         }
-        let err = write_ggml(&model, &english_vocab(51_864), io::sink()).expect_err("missing");
+        let err = write_ggml(&model, &english_vocab(51_864), WeightType::F16, io::sink()).expect_err("missing");
         assert_eq!(err.to_string(), "missing tensor decoder/layer_0/attention/linear_2/weight");
 
-        let err = write_ggml(&Ct2Model::new("TransformerSpec", 1), &[], io::sink()).expect_err("not whisper");
+        let err = write_ggml(&Ct2Model::new("TransformerSpec", 1), &[], WeightType::F16, io::sink())
+            .expect_err("not whisper");
         assert!(matches!(err, ConvertError::NotWhisper(_)));
     }
 
@@ -582,8 +604,103 @@ mod tests {
         let model = synthetic_model(4, 1, 51_864);
         let mut vocab = english_vocab(51_864);
         vocab.remove(0);
-        let err = write_ggml(&model, &vocab, io::sink()).expect_err("eot moved");
+        let err = write_ggml(&model, &vocab, WeightType::F16, io::sink()).expect_err("eot moved");
         assert!(matches!(err, ConvertError::BadEndOfText { found: Some(50_255), expected: 50_256 }));
+    }
+
+    /// The 2-D matrices whisper.cpp's quantize tool quantizes, for one layer of each side.
+    fn matrices_of_one_layer() -> Vec<String> {
+        let mut names = vec!["decoder.token_embedding.weight".to_owned()];
+        for (side, attentions) in [("encoder", &["attn"][..]), ("decoder", &["attn", "cross_attn"][..])] {
+            for attn in attentions {
+                for proj in ["query", "key", "value", "out"] {
+                    names.push(format!("{side}.blocks.0.{attn}.{proj}.weight"));
+                }
+            }
+            names.push(format!("{side}.blocks.0.mlp.0.weight"));
+            names.push(format!("{side}.blocks.0.mlp.2.weight"));
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn quantizes_the_matrices_whisper_cpp_quantizes_and_keeps_the_rest() {
+        let (n, n_vocab) = (32, 51_864);
+        let model = synthetic_model(n, 1, n_vocab);
+        let vocab = english_vocab(n_vocab);
+        let mut f16_file = Vec::new();
+        write_ggml(&model, &vocab, WeightType::F16, &mut f16_file).expect("converts");
+        let f16_tensors = parse_ggml(&f16_file).tensors;
+
+        for (weights, ftype) in [(WeightType::Q8_0, 2007), (WeightType::Q5_1, 2009)] {
+            let mut out = Vec::new();
+            let report = write_ggml(&model, &vocab, weights, &mut out).expect("converts");
+            assert_eq!((report.weights, report.n_quantized, report.bytes_written), (weights, 17, out.len() as u64));
+            let parsed = parse_ggml(&out);
+            assert_eq!(parsed.hparams[10], ftype, "{weights}");
+            assert_eq!(parsed.hparams[..10], parse_ggml(&f16_file).hparams[..10]);
+
+            let of_type = |ty: GgmlType| -> Vec<String> {
+                let mut names: Vec<String> =
+                    parsed.tensors.iter().filter(|t| t.1 == ty.id()).map(|t| t.0.clone()).collect();
+                names.sort();
+                names
+            };
+            assert_eq!(of_type(weights.matrix_type()), matrices_of_one_layer(), "{weights}");
+            assert_eq!(of_type(GgmlType::F16), ["encoder.conv1.weight", "encoder.conv2.weight"], "{weights}");
+            // Everything else keeps the f16 file's f32: 1-D tensors, conv biases, positional embeddings.
+            let f32s = of_type(GgmlType::F32);
+            assert_eq!(f32s.len(), parsed.tensors.len() - 17 - 2);
+            for name in ["encoder.conv1.bias", "encoder.positional_embedding", "decoder.positional_embedding"] {
+                assert!(f32s.iter().any(|n| n == name), "{name} stays f32");
+            }
+            // Same tensors, order and dims as the f16 file; f32 tensors byte for byte.
+            for (q, f) in parsed.tensors.iter().zip(&f16_tensors) {
+                assert_eq!((&q.0, &q.2), (&f.0, &f.2));
+                if q.1 == 0 {
+                    assert_eq!(q.3, f.3, "{}", q.0);
+                }
+            }
+            assert_eq!(parsed.tensors.len(), f16_tensors.len());
+
+            // A quantized matrix: each row of the source quantized along its n values.
+            let value = parsed.tensors.iter().find(|t| t.0 == "decoder.blocks.0.attn.value.weight").expect("written");
+            let fused = model.get("decoder/layer_0/self_attention/linear_0/weight").expect("present");
+            let source = ct2::decode_f32(DType::F16, &fused.data[2 * n * n * 2..]).expect("f16");
+            let mut expected = Vec::new();
+            for row in source.chunks(n) {
+                weights.matrix_type().encode_row(row, &mut expected);
+            }
+            assert_eq!(value.3, expected);
+            let back = weights.matrix_type().decode(&value.3);
+            let worst = source.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 8.0 / 31.0 / 2.0 + 0.01, "{weights}: off by {worst}");
+
+            // The file shrinks by exactly the quantized elements' f16 bytes less their blocks.
+            let elems: usize = parsed
+                .tensors
+                .iter()
+                .filter(|t| t.1 == weights.matrix_type().id())
+                .map(|t| t.2.iter().product::<i32>() as usize)
+                .sum();
+            assert_eq!(out.len(), f16_file.len() - 2 * elems + weights.matrix_type().row_bytes(elems));
+        }
+    }
+
+    #[test]
+    fn refuses_to_quantize_rows_that_are_not_whole_blocks() {
+        let model = synthetic_model(8, 1, 51_864);
+        let err = write_ggml(&model, &english_vocab(51_864), WeightType::Q8_0, io::sink()).expect_err("8-wide rows");
+        assert!(
+            matches!(&err, ConvertError::RowNotBlocks { name, row: 8, block: 32, weights: WeightType::Q8_0 }
+                if name == "encoder.blocks.0.attn.query.weight"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "tensor encoder.blocks.0.attn.query.weight has rows of 8 values, which q8_0 cannot store: not a multiple of 32"
+        );
     }
 
     /// Converts the real model when `CT2_MODEL_DIR` points at faster-whisper tiny.en.
@@ -595,7 +712,7 @@ mod tests {
         };
         let out_dir = tempfile::tempdir().expect("tempdir");
         let out = out_dir.path().join("ggml-tiny.en.bin");
-        let report = import_ct2(Path::new(&dir), &out).expect("converts");
+        let report = import_ct2(Path::new(&dir), &out, WeightType::F16).expect("converts");
         assert_eq!(report.n_tensors, 167);
         assert_eq!(report.n_vocab, 51_864);
         assert_eq!(report.n_tokens, 50_256);
@@ -603,5 +720,30 @@ mod tests {
         assert!(!report.multilingual);
         assert_eq!(report.bytes_written, 77_704_698);
         assert_eq!(std::fs::metadata(&out).expect("written").len(), 77_704_698);
+    }
+    /// The real tiny.en in q8_0 when `CT2_MODEL_DIR` is set: the size the layout predicts.
+    #[test]
+    fn converts_real_tiny_en_to_q8_0_when_available() {
+        let Some(dir) = std::env::var_os("CT2_MODEL_DIR") else {
+            eprintln!("skipping: CT2_MODEL_DIR is not set");
+            return;
+        };
+        let out_dir = tempfile::tempdir().expect("tempdir");
+        let out = out_dir.path().join("ggml-tiny.en-q8_0.bin");
+        let report = import_ct2(Path::new(&dir), &out, WeightType::Q8_0).expect("converts");
+        let hp = report.hparams;
+        assert_eq!((report.n_tensors, report.n_quantized, hp.ftype), (167, 65, 2007));
+        // The f16 file's size, less 2 bytes an element of every 2-D matrix, plus 34 per 32 of them:
+        // self-attention (4 n²) and MLP (8 n²) per encoder layer, those and cross-attention (4 n²)
+        // per decoder layer, and the token embedding.
+        let matrices = hp.n_audio_layer * 12 * hp.n_audio_state.pow(2)
+            + hp.n_text_layer * 16 * hp.n_text_state.pow(2)
+            + hp.n_vocab * hp.n_text_state;
+        let predicted = 77_704_698 - 2 * matrices + matrices / 32 * 34;
+        assert_eq!(predicted, 43_550_778);
+        assert_eq!(report.bytes_written, predicted as u64);
+        assert_eq!(std::fs::metadata(&out).expect("written").len(), predicted as u64);
+        let bytes = std::fs::read(&out).expect("read back");
+        assert_eq!(parse_ggml(&bytes).hparams[10], 2007);
     }
 }

@@ -1,27 +1,16 @@
 //! Which tensors go into a ggml file, in what order and type: openai-whisper's `state_dict`
 //! order and names, cut from CTranslate2's variables (its fused q/k/v and k/v projections split by
 //! rows, the always-zero key bias checked and dropped), shapes and dtypes checked on the way.
+//!
+//! Types follow whisper.cpp: f32 for 1-D tensors and [`KEEP_F32`]; f16 for the 3-D conv kernels
+//! whatever the weight type; the weight type ([`WeightType::matrix_type`]) for every other 2-D
+//! tensor, which is what whisper.cpp's quantize tool quantizes and whisper.cpp's loader expects.
 
 use std::io::Write;
 
 use crate::ct2::{self, Ct2Model, DType, Variable};
 use crate::ggml::{ConvertError, Counting, Hparams, tensor, to_i32};
-
-/// Storage type of a tensor in the ggml file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutType {
-    F32,
-    F16,
-}
-
-impl OutType {
-    fn ftype(self) -> i32 {
-        match self {
-            Self::F32 => 0,
-            Self::F16 => 1,
-        }
-    }
-}
+use crate::quant::{GgmlType, WeightType};
 
 /// One output tensor: a name, dims (outermost first) and the source bytes it is cut from.
 #[derive(Debug)]
@@ -30,40 +19,50 @@ pub(crate) struct TensorOut<'m> {
     dims: Vec<usize>,
     dtype: DType,
     data: &'m [u8],
-    out: OutType,
+    out: GgmlType,
 }
 
 impl TensorOut<'_> {
+    pub(crate) fn out_type(&self) -> GgmlType {
+        self.out
+    }
+
     pub(crate) fn write<W: Write>(&self, w: &mut Counting<W>) -> Result<(), ConvertError> {
         w.i32(to_i32(self.dims.len(), || format!("rank of {}", self.name))?)?;
         w.i32(to_i32(self.name.len(), || format!("name length of {}", self.name))?)?;
-        w.i32(self.out.ftype())?;
+        w.i32(self.out.id())?;
         for &d in self.dims.iter().rev() {
             w.i32(to_i32(d, || format!("a dim of {}", self.name))?)?;
         }
         w.write_all(self.name.as_bytes())?;
         match (self.dtype, self.out) {
-            (DType::F16, OutType::F16) | (DType::F32, OutType::F32) => w.write_all(self.data),
+            (DType::F16, GgmlType::F16) | (DType::F32, GgmlType::F32) => w.write_all(self.data)?,
             (dtype, out) => {
-                let values = ct2::decode_f32(dtype, self.data)
-                    .ok_or_else(|| ConvertError::UnsupportedDtype { name: self.name.clone(), dtype })?;
-                values.into_iter().try_for_each(|x| match out {
-                    OutType::F32 => w.write_all(&x.to_le_bytes()),
-                    OutType::F16 => w.write_all(&half::f16::from_f32(x).to_le_bytes()),
-                })
+                // Row by row along the innermost dim, the one ggml quantizes along.
+                let row = self.dims.last().copied().unwrap_or(1).max(1);
+                let mut buf = Vec::with_capacity(out.row_bytes(row));
+                for src in self.data.chunks_exact(row * dtype.size()) {
+                    let values = ct2::decode_f32(dtype, src)
+                        .ok_or_else(|| ConvertError::UnsupportedDtype { name: self.name.clone(), dtype })?;
+                    buf.clear();
+                    out.encode_row(&values, &mut buf);
+                    w.write_all(&buf)?;
+                }
             }
-        }?;
+        }
         Ok(())
     }
 }
 
-/// Tensors whisper.cpp wants in f32 although they have two dims.
-const FORCE_F32: [&str; 4] =
+/// Tensors whisper.cpp wants in f32 although they have two dims: the skip list of whisper.cpp's
+/// quantize tool (`whisper_model_quantize`) and the f32 tensors of its converter.
+const KEEP_F32: [&str; 4] =
     ["encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding", "decoder.positional_embedding"];
 
 /// Collects output tensors, checking names, dtypes and shapes on the way.
 struct Planner<'m> {
     model: &'m Ct2Model,
+    weights: WeightType,
     out: Vec<TensorOut<'m>>,
 }
 
@@ -83,16 +82,25 @@ impl<'m> Planner<'m> {
         Ok(v)
     }
 
-    fn push(&mut self, name: String, dims: Vec<usize>, dtype: DType, data: &'m [u8]) {
-        let out = if dims.len() < 2 || FORCE_F32.contains(&name.as_str()) { OutType::F32 } else { OutType::F16 };
+    fn push(&mut self, name: String, dims: Vec<usize>, dtype: DType, data: &'m [u8]) -> Result<(), ConvertError> {
+        let out = match dims.len() {
+            0 | 1 => GgmlType::F32,
+            _ if KEEP_F32.contains(&name.as_str()) => GgmlType::F32,
+            2 => self.weights.matrix_type(),
+            _ => GgmlType::F16,
+        };
+        let row = dims.last().copied().unwrap_or(1);
+        if row % out.block_size() != 0 {
+            return Err(ConvertError::RowNotBlocks { name, row, weights: self.weights, block: out.block_size() });
+        }
         self.out.push(TensorOut { name, dims, dtype, data, out });
+        Ok(())
     }
 
     /// Copies `src` (of shape `dims`) to `dst` unchanged.
     fn copy(&mut self, src: &str, dst: &str, dims: &[usize]) -> Result<(), ConvertError> {
         let v = self.float(src, dims)?;
-        self.push(dst.to_owned(), v.dims.clone(), v.dtype, &v.data);
-        Ok(())
+        self.push(dst.to_owned(), v.dims.clone(), v.dtype, &v.data)
     }
 
     /// `{src}/gamma|beta` → `{dst}.weight|bias`.
@@ -117,13 +125,13 @@ impl<'m> Planner<'m> {
         let weights = split_rows(&weight.data, parts);
         let biases = split_rows(&bias.data, parts);
         for ((&(dst, is_key), w), b) in dsts.iter().zip(weights).zip(biases) {
-            self.push(format!("{dst}.weight"), vec![n, n], weight.dtype, w);
+            self.push(format!("{dst}.weight"), vec![n, n], weight.dtype, w)?;
             if is_key {
                 if !is_all_zero(bias.dtype, b) {
                     return Err(ConvertError::NonZeroKeyBias(bias_name));
                 }
             } else {
-                self.push(format!("{dst}.bias"), vec![n], bias.dtype, b);
+                self.push(format!("{dst}.bias"), vec![n], bias.dtype, b)?;
             }
         }
         Ok(())
@@ -155,14 +163,17 @@ impl<'m> Planner<'m> {
     fn conv(&mut self, src: &str, dst: &str, shape: [usize; 3]) -> Result<(), ConvertError> {
         self.copy(&format!("{src}/weight"), &format!("{dst}.weight"), &shape)?;
         let bias = self.float(&format!("{src}/bias"), &[shape[0]])?;
-        self.push(format!("{dst}.bias"), vec![shape[0], 1], bias.dtype, &bias.data);
-        Ok(())
+        self.push(format!("{dst}.bias"), vec![shape[0], 1], bias.dtype, &bias.data)
     }
 }
 
-/// All output tensors in openai-whisper's `state_dict` order.
-pub(crate) fn plan_tensors<'m>(model: &'m Ct2Model, hp: &Hparams) -> Result<Vec<TensorOut<'m>>, ConvertError> {
-    let mut p = Planner { model, out: Vec::new() };
+/// All output tensors in openai-whisper's `state_dict` order, the 2-D weights as `weights`.
+pub(crate) fn plan_tensors<'m>(
+    model: &'m Ct2Model,
+    hp: &Hparams,
+    weights: WeightType,
+) -> Result<Vec<TensorOut<'m>>, ConvertError> {
+    let mut p = Planner { model, weights, out: Vec::new() };
     let (na, nt) = (hp.n_audio_state, hp.n_text_state);
 
     p.copy("encoder/position_encodings/encodings", "encoder.positional_embedding", &[hp.n_audio_ctx, na])?;
