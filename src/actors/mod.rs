@@ -36,6 +36,7 @@ pub mod restarts;
 pub mod root;
 pub mod router;
 pub mod stage_pool;
+pub mod steps;
 #[cfg(test)]
 mod testing;
 pub mod video;
@@ -65,6 +66,8 @@ pub struct Deps {
     pub restarts: Arc<restarts::RestartTotals>,
     /// Job and video actors' stage and waiting events, for the node's snapshot.
     pub board: Arc<board::Board>,
+    /// Time per step of the stages' round trips.
+    pub steps: Arc<steps::StepTimes>,
 }
 
 impl Deps {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::pump::{self, Drain, Pump};
+use super::steps::Step;
 use super::{Deps, fail};
 use crate::domain::{AttemptOutcome, DomainEvent, EventPayload, JobId, Stage, StageCommand, workflow};
 use crate::ports::{Delivery, PortError};
@@ -229,7 +230,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
         tracing::warn!(%stage, error = %e, "early ack failed (the command may be redelivered; stages are idempotent)");
     }
     // Bookkeeping only: the work goes on without it.
-    if let Err(e) = deps.store.attempt_started(&command, node).await {
+    if let Err(e) = deps.steps.time(Step::Take, deps.store.attempt_started(&command, node)).await {
         tracing::warn!(%stage, error = %e, "could not record the stage attempt");
     }
     let task_command = command.clone();
@@ -254,6 +255,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
         Ok(outcome) => outcome,
         Err(why) => return stopped(deps, &command, &*delivery.acker, early_ack, why).await,
     };
+    deps.steps.record(Step::Work, started.elapsed());
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -278,7 +280,8 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
             (attempt, Some(error.to_string()), vec![failed_event(&command, &error)])
         }
     };
-    if let Err(e) = deps.store.attempt_finished(command.command_id, attempt, error.as_deref()).await {
+    let finish = deps.store.attempt_finished(command.command_id, attempt, error.as_deref());
+    if let Err(e) = deps.steps.time(Step::Finish, finish).await {
         tracing::warn!(%stage, error = %e, "could not record how the stage attempt ended");
     }
     let events = events.into_iter().map(|mut event| {
@@ -287,7 +290,7 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
         event.stable()
     });
     for event in events {
-        if let Err(e) = publish_patiently(deps, event).await {
+        if let Err(e) = deps.steps.time(Step::Publish, publish_patiently(deps, event)).await {
             if early_ack {
                 tracing::warn!(%stage, error = %e, "could not publish the result; the video's stage deadline will retry it");
             } else {

@@ -13,6 +13,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_util::task::AbortOnDropHandle;
 
+use super::steps::Step;
 use super::{Deps, fail};
 use crate::domain::workflow::{self, VideoEvent};
 use crate::domain::{
@@ -145,7 +146,7 @@ impl VideoActor {
         // Sent before the attempt is counted: a broker that is down fails this actor, and the
         // re-spawned one tries the same attempt again (an outage spends no attempts).
         let command = StageCommand::new(state.record.job_id, Some(state.record.video_id.clone()), stage, attempts);
-        self.deps.commands.send(command).await?;
+        self.deps.steps.time(Step::Dispatch, self.deps.commands.send(command)).await?;
         self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
         state.awaiting = Some((stage, attempts));
         tracing::debug!(video_id = %state.record.video_id, %stage, attempt = attempts, "stage dispatched");
@@ -198,6 +199,9 @@ impl VideoActor {
         state: &mut VideoState,
         event: DomainEvent,
     ) -> Result<(), ActorProcessingErr> {
+        if let Ok(transit) = (chrono::Utc::now() - event.occurred_at).to_std() {
+            self.deps.steps.record(Step::Deliver, transit);
+        }
         let Some((stage, attempt)) = state.awaiting else {
             return Ok(());
         };
@@ -325,7 +329,8 @@ impl VideoActor {
     ) -> Result<(), ActorProcessingErr> {
         let update = VideoUpdate { status, attempts, error };
         let (job_id, video_id) = (state.record.job_id, &state.record.video_id);
-        self.deps.store.update_video_fenced(job_id, video_id, &update, Some(&state.fence)).await?;
+        let write = self.deps.store.update_video_fenced(job_id, video_id, &update, Some(&state.fence));
+        self.deps.steps.time(Step::Persist, write).await?;
         state.record.status = update.status;
         state.record.attempts = update.attempts;
         state.record.error = update.error;

@@ -176,7 +176,15 @@ impl Pipeline {
         let pools = self.pool_stats().await;
         let backlog = self.deps.events.backlog().await.ok().flatten();
         let dead = self.deps.events.dead_letters().await.ok().flatten();
-        self.analytics.render_prometheus(&pools, backlog, dead, self.deps.stages.media.traffic())
+        let steps = self.deps.steps.read();
+        let media = self.deps.stages.media.traffic();
+        self.analytics.render_prometheus(crate::observability::metrics::Now {
+            pools: &pools,
+            backlog,
+            dead,
+            media,
+            steps: &steps,
+        })
     }
 
     /// A snapshot of the live actor tree.

@@ -73,6 +73,7 @@ impl Wiring {
             running: Arc::default(),
             restarts: Arc::default(),
             board: Arc::default(),
+            steps: Arc::default(),
         };
         Ok(Wiring { settings, deps, background })
     }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::metrics::Metrics;
 use super::{DEDUPE_WINDOW, Dedupe};
-use crate::actors::{EventSink, PoolStats};
+use crate::actors::EventSink;
 use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus, Stage};
 /// Stage durations kept per stage for the percentiles of `/analytics`, overall and per job.
 const DURATION_SAMPLES: usize = 10_000;
@@ -223,14 +223,8 @@ impl Analytics {
 
     /// The Prometheus exposition: the event counters, plus the stage pools' current state and the
     /// event bus's backlog.
-    pub fn render_prometheus(
-        &self,
-        pools: &[PoolStats],
-        backlog: Option<u64>,
-        dead: Option<u64>,
-        media: crate::stages::media::MediaTraffic,
-    ) -> String {
-        self.metrics.render(pools, backlog, dead, media)
+    pub fn render_prometheus(&self, now: super::metrics::Now<'_>) -> String {
+        self.metrics.render(now)
     }
 }
 
@@ -312,7 +306,11 @@ mod tests {
         assert_eq!((one.events, one.stages[1].completed), (4, 1));
         assert_eq!(analytics.report(Some(JobId::new())).events, 0);
 
-        let text = analytics.render_prometheus(&[], Some(3), Some(1), Default::default());
+        let steps = [(crate::actors::steps::Step::Persist, 4, std::time::Duration::from_millis(1500))];
+        let now = super::super::metrics::Now { backlog: Some(3), dead: Some(1), steps: &steps, ..Default::default() };
+        let text = analytics.render_prometheus(now);
+        assert!(text.contains(r#"tubesum_step_calls_total{step="persist"} 4"#), "{text}");
+        assert!(text.contains(r#"tubesum_step_microseconds_total{step="persist"} 1500000"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_completed_total{stage="download"} 2"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_failed_total{stage="transcription",retryable="false"} 1"#), "{text}");
         assert!(text.contains(r#"tubesum_stage_duration_seconds_count{stage="download"} 2"#), "{text}");

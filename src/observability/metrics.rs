@@ -7,8 +7,21 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 
 use super::analytics::completed_stage;
 use crate::actors::PoolStats;
+use crate::actors::steps::Step;
 use crate::domain::{DomainEvent, EventPayload};
 use crate::stages::media::MediaTraffic;
+
+/// What the exposition reads of the process as it is rendered: the pools' gauges, the event bus's
+/// backlog and dead letters, the media moved through the shared media store, and the time spent
+/// per step of the stages' round trips.
+#[derive(Default)]
+pub struct Now<'a> {
+    pub pools: &'a [PoolStats],
+    pub backlog: Option<u64>,
+    pub dead: Option<u64>,
+    pub media: MediaTraffic,
+    pub steps: &'a [(Step, u64, std::time::Duration)],
+}
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -63,10 +76,15 @@ impl Metrics {
         });
     }
 
-    /// The text exposition, with the pools' gauges, the event bus's backlog and dead letters and
-    /// the media moved through the shared media store, as of now.
-    pub fn render(&self, pools: &[PoolStats], backlog: Option<u64>, dead: Option<u64>, media: MediaTraffic) -> String {
+    /// The text exposition, with what the process reads of itself now ([`Now`]).
+    pub fn render(&self, now: Now<'_>) -> String {
+        let Now { pools, backlog, dead, media, steps } = now;
         metrics::with_local_recorder(&self.recorder, || {
+            for (step, calls, took) in steps {
+                metrics::counter!("tubesum_step_calls_total", "step" => step.as_str()).absolute(*calls);
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                metrics::counter!("tubesum_step_microseconds_total", "step" => step.as_str()).absolute(micros);
+            }
             for (direction, files, bytes) in [
                 ("stored", media.stored_files, media.stored_bytes),
                 ("fetched", media.fetched_files, media.fetched_bytes),

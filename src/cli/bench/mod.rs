@@ -14,6 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::actors::steps::Step;
 use crate::app::settings::Backends;
 use crate::app::{Pipeline, Settings, Wiring};
 use crate::domain::{ChannelId, EventPayload, JobStatus, Stage, VideoId, VideoMeta};
@@ -29,6 +30,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Per video stage: (p50, p99) of the time from the previous stage's completion to this one's.
     pub latency: Vec<(Stage, Duration, Duration)>,
+    /// Where that time goes: calls and total time of each step of the stages' round trips.
+    pub steps: Vec<(Step, u64, Duration)>,
 }
 
 impl Report {
@@ -52,6 +55,12 @@ impl std::fmt::Display for Report {
         )?;
         for (stage, p50, p99) in &self.latency {
             writeln!(f, "  {:<17} p50 {:>8.2} ms   p99 {:>8.2} ms", stage.as_str(), ms(*p50), ms(*p99))?;
+        }
+        writeln!(f, "  where it goes (each step of a stage's round trip; concurrent calls overlap):")?;
+        for (step, calls, total) in &self.steps {
+            let mean = if *calls == 0 { 0.0 } else { ms(*total) / *calls as f64 };
+            let total = total.as_secs_f64();
+            writeln!(f, "    {:<9} {calls:>7} calls   mean {mean:>8.2} ms   total {total:>8.2} s", step.as_str())?;
         }
         Ok(())
     }
@@ -111,6 +120,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
         }
     };
     let elapsed = started.elapsed();
+    let steps = pipeline.deps.steps.read();
     pipeline.shutdown().await;
     anyhow::ensure!(status == JobStatus::Completed, "the benchmark job ended {status}");
 
@@ -131,7 +141,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
             Some((stage, percentile(&samples, 0.50), percentile(&samples, 0.99)))
         })
         .collect();
-    Ok(Report { backends, videos, elapsed, latency })
+    Ok(Report { backends, videos, elapsed, latency, steps })
 }
 
 /// The nearest-rank percentile of sorted samples.
@@ -164,5 +174,11 @@ mod tests {
         assert_eq!(report.latency.len(), 4);
         assert!(report.videos_per_second() > 0.0);
         assert!(report.to_string().contains("transitions/s"));
+        // Every video's four stages were persisted, dispatched, taken, worked, finished, published
+        // and delivered at least once each.
+        for (step, calls, _) in &report.steps {
+            assert!(*calls >= 4 * 20, "{}: {calls} calls", step.as_str());
+        }
+        assert!(report.to_string().contains("persist"), "{report}");
     }
 }
