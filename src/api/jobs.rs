@@ -7,6 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
 use crate::app::ChannelError;
 use crate::app::pipeline::CancelOutcome;
-use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus};
+use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus, workflow};
 use crate::stages::discovery::HandleError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,17 +247,73 @@ pub async fn get_job(
 ) -> Result<Response, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page_offset(page.offset)?;
+    let key = (parse_job_id(&job_id)?, limit, offset, page.status);
+    if let Some(rendered) = app.finished_pages.get(&key) {
+        return Ok(answer(&headers, rendered));
+    }
     let job = existing_job(&app, &job_id).await?;
     let store = &app.pipeline.deps.store;
     let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
     // Read before the page: a page newer than its tag only costs the poller one more full answer.
     let tag = job_etag(&job, &counts, (limit, offset, page.status));
-    let cache = [(header::ETAG, tag.clone()), (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))];
     if not_modified(&headers, &tag) {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+        return Ok(answer(&headers, Rendered { tag, body: Bytes::new() }));
     }
+    let finished = job.status.is_final() && counts.by_status.iter().all(|(status, _)| workflow::is_final(*status));
     let videos = store.videos_page(job.job_id, page.status, limit, offset).await.map_err(ApiError::from)?;
-    Ok((cache, Json(job_view(job, &counts.by_status, videos, (limit, offset, page.status)))).into_response())
+    let view = job_view(job, &counts.by_status, videos, (limit, offset, page.status));
+    let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let page = Rendered { tag, body };
+    if finished {
+        app.finished_pages.put(key, page.clone());
+    }
+    Ok(answer(&headers, page))
+}
+
+/// A rendered page of a job, with its ETag.
+#[derive(Clone)]
+pub struct Rendered {
+    tag: HeaderValue,
+    body: Bytes,
+}
+
+/// The page, or a bodiless 304 when `If-None-Match` names its tag.
+fn answer(headers: &axum::http::HeaderMap, page: Rendered) -> Response {
+    let cache = [(header::ETAG, page.tag.clone()), (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))];
+    if not_modified(headers, &page.tag) {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    (cache, json, page.body).into_response()
+}
+
+/// Pages of finished jobs, rendered. A job that has ended with every video final changes no more
+/// (a final status is never overwritten, and its owner writes nothing after), so its pages are
+/// answered from here, without the store: the most recently read [`FINISHED_PAGES`].
+pub struct FinishedPages {
+    pages: std::sync::Mutex<lru::LruCache<PageKey, Rendered>>,
+}
+
+type PageKey = (JobId, u32, u32, Option<VideoStatus>);
+
+/// At most 64 pages of up to 1,000 videos (~250 KB each) are kept.
+pub const FINISHED_PAGES: usize = 64;
+
+impl Default for FinishedPages {
+    fn default() -> Self {
+        let size = std::num::NonZeroUsize::new(FINISHED_PAGES).expect("not zero");
+        Self { pages: std::sync::Mutex::new(lru::LruCache::new(size)) }
+    }
+}
+
+impl FinishedPages {
+    fn get(&self, key: &PageKey) -> Option<Rendered> {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn put(&self, key: PageKey, page: Rendered) {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner()).put(key, page);
+    }
 }
 
 /// The version of one page of a job: what the answer shows changes only with the job's row, its

@@ -125,36 +125,42 @@ async fn a_jobs_videos_are_paged_and_its_counts_stay_whole() {
     app.shutdown().await;
 }
 
+/// `GET /jobs/{job_id}{query}` with `If-None-Match: tag`: status, ETag and body.
+async fn get_job_page(app: &TestApp, job_id: &str, query: &str, tag: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = app.client.get(app.url(&format!("/jobs/{job_id}{query}")));
+    if let Some(tag) = tag {
+        request = request.header("If-None-Match", tag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let tag = response.headers().get("etag").map(|t| t.to_str().unwrap().to_owned());
+    (status, tag, response.text().await.unwrap())
+}
+
 /// `GET /jobs/{id}` carries an ETag; sent back in `If-None-Match` it gets a bodiless 304 until the
 /// job, one of its videos, or the page asked for changes.
 #[tokio::test]
 async fn a_polled_job_is_not_modified_until_it_changes() {
     use tubesum::ports::JobStore;
     let ids = ["etagvideo01", "etagvideo02"];
-    let app = TestApp::builder().noop_stages(&ids).spawn().await;
+    // Discovery only: the job runs, its videos wait for a download worker.
+    let app = TestApp::builder().noop_stages(&ids).pools(vec![tubesum::domain::Stage::Discovery]).spawn().await;
     let job_id = app.submit("UCabcdefghijklmnopqrstuv", false).await;
-    app.wait_for_job(&job_id, Duration::from_secs(30)).await;
-    let get = |query: &'static str, tag: Option<&str>| {
-        let mut request = app.client.get(app.url(&format!("/jobs/{job_id}{query}")));
-        if let Some(tag) = tag {
-            request = request.header("If-None-Match", tag);
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let tag = response.headers().get("etag").map(|t| t.to_str().unwrap().to_owned());
-            (status, tag, response.text().await.unwrap())
-        }
-    };
-    let (status, tag, body) = get("", None).await;
+    let waiting = crate::helpers::poll_until(Duration::from_secs(30), || async {
+        let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+        job["counts"]["downloading"] == 2
+    })
+    .await;
+    assert!(waiting, "the videos wait for a download");
+    let (status, tag, body) = get_job_page(&app, &job_id, "", None).await;
     let tag = tag.expect("an ETag");
     assert_eq!(status, 200, "{body}");
-    let (status, again, body) = get("", Some(&tag)).await;
+    let (status, again, body) = get_job_page(&app, &job_id, "", Some(&tag)).await;
     assert_eq!((status, again.as_deref(), body.as_str()), (304, Some(tag.as_str()), ""), "unchanged: 304, no body");
-    assert_eq!(get("", Some(&format!("\"other\", {tag}"))).await.0, 304, "one of a list");
-    assert_eq!(get("", Some("*")).await.0, 304);
-    assert_eq!(get("", Some("\"other\"")).await.0, 200, "another version");
-    let (status, paged, _) = get("?limit=1", Some(&tag)).await;
+    assert_eq!(get_job_page(&app, &job_id, "", Some(&format!("\"other\", {tag}"))).await.0, 304, "one of a list");
+    assert_eq!(get_job_page(&app, &job_id, "", Some("*")).await.0, 304);
+    assert_eq!(get_job_page(&app, &job_id, "", Some("\"other\"")).await.0, 200, "another version");
+    let (status, paged, _) = get_job_page(&app, &job_id, "?limit=1", Some(&tag)).await;
     assert_eq!(status, 200, "another page is another answer");
     assert_ne!(paged.as_deref(), Some(tag.as_str()));
 
@@ -162,12 +168,41 @@ async fn a_polled_job_is_not_modified_until_it_changes() {
     let store = tubesum::adapters::embedded::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
     let video = tubesum::domain::VideoId::parse(ids[1]).unwrap();
     let same =
-        tubesum::domain::VideoUpdate { status: tubesum::domain::VideoStatus::Summarized, attempts: 0, error: None };
+        tubesum::domain::VideoUpdate { status: tubesum::domain::VideoStatus::Downloading, attempts: 1, error: None };
     store.update_video(job_id.parse().unwrap(), &video, &same).await.unwrap();
-    let (status, newer, _) = get("", Some(&tag)).await;
+    let (status, newer, _) = get_job_page(&app, &job_id, "", Some(&tag)).await;
     assert_eq!(status, 200, "a video changed");
     assert_ne!(newer.as_deref(), Some(tag.as_str()));
-    assert_eq!(get("", newer.as_deref()).await.0, 304);
+    assert_eq!(get_job_page(&app, &job_id, "", newer.as_deref()).await.0, 304);
+    app.shutdown().await;
+}
+
+/// A job that ended with every video final changes no more: its pages are answered from memory
+/// (a change made behind the API's back stays unseen on a page already read, and shows on one
+/// that was not), with their ETag.
+#[tokio::test]
+async fn a_finished_jobs_pages_are_answered_from_memory() {
+    use tubesum::ports::JobStore;
+    let ids = ["donevideo01", "donevideo02"];
+    let app = TestApp::builder().noop_stages(&ids).spawn().await;
+    let job_id = app.submit("UCabcdefghijklmnopqrstuv", false).await;
+    app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    let (status, tag, body) = get_job_page(&app, &job_id, "", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    let store = tubesum::adapters::embedded::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
+    let video = tubesum::domain::VideoId::parse(ids[1]).unwrap();
+    let behind = tubesum::domain::VideoUpdate {
+        status: tubesum::domain::VideoStatus::Failed,
+        attempts: 1,
+        error: Some("changed behind the API's back".into()),
+    };
+    store.update_video(job_id.parse().unwrap(), &video, &behind).await.unwrap();
+    let (status, again, cached) = get_job_page(&app, &job_id, "", None).await;
+    assert_eq!((status, &again, &cached), (200, &tag, &body), "the page read before, from memory");
+    assert_eq!(get_job_page(&app, &job_id, "", tag.as_deref()).await.0, 304);
+    let (_, _, fresh) = get_job_page(&app, &job_id, "?offset=1", None).await;
+    assert!(fresh.contains("changed behind the API"), "a page not read before comes from the store: {fresh}");
     app.shutdown().await;
 }
 
