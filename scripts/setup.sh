@@ -17,7 +17,8 @@ MODEL=models/ggml-tiny.en.bin
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 missing=()
-for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev ffmpeg espeak-ng curl; do
+# wrk: the load `tubesum bench api` puts on (its test runs it).
+for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev ffmpeg espeak-ng curl wrk; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # A python3 that is not Debian's (pyenv, …) brings its own venv module.

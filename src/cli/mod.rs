@@ -85,6 +85,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 6)]
         lease_secs: u64,
     },
+    /// `GET /jobs/{id}` of a finished job of N videos under wrk: the whole page, and revalidation
+    /// with its ETag.
+    Api {
+        #[arg(long, default_value_t = 1000)]
+        videos: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Peak memory of local whisper transcribing generated audio of each length (minutes), to
     /// show it does not grow with the length.
     Transcription {
@@ -200,6 +212,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline { videos }) => {
             let report = bench::pipeline(Settings::from_env(cli.config.as_deref())?, videos).await?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Api { videos, threads, connections, seconds }) => {
+            let load = bench::api::Load { threads, connections, seconds };
+            print!("{}", bench::api::api(Settings::from_env(cli.config.as_deref())?, videos, load).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::Cluster { nodes, kills, lease_secs }) => {

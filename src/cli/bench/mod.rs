@@ -3,6 +3,7 @@
 //! exchange and topics of its own) with no-op stage work ([`noop`]), so what is measured is
 //! dispatch, persistence, queueing and event routing — not media.
 
+pub mod api;
 pub mod cluster;
 pub mod noop;
 pub mod transcription;
@@ -70,15 +71,19 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs the benchmark on the settings' backends with a throwaway data dir.
-pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<Report> {
+/// A throwaway data dir, and queues, an exchange and topics of the run's own.
+fn isolated(settings: &mut Settings) -> anyhow::Result<tempfile::TempDir> {
     let data = tempfile::tempdir().context("creating a temporary data dir")?;
     settings.data_dir = data.path().to_owned();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     settings.amqp.queue_prefix = format!("bench-{tag}.");
     settings.amqp.events_exchange = format!("tubesum.bench.{tag}");
     settings.kafka.topic_prefix = format!("bench_{tag}_");
-    let backends = settings.backends;
+    Ok(data)
+}
+
+/// The configured backends with no-op stage work whose discovery lists `videos` synthetic videos.
+async fn noop_wiring(settings: Settings, videos: usize) -> anyhow::Result<Wiring> {
     let wiring = Wiring::from_settings(settings).await?;
     let metas: Vec<VideoMeta> = (0..videos)
         .map(|i| VideoMeta {
@@ -87,7 +92,14 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
             published_at: None,
         })
         .collect();
-    let wiring = wiring.with_stages(|ctx| noop::stages(ctx, metas));
+    Ok(wiring.with_stages(|ctx| noop::stages(ctx, metas)))
+}
+
+/// Runs the benchmark on the settings' backends with a throwaway data dir.
+pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<Report> {
+    let _data = isolated(&mut settings)?;
+    let backends = settings.backends;
+    let wiring = noop_wiring(settings, videos).await?;
     let pipeline = Pipeline::start(wiring, Stage::ALL.to_vec()).await?;
     let mut events = pipeline.deps.events.subscribe().await?;
     let started = Instant::now();
