@@ -30,6 +30,8 @@ pub struct Run {
     pub requests_per_second: f64,
     pub p50: String,
     pub p99: String,
+    /// Bytes read per second, as wrk writes it (`1.20GB`).
+    pub transfer: String,
 }
 
 pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::Result<String> {
@@ -89,8 +91,8 @@ pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::R
         );
         for (name, run) in [("whole page (200)", full), ("If-None-Match (304)", revalidated)] {
             out += &format!(
-                "  {name:<20} {:>9.0} req/s   p50 {:>9}   p99 {:>9}\n",
-                run.requests_per_second, run.p50, run.p99
+                "  {name:<20} {:>9.0} req/s   p50 {:>9}   p99 {:>9}   read {:>9}/s\n",
+                run.requests_per_second, run.p50, run.p99, run.transfer
             );
         }
         Ok(out)
@@ -128,7 +130,8 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<Run> {
     let requests_per_second = field("Requests/sec:").context("no Requests/sec")?.parse()?;
     let p50 = field("50%").context("no 50% latency")?;
     let p99 = field("99%").context("no 99% latency")?;
-    Ok(Run { requests_per_second, p50, p99 })
+    let transfer = field("Transfer/sec:").context("no Transfer/sec")?;
+    Ok(Run { requests_per_second, p50, p99, transfer })
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {
@@ -158,7 +161,13 @@ Transfer/sec:    122.00MB
     #[test]
     fn wrk_reports_are_read() {
         let run = parse_wrk(REPORT).unwrap();
-        assert_eq!(run, Run { requests_per_second: 15700.12, p50: "0.95ms".into(), p99: "2.40ms".into() });
+        let expected = Run {
+            requests_per_second: 15700.12,
+            p50: "0.95ms".into(),
+            p99: "2.40ms".into(),
+            transfer: "122.00MB".into(),
+        };
+        assert_eq!(run, expected);
         let errors = REPORT.replace("Requests/sec", "  Non-2xx or 3xx responses: 12\nRequests/sec");
         assert!(parse_wrk(&errors).is_err(), "error answers fail the run");
     }
