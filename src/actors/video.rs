@@ -240,7 +240,17 @@ impl VideoActor {
             return Ok(());
         };
         state.awaiting = None;
-        self.transition(state, outcome, None).await?;
+        let done = workflow::on(state.record.status, outcome)?;
+        match workflow::next_stage(done).filter(|_| !workflow::is_final(done) && workflow::in_flight(done).is_none()) {
+            // The result and the next stage's dispatch in one write: `drive` finds that stage in
+            // flight with no attempt sent yet, and sends its first (as after a restart).
+            Some(next) => {
+                let dispatched = workflow::on(done, VideoEvent::Dispatch(next))?;
+                self.persist(state, dispatched, 0, None).await?;
+                self.release_if_done_with_media(state, done);
+            }
+            None => self.transition(state, outcome, None).await?,
+        }
         self.drive(myself, state).await
     }
 
@@ -313,11 +323,16 @@ impl VideoActor {
         let attempts = if workflow::is_final(to) { state.record.attempts } else { 0 };
         let error = if to == VideoStatus::Failed { error } else { None };
         self.persist(state, to, attempts, error).await?;
-        if matches!(to, VideoStatus::Transcribed | VideoStatus::Failed | VideoStatus::Cancelled) {
-            // Recorded first: of jobs sharing the media, the last to let go sees no other needing it.
-            self.deps.stages.media.release(state.record.job_id, &state.record.video_id, to);
-        }
+        self.release_if_done_with_media(state, to);
         Ok(())
+    }
+
+    /// Lets go of the video's media once it has reached `reached` (recorded first: of jobs
+    /// sharing the media, the last to let go sees no other needing it).
+    fn release_if_done_with_media(&self, state: &VideoState, reached: VideoStatus) {
+        if matches!(reached, VideoStatus::Transcribed | VideoStatus::Failed | VideoStatus::Cancelled) {
+            self.deps.stages.media.release(state.record.job_id, &state.record.video_id, reached);
+        }
     }
 
     async fn persist(
