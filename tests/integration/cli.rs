@@ -190,8 +190,8 @@ async fn serve_refuses_an_open_api_beyond_loopback() {
     assert!(String::from_utf8_lossy(&empty.stderr).contains("must not be empty"));
 }
 
-/// `tubesum bench api` runs a small job to the end and reports wrk's load on its page, whole and
-/// revalidated (wrk is installed by scripts/setup.sh).
+/// `tubesum bench api` reports wrk's load on a small job's page, whole and revalidated, while the
+/// job runs and once it has finished (wrk is installed by scripts/setup.sh).
 #[tokio::test]
 async fn the_api_benchmark_reports_both_loads() {
     let data = tempfile::tempdir().unwrap();
@@ -204,8 +204,13 @@ async fn the_api_benchmark_reports_both_loads() {
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(report.contains("a finished job of 20 videos"), "{report}");
-    for row in ["whole page (200)", "If-None-Match (304)"] {
+    assert!(report.contains("a job of 20 videos"), "{report}");
+    for row in [
+        "running, whole page (200)",
+        "running, If-None-Match (304)",
+        "finished, whole page (200)",
+        "finished, If-None-Match (304)",
+    ] {
         let line = report.lines().find(|l| l.trim_start().starts_with(row)).unwrap_or_else(|| panic!("{report}"));
         let rate: f64 = line[line.find(')').unwrap() + 1..].split_whitespace().next().unwrap().parse().unwrap();
         assert!(rate > 0.0, "{line}");

@@ -1,7 +1,9 @@
-//! `tubesum bench api`: `GET /jobs/{id}` under load. A job of N videos runs to the end with
-//! no-op stage work on the configured backends, the API serves it on a port of its own, and wrk
-//! (`apt install wrk`) loads it twice: the whole page (a 200 with every video), and the page
-//! revalidated with its ETag (a bodiless 304), as pollers do.
+//! `tubesum bench api`: `GET /jobs/{id}` under load. A job of N videos runs with no-op stage work
+//! on the configured backends and the API serves it on a port of its own; wrk (`apt install wrk`)
+//! loads its page, whole (a 200 with every video) and revalidated with its ETag (a bodiless 304,
+//! as pollers do), twice: while the job runs (only discovery runs, so its videos wait for a
+//! download: every read goes to the store), and once it has finished (its pages are kept
+//! rendered).
 
 use std::time::Duration;
 
@@ -38,69 +40,134 @@ pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::R
     let wrk = which("wrk").context("bench api runs wrk: install it (Debian: apt install wrk)")?;
     let _data = isolated(&mut settings)?;
     settings.server.listen = "127.0.0.1:0".parse().expect("an address");
-    let token = settings.server.api_token.as_ref().map(|t| t.expose_secret().to_owned());
     let backends = settings.backends;
-    let app = Application::start(noop_wiring(settings, videos).await?, Stage::ALL.to_vec()).await?;
-    let base = format!("http://{}", app.address());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
 
-    let result = async {
-        let client = reqwest::Client::new();
-        let auth = |r: reqwest::RequestBuilder| match &token {
-            Some(token) => r.bearer_auth(token),
-            None => r,
-        };
-        let created: serde_json::Value = auth(client.post(format!("{base}/jobs")))
+    // First discovery alone: the job runs, its videos wait for a download worker, and every read
+    // of its page goes to the store.
+    let running = Served::start(&settings, videos, vec![Stage::Discovery]).await?;
+    let read = async {
+        let job_id = running.submit().await?;
+        let tag = running.wait(&job_id, |job| job["counts"]["downloading"] == videos as u64).await?;
+        let url = running.url(&job_id);
+        Ok::<_, anyhow::Error>((job_id, wrk_both(&wrk, &url, &running.headers(), &tag, load).await?))
+    }
+    .await;
+    running.stop().await;
+    let (job_id, from_store) = read?;
+    // Then every stage: the job resumes, ends, and its pages are kept rendered.
+    let finished = Served::start(&settings, videos, Stage::ALL.to_vec()).await?;
+    let read = async {
+        let tag = finished.wait(&job_id, |job| job["status"] == "completed").await?;
+        wrk_both(&wrk, &finished.url(&job_id), &finished.headers(), &tag, load).await
+    }
+    .await;
+    finished.stop().await;
+    let from_memory = read?;
+
+    let Load { threads, connections, seconds } = load;
+    let mut out = format!(
+        "GET /jobs/{{id}} of a job of {videos} videos (backends: {backends:?}), wrk -t{threads} -c{connections} -d{seconds}s:\n"
+    );
+    for (name, run) in [
+        ("running, whole page (200)", &from_store.0),
+        ("running, If-None-Match (304)", &from_store.1),
+        ("finished, whole page (200)", &from_memory.0),
+        ("finished, If-None-Match (304)", &from_memory.1),
+    ] {
+        out += &format!(
+            "  {name:<30} {:>9.0} req/s   p50 {:>9}   p99 {:>9}   read {:>9}/s\n",
+            run.requests_per_second, run.p50, run.p99, run.transfer
+        );
+    }
+    Ok(out)
+}
+
+/// The API on no-op stage work, serving on a port of its own until stopped.
+struct Served {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    async fn start(settings: &Settings, videos: usize, pools: Vec<Stage>) -> anyhow::Result<Served> {
+        let token = settings.server.api_token.as_ref().map(|t| t.expose_secret().to_owned());
+        let app = Application::start(noop_wiring(settings.clone(), videos).await?, pools).await?;
+        let base = format!("http://{}", app.address());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Served { base, token, client: reqwest::Client::new(), stop, server })
+    }
+
+    fn url(&self, job_id: &str) -> String {
+        format!("{}/jobs/{job_id}", self.base)
+    }
+
+    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// The headers every wrk request carries.
+    fn headers(&self) -> Vec<String> {
+        self.token.iter().map(|token| format!("Authorization: Bearer {token}")).collect()
+    }
+
+    async fn submit(&self) -> anyhow::Result<String> {
+        let created: serde_json::Value = self
+            .auth(self.client.post(format!("{}/jobs", self.base)))
             .json(&serde_json::json!({ "channel_id": CHANNEL, "force": true }))
             .send()
             .await?
             .error_for_status()?
             .json()
             .await?;
-        let job_id = created["job_id"].as_str().context("no job id")?.to_owned();
-        let url = format!("{base}/jobs/{job_id}");
+        Ok(created["job_id"].as_str().context("no job id")?.to_owned())
+    }
+
+    /// Polls the job's page until `ready` says so; its ETag then.
+    async fn wait(&self, job_id: &str, ready: impl Fn(&serde_json::Value) -> bool) -> anyhow::Result<String> {
         let until = tokio::time::Instant::now() + Duration::from_secs(600);
-        let tag = loop {
-            let response = auth(client.get(&url)).send().await?.error_for_status()?;
+        loop {
+            let response = self.auth(self.client.get(self.url(job_id))).send().await?.error_for_status()?;
             let tag = response.headers().get("etag").and_then(|t| t.to_str().ok()).map(str::to_owned);
             let job: serde_json::Value = response.json().await?;
-            if job["status"] == "completed" {
-                break tag.context("no ETag")?;
+            if ready(&job) {
+                return tag.context("no ETag");
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < until,
-                "the job did not complete in 600 s: {}",
+                "the job did not get there in 600 s: {}",
                 job["status"]
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let mut headers = Vec::new();
-        if let Some(token) = &token {
-            headers.push(format!("Authorization: Bearer {token}"));
         }
-        let full = wrk_run(&wrk, &url, &headers, load).await?;
-        headers.push(format!("If-None-Match: {tag}"));
-        let revalidated = wrk_run(&wrk, &url, &headers, load).await?;
-        let Load { threads, connections, seconds } = load;
-        let mut out = format!(
-            "GET /jobs/{{id}}, a finished job of {videos} videos (backends: {backends:?}), \
-             wrk -t{threads} -c{connections} -d{seconds}s:\n"
-        );
-        for (name, run) in [("whole page (200)", full), ("If-None-Match (304)", revalidated)] {
-            out += &format!(
-                "  {name:<20} {:>9.0} req/s   p50 {:>9}   p99 {:>9}   read {:>9}/s\n",
-                run.requests_per_second, run.p50, run.p99, run.transfer
-            );
-        }
-        Ok(out)
     }
-    .await;
-    let _ = stop.send(());
-    let _ = server.await;
-    result
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// The page, then the page revalidated with `tag`.
+async fn wrk_both(
+    wrk: &std::path::Path,
+    url: &str,
+    headers: &[String],
+    tag: &str,
+    load: Load,
+) -> anyhow::Result<(Run, Run)> {
+    let full = wrk_run(wrk, url, headers, load).await?;
+    let mut revalidating = headers.to_vec();
+    revalidating.push(format!("If-None-Match: {tag}"));
+    Ok((full, wrk_run(wrk, url, &revalidating, load).await?))
 }
 
 async fn wrk_run(wrk: &std::path::Path, url: &str, headers: &[String], load: Load) -> anyhow::Result<Run> {
