@@ -58,11 +58,14 @@ pub fn resolve(program: &Path) -> std::path::PathBuf {
     if program.components().count() != 1 {
         return program.to_owned();
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false);
     let venv = Path::new(".venv/bin").join(program);
-    if !on_path && venv.is_file() { venv } else { program.to_owned() }
+    if on_path(program).is_none() && venv.is_file() { venv } else { program.to_owned() }
+}
+
+/// Where `program` (a bare name) is on `PATH`, if it is.
+pub fn on_path(program: &Path) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 /// The last `max` bytes of `text` (on a char boundary), trimmed.

@@ -6,19 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tubesum::adapters::embedded::SqliteStore;
-use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::adapters::mongodb::MongoArtifactStore;
 use tubesum::adapters::mongodb::media::MongoMediaStore;
-use tubesum::adapters::rabbitmq::RabbitEventBus;
 use tubesum::domain::{ChannelId, JobId, JobStatus, Stage, VideoId, VideoMeta, VideoStatus, VideoUpdate};
-use tubesum::ports::{EventBus, JobStore, MediaInfo, MediaStore};
+use tubesum::ports::{JobStore, MediaInfo, MediaStore};
 use tubesum::stages::StageError;
 use tubesum::stages::media::{Media, MediaKind};
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{collect, free_port, poll_until, settings, submit_to, wait_for_job_at};
-use crate::production::{Isolation, Process, each_event_once, ids_seen, mongo_url, quiet_channel};
+use crate::helpers::{poll_until, settings, submit_to, wait_for_job_at};
+use crate::production::{Isolation, Observers, Process, cluster_node, mongo_url, quiet_channel};
 
 /// A fresh MongoDB database for the test's media store.
 async fn shared_store() -> (MongoArtifactStore, Arc<dyn MediaStore>) {
@@ -311,12 +309,8 @@ async fn clustered_nodes_connect_refuse_a_wrong_cookie_and_pass_a_cancel_on_at_o
     let env = iso.env_for(&standin);
     let disks: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let node = |name: &str, cookie: &str| {
-        let mut env = env.clone();
-        env.extend([
-            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
-            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
-            ("TUBESUM_CLUSTER__COOKIE", cookie.to_owned()),
-        ]);
+        let mut env = cluster_node(&env, name);
+        env.push(("TUBESUM_CLUSTER__COOKIE", cookie.to_owned()));
         env
     };
     // No stage work anywhere: the job stays with the node that took it until it is cancelled.
@@ -384,14 +378,7 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
         ("TUBESUM_STAGES__TRANSCRIPTION__WORKERS", "1".into()),
         ("TUBESUM_CLUSTER__COOKIE", "shared-secret".into()),
     ]);
-    let node = |name: &str| {
-        let mut env = env.clone();
-        env.extend([
-            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
-            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
-        ]);
-        env
-    };
+    let node = |name: &str| cluster_node(&env, name);
     let disks: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     // node-a coordinates the job (no stage pool); node-b and node-c do the stage work.
     let a = Process::serve(&node("node-a"), disks[0].path(), "none").await;
@@ -400,10 +387,7 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
     for process in [&a, &b, &c] {
         assert!(poll_until(Duration::from_secs(60), || sees_all(process, 3)).await, "{} sees all", process.url);
     }
-    let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
-    let (on_fanout, _fanout_observer) = collect(fanout.subscribe().await.unwrap());
-    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let (on_kafka, _kafka_observer) = collect(kafka.consume("killed-observer").await.unwrap());
+    let observers = Observers::start(&iso, "killed-observer").await;
     let job_id = submit_to(&a.url, CHANNEL).await;
     let job: JobId = job_id.parse().unwrap();
     let store = iso.db.store().await;
@@ -451,15 +435,7 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
         let artifacts: &dyn tubesum::ports::ArtifactStore = &mongo;
         assert!(artifacts.get_summary(&video).await.unwrap().is_some(), "{id} has no summary");
     }
-    // Each stage result of every video under one event id, one job_finished, on both; on Kafka
-    // each id once (the fanout may repeat an id a new owner asked for again).
-    for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
-        each_event_once(seen, &job_id, &ids).await;
-        let finished = ids_seen(seen, &job_id).values().filter(|(kind, _)| kind == "job_finished").count();
-        assert_eq!(finished, 1, "{name}: one job_finished id");
-    }
-    let twice: Vec<_> = ids_seen(&on_kafka, &job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
-    assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
+    observers.each_result_once(&job_id, &ids).await;
 
     // node-a restarts (same name, new incarnation) and rejoins; every node drops the old one.
     let a = Process::serve(&node("node-a"), disks[0].path(), "none").await;
@@ -546,12 +522,8 @@ async fn clustered_nodes_speak_tls_and_refuse_a_node_without_the_cas_certificate
     let (rogue_ca, rogue_issuer) = cluster_ca(certs.path(), "rogue-ca");
     let disks: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let node = |name: &str, tls: Vec<(&'static str, String)>| {
-        let mut env = iso.env();
-        env.extend([
-            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
-            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
-            ("TUBESUM_CLUSTER__COOKIE", "shared-secret".to_owned()),
-        ]);
+        let mut env = cluster_node(&iso.env(), name);
+        env.push(("TUBESUM_CLUSTER__COOKIE", "shared-secret".to_owned()));
         env.extend(tls);
         env
     };

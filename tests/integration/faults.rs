@@ -14,7 +14,7 @@ use tubesum::adapters::kafka::KafkaEventBus;
 use tubesum::ports::JobStore;
 
 use crate::helpers::{Seen, TestApp, collect, free_port, poll_until};
-use crate::production::{FIVE, Isolation, Process, each_event_once, gated_app, ids_seen};
+use crate::production::{FIVE, Isolation, Observers, Process, cluster_node, each_event_once, gated_app};
 
 const CHANNEL: &str = "UCfaultsfaultsfaultsfaul";
 fn run(program: &str, args: &[&str]) {
@@ -269,9 +269,6 @@ async fn with_kafka_down_events_wait_in_the_outbox_and_the_pipeline_goes_on() {
 /// disk, so the paused one holds no media lock and no command.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
-    use tubesum::adapters::rabbitmq::RabbitEventBus;
-    use tubesum::ports::EventBus;
-
     let iso = Isolation::new().await;
     let ids = ["pausedVid01", "pausedVid02", "pausedVid03", "pausedVid04", "pausedVid05"];
     let (standin, _media) = crate::production::quiet_channel(CHANNEL, &ids, 2.0).await;
@@ -282,22 +279,12 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
         ("TUBESUM_STAGES__HEARTBEAT_MS", "200".into()),
         ("TUBESUM_WHISPER__THREADS", "1".into()),
     ]);
-    let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
-    let (on_fanout, _fanout_observer) = collect(fanout.subscribe().await.unwrap());
-    let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
-    let (on_kafka, _kafka_observer) = collect(kafka.consume("paused-observer").await.unwrap());
+    let observers = Observers::start(&iso, "paused-observer").await;
 
     // Process A runs the job (its actors, no stage pool); once B's workers have downloaded a video
     // of it, A is paused.
     env.push(("TUBESUM_CLUSTER__COOKIE", "paused-cluster".into()));
-    let node = |name: &str| {
-        let mut env = env.clone();
-        env.extend([
-            ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
-            ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", free_port())),
-        ]);
-        env
-    };
+    let node = |name: &str| cluster_node(&env, name);
     let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Process::serve(&node("paused-a"), a_data.path(), "none").await;
     let job_id = crate::helpers::submit_to(&a.url, CHANNEL).await;
@@ -333,16 +320,7 @@ async fn a_process_paused_past_its_lease_stops_its_job_when_resumed() {
     assert_eq!(after.status.as_str(), "completed", "one final status");
     all_videos(&iso, &job_id, ids.len(), "summarized").await;
     artifacts_of_every_video(&iso, &ids).await;
-    // Every video's five events, each under one id, and one job_finished, on both; on Kafka, each
-    // id once. (On the fanout an id may arrive twice: the new owner asks again for a result the
-    // paused one never took, and it is routed again under the same id.)
-    for (name, seen) in [("fanout", &on_fanout), ("kafka", &on_kafka)] {
-        each_event_once(seen, &job_id, &ids).await;
-        let finished = ids_seen(seen, &job_id).values().filter(|(kind, _)| kind == "job_finished").count();
-        assert_eq!(finished, 1, "{name}: one job_finished id");
-    }
-    let twice: Vec<_> = ids_seen(&on_kafka, &job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
-    assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
+    observers.each_result_once(&job_id, &ids).await;
     drop((a, b));
     iso.db.drop_now().await;
 }

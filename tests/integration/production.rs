@@ -61,6 +61,46 @@ pub(crate) fn ids_seen(seen: &Seen, job_id: &str) -> HashMap<uuid::Uuid, (String
     ids
 }
 
+/// `env` for one node of a cluster on 127.0.0.1: its name, and a free port to listen on.
+pub(crate) fn cluster_node(env: &[(&'static str, String)], name: &str) -> Vec<(&'static str, String)> {
+    let mut env = env.to_vec();
+    env.extend([
+        ("TUBESUM_CLUSTER__NODE_NAME", name.to_owned()),
+        ("TUBESUM_CLUSTER__LISTEN", format!("127.0.0.1:{}", crate::helpers::free_port())),
+    ]);
+    env
+}
+
+/// Independent observers on both event channels: the RabbitMQ fanout and Kafka (`group`).
+pub(crate) struct Observers {
+    pub(crate) on_fanout: Seen,
+    pub(crate) on_kafka: Seen,
+    _tasks: [tokio_util::task::AbortOnDropHandle<()>; 2],
+}
+
+impl Observers {
+    pub(crate) async fn start(iso: &Isolation, group: &str) -> Observers {
+        let fanout = RabbitEventBus::connect(&iso.amqp, &iso.amqp.events_exchange).await.unwrap();
+        let (on_fanout, fanout_task) = collect(fanout.subscribe().await.unwrap());
+        let kafka = KafkaEventBus::connect(&iso.kafka).await.unwrap();
+        let (on_kafka, kafka_task) = collect(kafka.consume(group).await.unwrap());
+        Observers { on_fanout, on_kafka, _tasks: [fanout_task, kafka_task] }
+    }
+
+    /// Each stage result of every video under one event id and one job_finished, on both; on
+    /// Kafka each id once. (On the fanout an id may arrive twice: a new owner asks again for a
+    /// result the old one never took, and it is routed again under the same id.)
+    pub(crate) async fn each_result_once(&self, job_id: &str, ids: &[&str]) {
+        for (name, seen) in [("fanout", &self.on_fanout), ("kafka", &self.on_kafka)] {
+            each_event_once(seen, job_id, ids).await;
+            let finished = ids_seen(seen, job_id).values().filter(|(kind, _)| kind == "job_finished").count();
+            assert_eq!(finished, 1, "{name}: one job_finished id");
+        }
+        let twice: Vec<_> = ids_seen(&self.on_kafka, job_id).into_iter().filter(|(_, (_, n))| *n > 1).collect();
+        assert!(twice.is_empty(), "kafka: event ids seen more than once: {twice:?}");
+    }
+}
+
 pub(crate) struct Isolation {
     pub(crate) db: TestDatabase,
     pub(crate) mongo_db: String,

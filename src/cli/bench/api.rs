@@ -15,6 +15,7 @@ use super::{isolated, noop_wiring};
 use crate::api::Application;
 use crate::app::Settings;
 use crate::domain::Stage;
+use crate::stages::process::on_path;
 
 const CHANNEL: &str = "UCbenchapibenchapibencha";
 
@@ -37,7 +38,8 @@ pub struct Run {
 }
 
 pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::Result<String> {
-    let wrk = which("wrk").context("bench api runs wrk: install it (Debian: apt install wrk)")?;
+    let wrk =
+        on_path(std::path::Path::new("wrk")).context("bench api runs wrk: install it (Debian: apt install wrk)")?;
     let _data = isolated(&mut settings)?;
     settings.server.listen = "127.0.0.1:0".parse().expect("an address");
     let backends = settings.backends;
@@ -199,11 +201,6 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<Run> {
     let p99 = field("99%").context("no 99% latency")?;
     let transfer = field("Transfer/sec:").context("no Transfer/sec")?;
     Ok(Run { requests_per_second, p50, p99, transfer })
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]
