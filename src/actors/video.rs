@@ -89,6 +89,7 @@ impl Actor for VideoActor {
         msg: VideoMsg,
         state: &mut VideoState,
     ) -> Result<(), ActorProcessingErr> {
+        let awaited = state.awaiting.map(|(stage, _)| stage);
         let result = match msg {
             VideoMsg::Event(event) => {
                 self.deps.board.taken(myself.get_id());
@@ -108,7 +109,11 @@ impl Actor for VideoActor {
                 Ok(())
             }
         };
-        self.deps.board.stage(myself.get_id(), state.awaiting.map(|(stage, _)| stage));
+        // Only a change goes to the board (most messages are watch ticks that change nothing).
+        let awaiting = state.awaiting.map(|(stage, _)| stage);
+        if awaiting != awaited {
+            self.deps.board.stage(myself.get_id(), awaiting);
+        }
         result
     }
 
