@@ -248,7 +248,7 @@ pub async fn get_job(
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page_offset(page.offset)?;
     let key = (parse_job_id(&job_id)?, limit, offset, page.status);
-    if let Some(rendered) = app.finished_pages.get(&key) {
+    if let Some(rendered) = app.pages.finished(&key) {
         return Ok(answer(&headers, rendered));
     }
     let job = existing_job(&app, &job_id).await?;
@@ -259,14 +259,16 @@ pub async fn get_job(
     if not_modified(&headers, &tag) {
         return Ok(answer(&headers, Rendered { tag, body: Bytes::new() }));
     }
+    // Nothing changed since the last rendering of this page: that one, without the store.
+    if let Some(rendered) = app.pages.current(&key, &tag) {
+        return Ok(answer(&headers, rendered));
+    }
     let finished = job.status.is_final() && counts.by_status.iter().all(|(status, _)| workflow::is_final(*status));
     let videos = store.videos_page(job.job_id, page.status, limit, offset).await.map_err(ApiError::from)?;
     let view = job_view(job, &counts.by_status, videos, (limit, offset, page.status));
     let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?);
     let page = Rendered { tag, body };
-    if finished {
-        app.finished_pages.put(key, page.clone());
-    }
+    app.pages.put(key, page.clone(), finished);
     Ok(answer(&headers, page))
 }
 
@@ -287,32 +289,50 @@ fn answer(headers: &axum::http::HeaderMap, page: Rendered) -> Response {
     (cache, json, page.body).into_response()
 }
 
-/// Pages of finished jobs, rendered. A job that has ended with every video final changes no more
-/// (a final status is never overwritten, and its owner writes nothing after), so its pages are
-/// answered from here, without the store: the most recently read [`FINISHED_PAGES`].
-pub struct FinishedPages {
-    pages: std::sync::Mutex<lru::LruCache<PageKey, Rendered>>,
+/// Job pages as last rendered, by the page asked for, with their ETags: the most recently read
+/// [`KEPT_PAGES`]. A running job's page is answered from here while its tag (read from the store,
+/// one small count) is unchanged, so pollers of a quiet job, or many pollers between two changes,
+/// cost one rendering per change. A job that has ended with every video final changes no more (a
+/// final status is never overwritten, and its owner writes nothing after), so its pages are
+/// answered from here without the store at all.
+pub struct Pages {
+    pages: std::sync::Mutex<lru::LruCache<PageKey, Kept>>,
 }
 
 type PageKey = (JobId, u32, u32, Option<VideoStatus>);
 
-/// At most 64 pages of up to 1,000 videos (~250 KB each) are kept.
-pub const FINISHED_PAGES: usize = 64;
+struct Kept {
+    page: Rendered,
+    finished: bool,
+}
 
-impl Default for FinishedPages {
+/// At most 64 pages of up to 1,000 videos (~250 KB each) are kept.
+pub const KEPT_PAGES: usize = 64;
+
+impl Default for Pages {
     fn default() -> Self {
-        let size = std::num::NonZeroUsize::new(FINISHED_PAGES).expect("not zero");
+        let size = std::num::NonZeroUsize::new(KEPT_PAGES).expect("not zero");
         Self { pages: std::sync::Mutex::new(lru::LruCache::new(size)) }
     }
 }
 
-impl FinishedPages {
-    fn get(&self, key: &PageKey) -> Option<Rendered> {
-        self.pages.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+impl Pages {
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<PageKey, Kept>> {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn put(&self, key: PageKey, page: Rendered) {
-        self.pages.lock().unwrap_or_else(|e| e.into_inner()).put(key, page);
+    /// The page of a finished job.
+    fn finished(&self, key: &PageKey) -> Option<Rendered> {
+        self.lock().get(key).filter(|kept| kept.finished).map(|kept| kept.page.clone())
+    }
+
+    /// The page as last rendered, if that was at `tag`.
+    fn current(&self, key: &PageKey, tag: &HeaderValue) -> Option<Rendered> {
+        self.lock().get(key).filter(|kept| kept.page.tag == tag).map(|kept| kept.page.clone())
+    }
+
+    fn put(&self, key: PageKey, page: Rendered, finished: bool) {
+        self.lock().put(key, Kept { page, finished });
     }
 }
 

@@ -36,8 +36,8 @@ pub struct AppState {
     /// The longest text `/summarize-text` takes (it bounds the LLM calls one request makes).
     pub summarize_max_chars: usize,
     pub api_token: Option<SecretString>,
-    /// Rendered pages of finished jobs (`GET /jobs/{id}`).
-    pub finished_pages: Arc<jobs::FinishedPages>,
+    /// Job pages as last rendered (`GET /jobs/{id}`).
+    pub pages: Arc<jobs::Pages>,
 }
 
 #[derive(OpenApi)]

@@ -43,7 +43,7 @@ impl Application {
             summarize_slots: Arc::new(tokio::sync::Semaphore::new(settings.server.summarize_text_concurrency)),
             summarize_max_chars: settings.server.summarize_text_max_chars,
             api_token: settings.server.api_token.clone(),
-            finished_pages: Arc::default(),
+            pages: Arc::default(),
         };
         Ok(Application { listener, pipeline, state, max_body_bytes: settings.server.max_body_bytes })
     }

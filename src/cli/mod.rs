@@ -97,10 +97,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
-    /// Peak memory of local whisper transcribing generated audio of each length (minutes), to
-    /// show it does not grow with the length.
+    /// Speed (times real time) and word error rate of the configured transcription engine on
+    /// audio files (`talk.txt` beside `talk.mp3` is its reference text), or on the stand-in's
+    /// espeak-ng speech when none are named. With `--minutes`: the peak memory of local whisper
+    /// on generated audio of each length instead.
     Transcription {
-        #[arg(long = "minutes", default_values_t = [10, 120])]
+        /// Audio or video files (anything ffmpeg reads).
+        files: Vec<PathBuf>,
+        /// Files transcribed at once (as the transcription pool's workers do).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Also print what was heard in each file.
+        #[arg(long)]
+        text: bool,
+        /// Measure peak memory on generated audio of this many minutes (repeatable).
+        #[arg(long = "minutes", conflicts_with_all = ["files", "workers", "text"])]
         minutes: Vec<u32>,
     },
 }
@@ -225,10 +236,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", bench::cluster::cluster(settings, cli.config.as_deref(), plan).await?);
             Ok(())
         }
-        Command::Bench(BenchCommand::Transcription { minutes }) => {
-            let runs =
-                bench::transcription::transcription(Settings::from_env(cli.config.as_deref())?, &minutes).await?;
-            bench::transcription::print(&runs);
+        Command::Bench(BenchCommand::Transcription { files, workers, text, minutes }) => {
+            let settings = Settings::from_env(cli.config.as_deref())?;
+            if minutes.is_empty() {
+                let speed = bench::transcription::speed(settings, &files, workers).await?;
+                print!("{speed}");
+                if text {
+                    for file in &speed.files {
+                        println!("\n{}: {}", file.name, file.text);
+                    }
+                }
+            } else {
+                bench::transcription::print(&bench::transcription::transcription(settings, &minutes).await?);
+            }
             Ok(())
         }
         Command::Models(ModelsCommand::Fetch { name, dir, base_url }) => {

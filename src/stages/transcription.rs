@@ -41,12 +41,17 @@ pub struct Transcription {
 
 impl Transcription {
     pub fn new(ctx: StageContext) -> Result<Self, StageError> {
-        let recognizer: Arc<dyn Recognizer> = match ctx.settings.transcription.backend {
-            TranscriptionBackend::Whisper => whisper_recognizer(&ctx.settings)?,
-            TranscriptionBackend::Openai => Arc::new(OpenAiRecognizer::new(&ctx)),
-        };
+        let recognizer = recognizer(&ctx.settings)?;
         Ok(Self { ctx, recognizer })
     }
+}
+
+/// The engine the settings choose (`transcription.backend`).
+pub fn recognizer(settings: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
+    Ok(match settings.transcription.backend {
+        TranscriptionBackend::Whisper => whisper_recognizer(settings)?,
+        TranscriptionBackend::Openai => Arc::new(OpenAiRecognizer::new(settings)),
+    })
 }
 
 /// Local whisper.cpp as the settings configure it.
@@ -347,13 +352,13 @@ pub struct OpenAiRecognizer {
 const OPENAI_PIECE_SECONDS: u32 = 600;
 
 impl OpenAiRecognizer {
-    pub fn new(ctx: &StageContext) -> Self {
-        let s = &ctx.settings.openai_transcription;
+    pub fn new(settings: &StageSettings) -> Self {
+        let s = &settings.openai_transcription;
         let client = crate::stages::summarization::llm::openai_client(&s.base_url, s.api_key.as_ref(), s.timeout_secs);
         Self {
             client,
             model: s.model.clone(),
-            language: ctx.settings.transcription.language.clone(),
+            language: settings.transcription.language.clone(),
             piece_seconds: OPENAI_PIECE_SECONDS,
         }
     }

@@ -155,6 +155,7 @@ async fn a_polled_job_is_not_modified_until_it_changes() {
     let (status, tag, body) = get_job_page(&app, &job_id, "", None).await;
     let tag = tag.expect("an ETag");
     assert_eq!(status, 200, "{body}");
+    let whole = body;
     let (status, again, body) = get_job_page(&app, &job_id, "", Some(&tag)).await;
     assert_eq!((status, again.as_deref(), body.as_str()), (304, Some(tag.as_str()), ""), "unchanged: 304, no body");
     assert_eq!(get_job_page(&app, &job_id, "", Some(&format!("\"other\", {tag}"))).await.0, 304, "one of a list");
@@ -164,14 +165,32 @@ async fn a_polled_job_is_not_modified_until_it_changes() {
     assert_eq!(status, 200, "another page is another answer");
     assert_ne!(paged.as_deref(), Some(tag.as_str()));
 
+    // While its tag stands, the whole page is the one rendered before, not read again: a write
+    // that bypasses the change counter (nothing but this test does) stays unseen.
+    let database = app.data.path().join("tubesum.sqlite");
+    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite://{}", database.display())).await.unwrap();
+    sqlx::query("UPDATE job_videos SET title = 'renamed behind the counter' WHERE video_id = ?")
+        .bind(ids[0])
+        .execute(&sqlite)
+        .await
+        .unwrap();
+    sqlite.close().await;
+    let (status, same_tag, same_body) = get_job_page(&app, &job_id, "", None).await;
+    assert_eq!(
+        (status, same_tag.as_deref(), &same_body),
+        (200, Some(tag.as_str()), &whole),
+        "rendered once per change"
+    );
+
     // One video changes (its status even stays the same): the old tag no longer matches.
-    let store = tubesum::adapters::embedded::SqliteStore::open(&app.data.path().join("tubesum.sqlite")).await.unwrap();
+    let store = tubesum::adapters::embedded::SqliteStore::open(&database).await.unwrap();
     let video = tubesum::domain::VideoId::parse(ids[1]).unwrap();
     let same =
         tubesum::domain::VideoUpdate { status: tubesum::domain::VideoStatus::Downloading, attempts: 1, error: None };
     store.update_video(job_id.parse().unwrap(), &video, &same).await.unwrap();
-    let (status, newer, _) = get_job_page(&app, &job_id, "", Some(&tag)).await;
+    let (status, newer, fresh) = get_job_page(&app, &job_id, "", Some(&tag)).await;
     assert_eq!(status, 200, "a video changed");
+    assert!(fresh.contains("renamed behind the counter"), "a change renders the page again: {fresh}");
     assert_ne!(newer.as_deref(), Some(tag.as_str()));
     assert_eq!(get_job_page(&app, &job_id, "", newer.as_deref()).await.0, 304);
     app.shutdown().await;

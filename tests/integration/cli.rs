@@ -207,6 +207,7 @@ async fn the_api_benchmark_reports_both_loads() {
     assert!(report.contains("a job of 20 videos"), "{report}");
     for row in [
         "running, whole page (200)",
+        "changing, whole page (200)",
         "running, If-None-Match (304)",
         "finished, whole page (200)",
         "finished, If-None-Match (304)",
@@ -215,4 +216,51 @@ async fn the_api_benchmark_reports_both_loads() {
         let rate: f64 = line[line.find(')').unwrap() + 1..].split_whitespace().next().unwrap().parse().unwrap();
         assert!(rate > 0.0, "{line}");
     }
+}
+
+/// `bench transcription` on the stand-in's speech, two files at once: speed and word error rate
+/// per file and over all; on named files, the reference text is read from beside each one.
+#[tokio::test]
+async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
+    let run = |args: Vec<std::ffi::OsString>| async move {
+        let output = Command::new(binary())
+            .args(["bench", "transcription"])
+            .args(args)
+            .env("TUBESUM_WHISPER__MODEL", whisper_model())
+            .env("TUBESUM_WHISPER__THREADS", "1")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let report = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
+        report
+    };
+    // "| name | 27.3 s | 1.20 s | 22.7× real time | 4.1 % (3 of 73 words) |" → (speed, WER %).
+    let row = |report: &str, name: &str| {
+        let line = report.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{report}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let speed: f64 = cells[4].split('×').next().unwrap().parse().unwrap();
+        let wer = cells[5].split(' ').next().unwrap().parse::<f64>().ok();
+        (speed, wer)
+    };
+
+    let report = run(vec!["--workers".into(), "2".into()]).await;
+    assert!(report.contains("engine: whisper.cpp") && report.contains("2 workers at once"), "{report}");
+    for name in ["demoBeesHny", "demoBicycle", "demoSkyBlue", "all"] {
+        let (speed, wer) = row(&report, name);
+        assert!(speed > 0.0, "{report}");
+        // tiny.en on espeak-ng speech: a few words in a hundred (numbers spelled out count).
+        assert!(wer.is_some_and(|wer| wer < 40.0), "{report}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (talk, quiet) = (dir.path().join("talk.wav"), dir.path().join("quiet.m4a"));
+    let said = "The river carries sand down to the sea.";
+    media::speak(said, &talk).await.unwrap();
+    std::fs::write(dir.path().join("talk.txt"), said).unwrap();
+    media::silence(2.0, &quiet).await.unwrap();
+    let report = run(vec![talk.into(), quiet.into()]).await;
+    assert!(row(&report, "talk.wav").1.is_some_and(|wer| wer < 40.0), "{report}");
+    assert!(report.contains("| quiet.m4a | 2.0 s |") && report.contains("no reference text"), "{report}");
 }

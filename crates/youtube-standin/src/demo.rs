@@ -71,6 +71,12 @@ const SCRIPTS: [Script; 3] = [
     },
 ];
 
+/// Each demo video's id and what is spoken in it, sentence by sentence (the reference text for
+/// word error rates).
+pub fn scripts() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    SCRIPTS.iter().map(|script| (script.id, script.sentences))
+}
+
 /// Builds the demo channel, writing its media (`<video id>.<ext>`) into `dir`.
 ///
 /// Each video is 20 to 40 seconds of espeak-ng speech; the WAV intermediates are removed.

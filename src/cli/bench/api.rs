@@ -2,8 +2,10 @@
 //! on the configured backends and the API serves it on a port of its own; wrk (`apt install wrk`)
 //! loads its page, whole (a 200 with every video) and revalidated with its ETag (a bodiless 304,
 //! as pollers do), twice: while the job runs (only discovery runs, so its videos wait for a
-//! download: every read goes to the store), and once it has finished (its pages are kept
-//! rendered).
+//! download), and once it has finished (its pages are kept rendered). While it runs, the page is
+//! loaded quiet (rendered once, then answered while its tag stands: each read costs the store one
+//! count) and changing: one of its videos is written [`CHANGES_PER_SECOND`] times a second, and
+//! each change makes the next read render the page from the store again.
 
 use std::time::Duration;
 
@@ -18,6 +20,10 @@ use crate::domain::Stage;
 use crate::stages::process::on_path;
 
 const CHANNEL: &str = "UCbenchapibenchapibencha";
+
+/// How often a video of the running job changes in the "changing" load: a 1,000-video job moving
+/// at 25 videos/s through four stages (two writes each) changes about 200 times a second.
+pub const CHANGES_PER_SECOND: u32 = 200;
 
 /// The load wrk puts on.
 #[derive(Debug, Clone, Copy)]
@@ -51,11 +57,16 @@ pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::R
         let job_id = running.submit().await?;
         let tag = running.wait(&job_id, |job| job["counts"]["downloading"] == videos as u64).await?;
         let url = running.url(&job_id);
-        Ok::<_, anyhow::Error>((job_id, wrk_both(&wrk, &url, &running.headers(), &tag, load).await?))
+        let quiet = wrk_both(&wrk, &url, &running.headers(), &tag, load).await?;
+        let changing = {
+            let _writer = running.keep_changing(&job_id).await?;
+            wrk_run(&wrk, &url, &running.headers(), load).await?
+        };
+        Ok::<_, anyhow::Error>((job_id, quiet, changing))
     }
     .await;
     running.stop().await;
-    let (job_id, from_store) = read?;
+    let (job_id, from_store, changing) = read?;
     // Then every stage: the job resumes, ends, and its pages are kept rendered.
     let finished = Served::start(&settings, videos, Stage::ALL.to_vec()).await?;
     let read = async {
@@ -72,6 +83,7 @@ pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::R
     );
     for (name, run) in [
         ("running, whole page (200)", &from_store.0),
+        ("changing, whole page (200)", &changing),
         ("running, If-None-Match (304)", &from_store.1),
         ("finished, whole page (200)", &from_memory.0),
         ("finished, If-None-Match (304)", &from_memory.1),
@@ -86,6 +98,7 @@ pub async fn api(mut settings: Settings, videos: usize, load: Load) -> anyhow::R
 
 /// The API on no-op stage work, serving on a port of its own until stopped.
 struct Served {
+    store: std::sync::Arc<dyn crate::ports::JobStore>,
     base: String,
     token: Option<String>,
     client: reqwest::Client,
@@ -98,11 +111,32 @@ impl Served {
         let token = settings.server.api_token.as_ref().map(|t| t.expose_secret().to_owned());
         let app = Application::start(noop_wiring(settings.clone(), videos).await?, pools).await?;
         let base = format!("http://{}", app.address());
+        let store = app.pipeline.deps.store.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        Ok(Served { base, token, client: reqwest::Client::new(), stop, server })
+        Ok(Served { store, base, token, client: reqwest::Client::new(), stop, server })
+    }
+
+    /// Writes the job's first video back as it is, [`CHANGES_PER_SECOND`] times a second (each
+    /// write counts as a change), until the handle is dropped.
+    async fn keep_changing(&self, job_id: &str) -> anyhow::Result<tokio_util::task::AbortOnDropHandle<()>> {
+        let job_id = job_id.parse().map_err(|e| anyhow::anyhow!("job id {job_id}: {e}"))?;
+        let store = self.store.clone();
+        let videos = store.videos_page(job_id, None, 1, 0).await?;
+        let video = videos.into_iter().next().context("the job has no videos")?;
+        let same = crate::domain::VideoUpdate { status: video.status, attempts: video.attempts, error: video.error };
+        let mut every = tokio::time::interval(Duration::from_secs(1) / CHANGES_PER_SECOND);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            loop {
+                every.tick().await;
+                if let Err(e) = store.update_video(job_id, &video.video_id, &same).await {
+                    tracing::warn!(error = %e, "bench api: could not change the video");
+                }
+            }
+        })))
     }
 
     fn url(&self, job_id: &str) -> String {
