@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod cpu;
 pub mod noop;
 pub mod transcription;
 
@@ -33,6 +34,9 @@ pub struct Report {
     pub latency: Vec<(Stage, Duration, Duration)>,
     /// Where that time goes: calls and total time of each step of the stages' round trips.
     pub steps: Vec<(Step, u64, Duration)>,
+    /// CPU time by process over the run (tubesum, and the databases and brokers beside it).
+    /// `None` where `/proc` cannot be read.
+    pub cpu: Option<Vec<(String, Duration)>>,
 }
 
 impl Report {
@@ -62,6 +66,9 @@ impl std::fmt::Display for Report {
             let mean = if *calls == 0 { 0.0 } else { ms(*total) / *calls as f64 };
             let total = total.as_secs_f64();
             writeln!(f, "    {:<9} {calls:>7} calls   mean {mean:>8.2} ms   total {total:>8.2} s", step.as_str())?;
+        }
+        if let Some(spent) = &self.cpu {
+            write!(f, "{}", cpu::lines(spent, self.elapsed, 8))?;
         }
         Ok(())
     }
@@ -102,6 +109,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
     let wiring = noop_wiring(settings, videos).await?;
     let pipeline = Pipeline::start(wiring, Stage::ALL.to_vec()).await?;
     let mut events = pipeline.deps.events.subscribe().await?;
+    let cpu = cpu::Reading::now();
     let started = Instant::now();
     let job = pipeline.submit(&ChannelId::parse(CHANNEL)?, true).await?;
 
@@ -132,6 +140,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
         }
     };
     let elapsed = started.elapsed();
+    let cpu = cpu.map(|reading| reading.spent_since());
     let steps = pipeline.deps.steps.read();
     pipeline.shutdown().await;
     anyhow::ensure!(status == JobStatus::Completed, "the benchmark job ended {status}");
@@ -153,7 +162,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
             Some((stage, percentile(&samples, 0.50), percentile(&samples, 0.99)))
         })
         .collect();
-    Ok(Report { backends, videos, elapsed, latency, steps })
+    Ok(Report { backends, videos, elapsed, latency, steps, cpu })
 }
 
 /// The nearest-rank percentile of sorted samples.
@@ -192,5 +201,7 @@ mod tests {
             assert!(*calls >= 4 * 20, "{}: {calls} calls", step.as_str());
         }
         assert!(report.to_string().contains("persist"), "{report}");
+        #[cfg(target_os = "linux")]
+        assert!(report.to_string().contains("CPU by process"), "{report}");
     }
 }
