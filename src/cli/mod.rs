@@ -110,8 +110,12 @@ pub enum BenchCommand {
         /// Also print what was heard in each file.
         #[arg(long)]
         text: bool,
+        /// Leave the audio as transcribed in this directory (16 kHz mono WAV, each with its
+        /// reference text as .txt), to measure another engine on the same input.
+        #[arg(long)]
+        keep_audio: Option<PathBuf>,
         /// Measure peak memory on generated audio of this many minutes (repeatable).
-        #[arg(long = "minutes", conflicts_with_all = ["files", "workers", "text"])]
+        #[arg(long = "minutes", conflicts_with_all = ["files", "workers", "text", "keep_audio"])]
         minutes: Vec<u32>,
     },
 }
@@ -236,10 +240,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", bench::cluster::cluster(settings, cli.config.as_deref(), plan).await?);
             Ok(())
         }
-        Command::Bench(BenchCommand::Transcription { files, workers, text, minutes }) => {
+        Command::Bench(BenchCommand::Transcription { files, workers, text, keep_audio, minutes }) => {
             let settings = Settings::from_env(cli.config.as_deref())?;
             if minutes.is_empty() {
-                let speed = bench::transcription::speed(settings, &files, workers).await?;
+                let run = bench::transcription::SpeedRun { files, workers, keep_audio };
+                let speed = bench::transcription::speed(settings, &run).await?;
                 print!("{speed}");
                 if text {
                     for file in &speed.files {

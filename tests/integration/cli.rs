@@ -245,14 +245,23 @@ async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
         (speed, wer)
     };
 
-    let report = run(vec!["--workers".into(), "2".into()]).await;
+    let kept = tempfile::tempdir().unwrap();
+    let report = run(vec!["--workers".into(), "2".into(), "--keep-audio".into(), kept.path().into()]).await;
     assert!(report.contains("engine: whisper.cpp") && report.contains("2 workers at once"), "{report}");
     for name in ["demoBeesHny", "demoBicycle", "demoSkyBlue", "all"] {
         let (speed, wer) = row(&report, name);
         assert!(speed > 0.0, "{report}");
-        // tiny.en on espeak-ng speech: a few words in a hundred (numbers spelled out count).
+        // tiny.en on espeak-ng speech: a few words in five (numbers spelled out count).
         assert!(wer.is_some_and(|wer| wer < 40.0), "{report}");
+        if name != "all" {
+            // The input as transcribed, for another engine: 16 kHz mono WAV and its text.
+            let wav = hound::WavReader::open(kept.path().join(format!("{name}.wav"))).unwrap().spec();
+            assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
+            let text = std::fs::read_to_string(kept.path().join(format!("{name}.txt"))).unwrap();
+            assert!(text.split_whitespace().count() > 50, "{text}");
+        }
     }
+    assert_eq!(std::fs::read_dir(kept.path()).unwrap().count(), 6, "nothing else is left there");
 
     let dir = tempfile::tempdir().unwrap();
     let (talk, quiet) = (dir.path().join("talk.wav"), dir.path().join("quiet.m4a"));

@@ -135,23 +135,47 @@ impl std::fmt::Display for Speed {
     }
 }
 
-/// Transcribes `files` (any audio or video ffmpeg reads; `talk.mp3`'s reference text is
+/// What to transcribe, and how.
+#[derive(Debug, Default)]
+pub struct SpeedRun {
+    /// Audio or video files; none: the stand-in's speech.
+    pub files: Vec<PathBuf>,
+    /// Files transcribed at once.
+    pub workers: usize,
+    /// Where to leave the audio as transcribed (16 kHz mono `NAME.wav`, with `NAME.txt`, its
+    /// reference text), for another engine to be measured on.
+    pub keep_audio: Option<PathBuf>,
+}
+
+/// Transcribes the files (any audio or video ffmpeg reads; `talk.mp3`'s reference text is
 /// `talk.txt` beside it) with the configured engine, `workers` files at once, after loading the
 /// model. No files: the stand-in's demo speech, spoken by espeak-ng, with its scripts as
 /// reference.
-pub async fn speed(settings: Settings, files: &[PathBuf], workers: usize) -> anyhow::Result<Speed> {
+pub async fn speed(settings: Settings, run: &SpeedRun) -> anyhow::Result<Speed> {
+    let workers = run.workers;
     anyhow::ensure!(workers >= 1, "--workers must be at least 1");
     let stage_settings = settings.stage_settings();
     let engine = describe(&stage_settings);
     let recognizer = recognizer(&stage_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dir = tempfile::tempdir()?;
-    let samples = if files.is_empty() {
-        spoken(&settings, dir.path()).await?
-    } else {
-        given(&settings, files, dir.path()).await?
+    let temporary = tempfile::tempdir()?;
+    let dir = match &run.keep_audio {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.as_path()
+        }
+        None => temporary.path(),
     };
+    let samples =
+        if run.files.is_empty() { spoken(&settings, dir).await? } else { given(&settings, &run.files, dir).await? };
+    if run.keep_audio.is_some() {
+        for sample in &samples {
+            if let Some(reference) = &sample.reference {
+                std::fs::write(sample.wav.with_extension("txt"), reference)?;
+            }
+        }
+    }
     // Loads the model (a silent file is not decoded), so the files are timed with it loaded.
-    let warm_up = dir.path().join("warm-up.wav");
+    let warm_up = temporary.path().join("warm-up.wav");
     write_test_audio(&warm_up, 0, 1)?;
     recognizer.transcribe(&warm_up).await.map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -215,7 +239,8 @@ async fn given(settings: &Settings, files: &[PathBuf], dir: &Path) -> anyhow::Re
             Err(e) => return Err(e).with_context(|| format!("reading {}", reference_path.display())),
         };
         let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
-        samples.push(converted(settings, file, &dir.join(format!("{i}.wav")), name, reference).await?);
+        let stem = file.file_stem().map_or_else(|| "audio".into(), |s| s.to_string_lossy().into_owned());
+        samples.push(converted(settings, file, &dir.join(format!("{i:02}-{stem}.wav")), name, reference).await?);
     }
     Ok(samples)
 }
@@ -225,12 +250,14 @@ async fn given(settings: &Settings, files: &[PathBuf], dir: &Path) -> anyhow::Re
 async fn spoken(settings: &Settings, dir: &Path) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::new();
     for (id, sentences) in youtube_standin::demo::scripts() {
-        let speech = dir.join(format!("{id}.speech.wav"));
+        let speech = dir.join(format!("{id}.speech.tmp"));
         youtube_standin::media::speak_script(sentences, &speech)
             .await
             .with_context(|| format!("speaking {id} with espeak-ng (Debian: apt install espeak-ng)"))?;
         let wav = dir.join(format!("{id}.wav"));
-        samples.push(converted(settings, &speech, &wav, id.to_owned(), Some(sentences.join(" "))).await?);
+        let sample = converted(settings, &speech, &wav, id.to_owned(), Some(sentences.join(" "))).await;
+        std::fs::remove_file(&speech).with_context(|| format!("removing {}", speech.display()))?;
+        samples.push(sample?);
     }
     Ok(samples)
 }
