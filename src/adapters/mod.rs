@@ -14,6 +14,7 @@
 //! once, and passes the port's conformance suite (`ports::conformance`).
 
 pub mod embedded;
+pub mod group_commit;
 pub mod settings;
 
 #[cfg(feature = "kafka")]

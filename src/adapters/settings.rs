@@ -12,6 +12,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long events stay in the outbox once every broker has them (0 = for ever).
     pub outbox_retention_hours: u64,
+    /// Video-row writes committed together at most (group commit); 1 = each write alone.
+    pub write_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

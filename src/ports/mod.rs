@@ -32,7 +32,7 @@ use crate::domain::{
 };
 
 /// Errors at the storage/broker edge, already translated from driver errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PortError {
     #[error("{0} not found")]
     NotFound(String),

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
+use crate::adapters::group_commit::{Apply, GroupCommit};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
@@ -26,6 +28,83 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Video-row writes, grouped into one transaction (see [`group_commit`]).
+    videos: Arc<GroupCommit<VideoWrite>>,
+}
+
+/// Video-row writes gathered at once: at most this many in one transaction.
+const VIDEO_WRITES_AT_ONCE: usize = 256;
+
+/// One video-row write, as queued for the group commit.
+struct VideoWrite {
+    job_id: JobId,
+    video_id: VideoId,
+    update: VideoUpdate,
+    fence: Option<Fence>,
+}
+
+/// Writes a batch of video rows in one transaction, each only where its fence holds.
+struct VideoWrites {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl Apply<VideoWrite> for VideoWrites {
+    async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
+        let written = match self.write(writes).await {
+            Ok(written) => written,
+            Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results = Vec::with_capacity(writes.len());
+        for (write, written) in writes.iter().zip(written) {
+            results.push(if written { Ok(()) } else { Err(self.refused(write).await) });
+        }
+        results
+    }
+}
+
+impl VideoWrites {
+    /// Whether each write changed its row; all of them committed together.
+    async fn write(&self, writes: &[VideoWrite]) -> PortResult<Vec<bool>> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let mut written = Vec::with_capacity(writes.len());
+        let now = now();
+        for write in writes {
+            let (update, fence) = (&write.update, write.fence.as_ref());
+            let done = sqlx::query(
+                "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ?, changes = changes + 1 \
+                 WHERE job_id = ? AND video_id = ? \
+                 AND (? IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = ? AND epoch = ?))",
+            )
+            .bind(update.status.as_str())
+            .bind(i64::from(update.attempts))
+            .bind(update.error.as_deref())
+            .bind(&now)
+            .bind(write.job_id.to_string())
+            .bind(write.video_id.as_str())
+            .bind(fence.map(|f| f.owner.as_str()))
+            .bind(fence.map(|f| f.owner.as_str()))
+            .bind(fence.map(|f| f.epoch))
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+            written.push(done.rows_affected() == 1);
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(written)
+    }
+
+    /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
+    async fn refused(&self, write: &VideoWrite) -> PortError {
+        let holder = match &write.fence {
+            Some(_) => match job_holder(&self.pool, write.job_id).await {
+                Ok(holder) => holder,
+                Err(e) => return e,
+            },
+            None => None,
+        };
+        video_write_refused(write.job_id, &write.video_id, write.fence.as_ref(), holder)
+    }
 }
 
 impl SqliteStore {
@@ -48,7 +127,8 @@ impl SqliteStore {
             .await
             .map_err(|e| PortError::Unavailable(format!("sqlite {}: {e}", path.display())))?;
         MIGRATOR.run(&pool).await.map_err(|e| PortError::Unavailable(format!("sqlite migrations failed: {e}")))?;
-        Ok(Self { pool })
+        let videos = Arc::new(GroupCommit::start(VideoWrites { pool: pool.clone() }, VIDEO_WRITES_AT_ONCE));
+        Ok(Self { pool, videos })
     }
 }
 
@@ -194,7 +274,7 @@ impl JobStore for SqliteStore {
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        Err(write_refused(job_id, fence, self.job_holder(job_id).await?))
+        Err(write_refused(job_id, fence, job_holder(&self.pool, job_id).await?))
     }
 
     async fn claimable_jobs(&self) -> PortResult<Vec<JobId>> {
@@ -572,40 +652,18 @@ impl JobStore for SqliteStore {
         update: &VideoUpdate,
         fence: Option<&Fence>,
     ) -> PortResult<()> {
-        let done = sqlx::query(
-            "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ?, changes = changes + 1 \
-             WHERE job_id = ? AND video_id = ? \
-             AND (? IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = ? AND epoch = ?))",
-        )
-        .bind(update.status.as_str())
-        .bind(i64::from(update.attempts))
-        .bind(update.error.as_deref())
-        .bind(now())
-        .bind(job_id.to_string())
-        .bind(video_id.as_str())
-        .bind(fence.map(|f| f.owner.as_str()))
-        .bind(fence.map(|f| f.owner.as_str()))
-        .bind(fence.map(|f| f.epoch))
-        .execute(&self.pool)
-        .await
-        .map_err(translate)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        let holder = if fence.is_some() { self.job_holder(job_id).await? } else { None };
-        Err(video_write_refused(job_id, video_id, fence, holder))
+        let write = VideoWrite { job_id, video_id: video_id.clone(), update: update.clone(), fence: fence.cloned() };
+        self.videos.submit(write).await
     }
 }
 
-impl SqliteStore {
-    /// A job's status, owner and epoch, to tell why a write changed nothing.
-    async fn job_holder(&self, job_id: JobId) -> PortResult<Option<(String, Option<String>, i64)>> {
-        sqlx::query_as("SELECT status, owner, epoch FROM jobs WHERE job_id = ?")
-            .bind(job_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)
-    }
+/// A job's status, owner and epoch, to tell why a write changed nothing.
+async fn job_holder(pool: &SqlitePool, job_id: JobId) -> PortResult<Option<(String, Option<String>, i64)>> {
+    sqlx::query_as("SELECT status, owner, epoch FROM jobs WHERE job_id = ?")
+        .bind(job_id.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(translate)
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@ pub mod outbox;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
+use crate::adapters::group_commit::{Apply, GroupCommit, rounds};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
@@ -35,6 +37,86 @@ pub struct PgStore {
     /// The outbox's sinks, when events go through the outbox: job endings are then written with
     /// their event in one transaction.
     outbox_sinks: Option<Vec<String>>,
+    /// Video-row writes, grouped (see [`group_commit`]).
+    videos: Arc<GroupCommit<VideoWrite>>,
+}
+
+/// One video-row write, as queued for the group commit.
+struct VideoWrite {
+    job_id: JobId,
+    video_id: VideoId,
+    update: VideoUpdate,
+    fence: Option<Fence>,
+}
+
+/// Writes a batch of video rows with one `UPDATE … FROM unnest(…)` per round (a row at most once
+/// in each), each row only where its fence holds; the rows it returns are the writes done.
+struct VideoWrites {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl Apply<VideoWrite> for VideoWrites {
+    async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
+        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
+        results.resize_with(writes.len(), || Ok(()));
+        for round in rounds(writes, |w| (w.job_id, w.video_id.clone())) {
+            let batch: Vec<&VideoWrite> = round.iter().map(|&i| &writes[i]).collect();
+            let done: Result<Vec<(Uuid, String)>, sqlx::Error> = sqlx::query_as(
+                "UPDATE job_videos AS v SET status = u.status, attempts = u.attempts, error = u.error, \
+                 updated_at = now(), changes = v.changes + 1 \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[]) \
+                 AS u(job_id, video_id, status, attempts, error, owner, epoch) \
+                 WHERE v.job_id = u.job_id AND v.video_id = u.video_id AND (u.owner IS NULL OR EXISTS \
+                 (SELECT 1 FROM jobs WHERE jobs.job_id = v.job_id AND jobs.owner = u.owner AND jobs.epoch = u.epoch)) \
+                 RETURNING v.job_id, v.video_id",
+            )
+            .bind(batch.iter().map(|w| w.job_id.0).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.video_id.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.update.status.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| i32::try_from(w.update.attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.update.error.as_deref()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.owner.as_str())).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.epoch)).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await;
+            match done {
+                Ok(rows) => {
+                    let written: std::collections::HashSet<(Uuid, &str)> =
+                        rows.iter().map(|(job, video)| (*job, video.as_str())).collect();
+                    for (&i, write) in round.iter().zip(batch) {
+                        if !written.contains(&(write.job_id.0, write.video_id.as_str())) {
+                            results[i] = Err(self.refused(write).await);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let e = translate(e);
+                    for &i in &round {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+impl VideoWrites {
+    /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
+    async fn refused(&self, write: &VideoWrite) -> PortError {
+        let holder = match &write.fence {
+            Some(_) => match self.pool.acquire().await {
+                Ok(mut conn) => match job_holder(&mut conn, write.job_id).await {
+                    Ok(holder) => holder,
+                    Err(e) => return e,
+                },
+                Err(e) => return translate(e),
+            },
+            None => None,
+        };
+        video_write_refused(write.job_id, &write.video_id, write.fence.as_ref(), holder)
+    }
 }
 
 impl PgStore {
@@ -52,7 +134,8 @@ impl PgStore {
             .await
             .map_err(|e| unavailable(&e))?;
         MIGRATOR.run(&pool).await.map_err(|e| unavailable(&format!("migrations failed: {e}")))?;
-        Ok(Self { pool, outbox_sinks: None })
+        let videos = Arc::new(GroupCommit::start(VideoWrites { pool: pool.clone() }, settings.write_batch));
+        Ok(Self { pool, outbox_sinks: None, videos })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -602,29 +685,8 @@ impl JobStore for PgStore {
         update: &VideoUpdate,
         fence: Option<&Fence>,
     ) -> PortResult<()> {
-        let done = sqlx::query(
-            "UPDATE job_videos SET status = $1, attempts = $2, error = $3, updated_at = now(), changes = changes + 1 \
-             WHERE job_id = $4 AND video_id = $5 AND ($6::text IS NULL OR EXISTS \
-             (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = $6 AND epoch = $7))",
-        )
-        .bind(update.status.as_str())
-        .bind(i32::try_from(update.attempts).unwrap_or(i32::MAX))
-        .bind(update.error.as_deref())
-        .bind(job_id.0)
-        .bind(video_id.as_str())
-        .bind(fence.map(|f| f.owner.as_str()))
-        .bind(fence.map(|f| f.epoch))
-        .execute(&self.pool)
-        .await
-        .map_err(translate)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        let holder = match fence {
-            Some(_) => job_holder(&mut *self.pool.acquire().await.map_err(translate)?, job_id).await?,
-            None => None,
-        };
-        Err(video_write_refused(job_id, video_id, fence, holder))
+        let write = VideoWrite { job_id, video_id: video_id.clone(), update: update.clone(), fence: fence.cloned() };
+        self.videos.submit(write).await
     }
 }
 

@@ -31,7 +31,7 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = SecretString::from(format!("{server}/{name}"));
-        let settings = DatabaseSettings { url, max_connections: 5, outbox_retention_hours: 0 };
+        let settings = DatabaseSettings { url, max_connections: 5, outbox_retention_hours: 0, write_batch: 256 };
         TestDatabase { name, settings }
     }
 

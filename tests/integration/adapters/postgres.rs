@@ -72,6 +72,7 @@ async fn an_unreachable_database_fails_fast_without_leaking_the_password() {
         url: SecretString::from(format!("postgres://user:hunter2@127.0.0.1:{port}/db")),
         max_connections: 1,
         outbox_retention_hours: 0,
+        write_batch: 256,
     };
     let err = PgStore::connect(&settings).await.err().expect("nothing listens there");
     let msg = err.to_string();

@@ -1,0 +1,164 @@
+//! Group commit: the small writes of many callers, gathered while the previous batch is being
+//! written, go to the database together, as one statement or one transaction, so a thousand
+//! VideoActors moving at once pay for a few commits, not a thousand. Nothing is weakened: each
+//! caller's write is committed before its `submit` returns, exactly as when it wrote alone, and a
+//! write that fails fails only its own caller (the store decides per write). An idle store writes
+//! at once: the batch is whatever has queued up, never a timer's worth.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ports::{PortError, PortResult};
+
+/// Writes a batch; one result per write, in order.
+#[async_trait]
+pub trait Apply<W>: Send + Sync + 'static {
+    async fn apply(&self, writes: &[W]) -> Vec<PortResult<()>>;
+}
+
+/// The queue of one kind of write, and the task that applies it batch by batch.
+pub struct GroupCommit<W> {
+    queue: mpsc::Sender<Queued<W>>,
+    /// With batches of one, each caller writes itself, at once (no queue, no writer task).
+    alone: Option<Arc<dyn Apply<W>>>,
+}
+
+struct Queued<W> {
+    write: W,
+    done: oneshot::Sender<PortResult<()>>,
+}
+
+impl<W: Send + 'static> GroupCommit<W> {
+    /// Starts the writer task (on the current Tokio runtime): batches of at most `most`. It ends
+    /// when the last handle is dropped, after what is queued.
+    pub fn start(apply: impl Apply<W>, most: usize) -> Self {
+        let most = most.max(1);
+        let (queue, mut incoming) = mpsc::channel::<Queued<W>>(most * 4);
+        if most == 1 {
+            return Self { queue, alone: Some(Arc::new(apply)) };
+        }
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(most);
+            while incoming.recv_many(&mut batch, most).await > 0 {
+                let (writes, done): (Vec<W>, Vec<_>) = batch.drain(..).map(|q| (q.write, q.done)).unzip();
+                let mut results = apply.apply(&writes).await.into_iter();
+                for done in done {
+                    let result = results.next().unwrap_or_else(|| Err(PortError::Other("a write got no result".into())));
+                    // A caller that went away (its actor stopped) no longer needs the answer.
+                    let _ = done.send(result);
+                }
+            }
+        });
+        Self { queue, alone: None }
+    }
+
+    /// Queues `write` and waits until it is committed (or refused).
+    pub async fn submit(&self, write: W) -> PortResult<()> {
+        if let Some(apply) = &self.alone {
+            return apply.apply(std::slice::from_ref(&write)).await.pop().unwrap_or(Ok(()));
+        }
+        let (done, result) = oneshot::channel();
+        let stopped = || PortError::Unavailable("the store's writer has stopped".into());
+        self.queue.send(Queued { write, done }).await.map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+}
+
+/// `items` split into rounds in which no key repeats, each in the items' order: one statement
+/// per round updates each row once (a row listed twice in one `UPDATE … FROM` is updated with
+/// either, unpredictably).
+pub fn rounds<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(std::collections::HashSet<K>, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let k = key(item);
+        // After the last round holding this key, so a key's writes keep their order.
+        let after = rounds.iter().rposition(|(keys, _)| keys.contains(&k)).map_or(0, |r| r + 1);
+        match rounds.get_mut(after) {
+            Some((keys, members)) => {
+                keys.insert(k);
+                members.push(i);
+            }
+            None => rounds.push((std::collections::HashSet::from([k]), vec![i])),
+        }
+    }
+    rounds.into_iter().map(|(_, members)| members).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records each batch; refuses odd numbers.
+    struct Recorder {
+        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+        entered: Arc<std::sync::atomic::AtomicUsize>,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    #[async_trait]
+    impl Apply<u32> for Recorder {
+        async fn apply(&self, writes: &[u32]) -> Vec<PortResult<()>> {
+            self.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Held until the test lets batches through, so that writes queue up behind.
+            let _permit = self.gate.acquire().await.unwrap();
+            self.batches.lock().unwrap().push(writes.to_vec());
+            writes.iter().map(|w| if w % 2 == 0 { Ok(()) } else { Err(PortError::Stale(format!("{w}"))) }).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_queued_behind_a_batch_go_together_and_each_gets_its_own_result() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let recorder = Recorder { batches: batches.clone(), entered: entered.clone(), gate: gate.clone() };
+        let writer = Arc::new(GroupCommit::start(recorder, 3));
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(0).await }
+        });
+        // The first write is taken alone and held; the next five queue up meanwhile.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the first write was not taken");
+            tokio::task::yield_now().await;
+        }
+        let rest: Vec<_> = (1..=5)
+            .map(|w| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(w).await })
+            })
+            .collect();
+        while writer.queue.max_capacity() - writer.queue.capacity() < 5 {
+            assert!(std::time::Instant::now() < deadline, "the writes did not queue");
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(10);
+        assert!(first.await.unwrap().is_ok());
+        let results: Vec<bool> = futures::future::join_all(rest).await.into_iter().map(|r| r.unwrap().is_ok()).collect();
+        assert_eq!(results, [false, true, false, true, false], "each write's own result");
+        assert_eq!(*batches.lock().unwrap(), [vec![0], vec![1, 2, 3], vec![4, 5]], "at most 3 at once, in order");
+    }
+
+    #[tokio::test]
+    async fn batches_of_one_are_written_by_each_caller() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(10));
+        let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let writer = GroupCommit::start(Recorder { batches: batches.clone(), entered, gate }, 1);
+        assert!(writer.submit(2).await.is_ok());
+        assert!(writer.submit(3).await.is_err());
+        assert_eq!(*batches.lock().unwrap(), [vec![2], vec![3]]);
+    }
+
+    #[test]
+    fn a_key_written_twice_goes_in_a_later_round() {
+        let keys = ["a", "b", "a", "c", "a", "b"];
+        assert_eq!(rounds(&keys, |k| *k), [vec![0, 1, 3], vec![2, 5], vec![4]]);
+        assert_eq!(rounds(&["x"; 0], |k| *k), Vec::<Vec<usize>>::new());
+    }
+}
