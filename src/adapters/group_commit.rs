@@ -45,7 +45,8 @@ impl<W: Send + 'static> GroupCommit<W> {
                 let (writes, done): (Vec<W>, Vec<_>) = batch.drain(..).map(|q| (q.write, q.done)).unzip();
                 let mut results = apply.apply(&writes).await.into_iter();
                 for done in done {
-                    let result = results.next().unwrap_or_else(|| Err(PortError::Other("a write got no result".into())));
+                    let result =
+                        results.next().unwrap_or_else(|| Err(PortError::Other("a write got no result".into())));
                     // A caller that went away (its actor stopped) no longer needs the answer.
                     let _ = done.send(result);
                 }
@@ -139,7 +140,8 @@ mod tests {
         }
         gate.add_permits(10);
         assert!(first.await.unwrap().is_ok());
-        let results: Vec<bool> = futures::future::join_all(rest).await.into_iter().map(|r| r.unwrap().is_ok()).collect();
+        let results: Vec<bool> =
+            futures::future::join_all(rest).await.into_iter().map(|r| r.unwrap().is_ok()).collect();
         assert_eq!(results, [false, true, false, true, false], "each write's own result");
         assert_eq!(*batches.lock().unwrap(), [vec![0], vec![1, 2, 3], vec![4, 5]], "at most 3 at once, in order");
     }

@@ -39,6 +39,8 @@ pub struct PgStore {
     outbox_sinks: Option<Vec<String>>,
     /// Video-row writes, grouped (see [`group_commit`]).
     videos: Arc<GroupCommit<VideoWrite>>,
+    /// Stage-attempt rows taken and ended, grouped the same way.
+    attempts: Arc<GroupCommit<AttemptWrite>>,
 }
 
 /// One video-row write, as queued for the group commit.
@@ -102,6 +104,109 @@ impl Apply<VideoWrite> for VideoWrites {
     }
 }
 
+/// A stage attempt's row written as a worker takes its command, or as the attempt ends.
+enum AttemptWrite {
+    Started { command_id: Uuid, job_id: Uuid, video_id: Option<String>, stage: Stage, attempt: i32, owner: String },
+    Finished { command_id: Uuid, outcome: AttemptOutcome, error: Option<String> },
+}
+
+impl AttemptWrite {
+    fn command_id(&self) -> Uuid {
+        match self {
+            AttemptWrite::Started { command_id, .. } | AttemptWrite::Finished { command_id, .. } => *command_id,
+        }
+    }
+}
+
+/// Writes a batch of attempt rows: per round (a command at most once in each) one `INSERT …
+/// SELECT FROM unnest(…)` of the attempts taken and one `UPDATE … FROM unnest(…)` of those ended.
+/// A round the database refuses as a whole (a row it cannot take) is written again one write at a
+/// time, so only that write fails.
+struct AttemptWrites {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl Apply<AttemptWrite> for AttemptWrites {
+    async fn apply(&self, writes: &[AttemptWrite]) -> Vec<PortResult<()>> {
+        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
+        results.resize_with(writes.len(), || Ok(()));
+        for round in rounds(writes, AttemptWrite::command_id) {
+            let batch: Vec<&AttemptWrite> = round.iter().map(|&i| &writes[i]).collect();
+            if batch.len() > 1 && self.write(&batch).await.is_ok() {
+                continue;
+            }
+            for (&i, write) in round.iter().zip(batch) {
+                results[i] = self.write(&[write]).await.map_err(translate);
+            }
+        }
+        results
+    }
+}
+
+impl AttemptWrites {
+    async fn write(&self, batch: &[&AttemptWrite]) -> Result<(), sqlx::Error> {
+        let (mut started, mut finished) = (Vec::new(), Vec::new());
+        for write in batch {
+            match write {
+                AttemptWrite::Started { .. } => started.push(*write),
+                AttemptWrite::Finished { .. } => finished.push(*write),
+            }
+        }
+        if !started.is_empty() {
+            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for write in started {
+                if let AttemptWrite::Started { command_id, job_id, video_id, stage, attempt, owner } = write {
+                    columns.0.push(*command_id);
+                    columns.1.push(*job_id);
+                    columns.2.push(video_id.as_deref());
+                    columns.3.push(stage.as_str());
+                    columns.4.push(*attempt);
+                    columns.5.push(owner.as_str());
+                }
+            }
+            sqlx::query(
+                "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
+                 SELECT u.command_id, u.job_id, u.video_id, u.stage, u.attempt, u.owner, now(), now() \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text[]) \
+                 AS u(command_id, job_id, video_id, stage, attempt, owner) \
+                 ON CONFLICT (command_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, \
+                 started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, finished_at = NULL, \
+                 outcome = NULL, error = NULL",
+            )
+            .bind(columns.0)
+            .bind(columns.1)
+            .bind(columns.2)
+            .bind(columns.3)
+            .bind(columns.4)
+            .bind(columns.5)
+            .execute(&self.pool)
+            .await?;
+        }
+        if !finished.is_empty() {
+            let mut columns = (Vec::new(), Vec::new(), Vec::new());
+            for write in finished {
+                if let AttemptWrite::Finished { command_id, outcome, error } = write {
+                    columns.0.push(*command_id);
+                    columns.1.push(outcome.as_str());
+                    columns.2.push(error.as_deref());
+                }
+            }
+            sqlx::query(
+                "UPDATE stage_attempts AS a SET finished_at = now(), outcome = u.outcome, error = u.error \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(command_id, outcome, error) \
+                 WHERE a.command_id = u.command_id",
+            )
+            .bind(columns.0)
+            .bind(columns.1)
+            .bind(columns.2)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 impl VideoWrites {
     /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
     async fn refused(&self, write: &VideoWrite) -> PortError {
@@ -135,7 +240,8 @@ impl PgStore {
             .map_err(|e| unavailable(&e))?;
         MIGRATOR.run(&pool).await.map_err(|e| unavailable(&format!("migrations failed: {e}")))?;
         let videos = Arc::new(GroupCommit::start(VideoWrites { pool: pool.clone() }, settings.write_batch));
-        Ok(Self { pool, outbox_sinks: None, videos })
+        let attempts = Arc::new(GroupCommit::start(AttemptWrites { pool: pool.clone() }, settings.write_batch));
+        Ok(Self { pool, outbox_sinks: None, videos, attempts })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -465,23 +571,16 @@ impl JobStore for PgStore {
     }
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
-        sqlx::query(
-            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, now(), now()) \
-             ON CONFLICT (command_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, \
-             started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, finished_at = NULL, \
-             outcome = NULL, error = NULL",
-        )
-        .bind(command.command_id)
-        .bind(command.job_id.0)
-        .bind(command.video_id.as_ref().map(VideoId::as_str))
-        .bind(command.stage.as_str())
-        .bind(i32::try_from(command.attempt).unwrap_or(i32::MAX))
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(translate)?;
-        Ok(())
+        self.attempts
+            .submit(AttemptWrite::Started {
+                command_id: command.command_id,
+                job_id: command.job_id.0,
+                video_id: command.video_id.as_ref().map(|v| v.as_str().to_owned()),
+                stage: command.stage,
+                attempt: i32::try_from(command.attempt).unwrap_or(i32::MAX),
+                owner: owner.to_owned(),
+            })
+            .await
     }
 
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {
@@ -527,14 +626,8 @@ impl JobStore for PgStore {
     }
 
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
-        sqlx::query("UPDATE stage_attempts SET finished_at = now(), outcome = $2, error = $3 WHERE command_id = $1")
-            .bind(command_id)
-            .bind(outcome.as_str())
-            .bind(error)
-            .execute(&self.pool)
-            .await
-            .map_err(translate)?;
-        Ok(())
+        let error = error.map(str::to_owned);
+        self.attempts.submit(AttemptWrite::Finished { command_id, outcome, error }).await
     }
 
     async fn interrupt_attempts(
