@@ -41,9 +41,15 @@ fn read() -> Option<Reading> {
     let processes = procfs::process::all_processes()
         .ok()?
         .filter_map(|process| process.ok()?.stat().ok())
-        .map(|stat| (stat.pid, (stat.comm, stat.utime + stat.stime)))
+        .map(|stat| (stat.pid, (family(&stat.comm).to_owned(), stat.utime + stat.stime)))
         .collect();
     Some(Reading { processes, ticks_per_second: procfs::ticks_per_second().max(1) })
+}
+
+/// A name as counted: the kernel's per-CPU threads (`kworker/u8:2-writeback`) as one.
+#[cfg(target_os = "linux")]
+fn family(comm: &str) -> &str {
+    comm.split('/').next().unwrap_or(comm)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -68,6 +74,12 @@ pub fn lines(spent: &[(String, Duration)], wall: Duration, n: usize) -> String {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_threads_count_as_one() {
+        assert_eq!(family("kworker/u8:2-writeback"), "kworker");
+        assert_eq!(family("postgres"), "postgres");
+    }
 
     #[test]
     fn this_process_spending_cpu_is_seen() {
