@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ports::{PortError, PortResult};
+use crate::domain::{JobId, VideoId, VideoUpdate};
+use crate::ports::{Fence, PortError, PortResult, video_write_refused};
 
 /// Writes a batch; one result per write, in order.
 #[async_trait]
@@ -64,6 +65,26 @@ impl<W: Send + 'static> GroupCommit<W> {
         let stopped = || PortError::Unavailable("the store's writer has stopped".into());
         self.queue.send(Queued { write, done }).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
+    }
+}
+
+/// One video-row write, as both stores queue it for their group commit.
+pub struct VideoWrite {
+    pub job_id: JobId,
+    pub video_id: VideoId,
+    pub update: VideoUpdate,
+    pub fence: Option<Fence>,
+}
+
+impl VideoWrite {
+    pub fn new(job_id: JobId, video_id: &VideoId, update: &VideoUpdate, fence: Option<&Fence>) -> Self {
+        Self { job_id, video_id: video_id.clone(), update: update.clone(), fence: fence.cloned() }
+    }
+
+    /// The error for this write having changed nothing; `holder` is its job's status, owner
+    /// and epoch (read only for a fenced write).
+    pub fn refused(&self, holder: Option<(String, Option<String>, i64)>) -> PortError {
+        video_write_refused(self.job_id, &self.video_id, self.fence.as_ref(), holder)
     }
 }
 

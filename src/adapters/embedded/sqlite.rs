@@ -12,15 +12,12 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, GroupCommit};
+use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
 };
-use crate::ports::{
-    ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, video_write_refused,
-    write_refused,
-};
+use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, write_refused};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -34,14 +31,6 @@ pub struct SqliteStore {
 
 /// Video-row writes gathered at once: at most this many in one transaction.
 const VIDEO_WRITES_AT_ONCE: usize = 256;
-
-/// One video-row write, as queued for the group commit.
-struct VideoWrite {
-    job_id: JobId,
-    video_id: VideoId,
-    update: VideoUpdate,
-    fence: Option<Fence>,
-}
 
 /// Writes a batch of video rows in one transaction, each only where its fence holds.
 struct VideoWrites {
@@ -103,7 +92,7 @@ impl VideoWrites {
             },
             None => None,
         };
-        video_write_refused(write.job_id, &write.video_id, write.fence.as_ref(), holder)
+        write.refused(holder)
     }
 }
 
@@ -652,8 +641,7 @@ impl JobStore for SqliteStore {
         update: &VideoUpdate,
         fence: Option<&Fence>,
     ) -> PortResult<()> {
-        let write = VideoWrite { job_id, video_id: video_id.clone(), update: update.clone(), fence: fence.cloned() };
-        self.videos.submit(write).await
+        self.videos.submit(VideoWrite::new(job_id, video_id, update, fence)).await
     }
 }
 

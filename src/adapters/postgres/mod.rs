@@ -17,7 +17,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, GroupCommit, rounds};
+use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite, rounds};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::ports::{
     Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, parse_stages, stages_text,
-    video_write_refused, write_refused,
+    write_refused,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -41,14 +41,6 @@ pub struct PgStore {
     videos: Arc<GroupCommit<VideoWrite>>,
     /// Stage-attempt rows taken and ended, grouped the same way.
     attempts: Arc<GroupCommit<AttemptWrite>>,
-}
-
-/// One video-row write, as queued for the group commit.
-struct VideoWrite {
-    job_id: JobId,
-    video_id: VideoId,
-    update: VideoUpdate,
-    fence: Option<Fence>,
 }
 
 /// Writes a batch of video rows with one `UPDATE … FROM unnest(…)` per round (a row at most once
@@ -220,7 +212,7 @@ impl VideoWrites {
             },
             None => None,
         };
-        video_write_refused(write.job_id, &write.video_id, write.fence.as_ref(), holder)
+        write.refused(holder)
     }
 }
 
@@ -778,8 +770,7 @@ impl JobStore for PgStore {
         update: &VideoUpdate,
         fence: Option<&Fence>,
     ) -> PortResult<()> {
-        let write = VideoWrite { job_id, video_id: video_id.clone(), update: update.clone(), fence: fence.cloned() };
-        self.videos.submit(write).await
+        self.videos.submit(VideoWrite::new(job_id, video_id, update, fence)).await
     }
 }
 

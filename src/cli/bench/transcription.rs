@@ -92,9 +92,14 @@ pub struct Speed {
 }
 
 impl Speed {
+    /// Seconds of audio in all files.
+    pub fn audio_secs(&self) -> f64 {
+        self.files.iter().map(|f| f.audio_secs).sum()
+    }
+
     /// Seconds of audio transcribed per second of wall time, all files together.
     pub fn times_real_time(&self) -> f64 {
-        self.files.iter().map(|f| f.audio_secs).sum::<f64>() / self.wall.as_secs_f64()
+        self.audio_secs() / self.wall.as_secs_f64()
     }
 
     /// The word error rate over every file with a reference text.
@@ -124,10 +129,10 @@ impl std::fmt::Display for Speed {
                 wer(file.wer)
             )?;
         }
-        let audio: f64 = self.files.iter().map(|f| f.audio_secs).sum();
         writeln!(
             f,
-            "| all | {audio:.1} s | {:.2} s | {:.1}× real time | {} |",
+            "| all | {:.1} s | {:.2} s | {:.1}× real time | {} |",
+            self.audio_secs(),
             self.wall.as_secs_f64(),
             self.times_real_time(),
             wer(self.wer())
