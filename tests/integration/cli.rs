@@ -8,7 +8,7 @@ use youtube_standin::Segment;
 use youtube_standin::media;
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{poll_until, whisper_model, yt_dlp};
+use crate::helpers::{poll_until, stdout_of, whisper_model, yt_dlp};
 
 const CHANNEL: &str = "UCclicliclicliclicliclic";
 
@@ -57,14 +57,8 @@ async fn summarize_writes_markdown_for_a_channel() {
     let dir = tempfile::tempdir().unwrap();
     let standin = standin(dir.path()).await;
     let out = dir.path().join("out");
-    let output = tubesum(&standin, &dir.path().join("data"))
-        .args(["summarize", CHANNEL, "--out"])
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout =
+        stdout_of(tubesum(&standin, &dir.path().join("data")).args(["summarize", CHANNEL, "--out"]).arg(&out)).await;
     assert!(stdout.contains("completed — 2/2 videos summarized"), "{stdout}");
     let index = std::fs::read_to_string(out.join("index.md")).unwrap();
     assert!(index.contains("[Volcanoes](cliCaption1.md)") && index.contains("[Quiet](cliSilence1.md)"), "{index}");
@@ -125,20 +119,17 @@ async fn serve_listens_where_told_and_stops_gracefully() {
 async fn demo_summarizes_its_local_channel() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(binary())
-        .env("TUBESUM_WHISPER__MODEL", whisper_model())
-        .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
-        .env("TUBESUM_DATA_DIR", dir.path().join("data"))
-        .env("TUBESUM_WHISPER__THREADS", "1")
-        .args(["demo", "--out"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = stdout_of(
+        Command::new(binary())
+            .env("TUBESUM_WHISPER__MODEL", whisper_model())
+            .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
+            .env("TUBESUM_DATA_DIR", dir.path().join("data"))
+            .env("TUBESUM_WHISPER__THREADS", "1")
+            .args(["demo", "--out"])
+            .arg(&out)
+            .stdin(Stdio::null()),
+    )
+    .await;
     assert!(stdout.contains("completed — 3/3 videos summarized"), "{stdout}");
     let index = std::fs::read_to_string(out.join("index.md")).unwrap();
     assert_eq!(index.matches(".md)").count(), 3, "{index}");
@@ -195,15 +186,12 @@ async fn serve_refuses_an_open_api_beyond_loopback() {
 #[tokio::test]
 async fn the_api_benchmark_reports_both_loads() {
     let data = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(binary())
-        .args(["bench", "api", "--videos", "20", "--seconds", "1", "--connections", "4"])
-        .env("TUBESUM_DATA_DIR", data.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
+    let report = stdout_of(
+        Command::new(binary())
+            .args(["bench", "api", "--videos", "20", "--seconds", "1", "--connections", "4"])
+            .env("TUBESUM_DATA_DIR", data.path()),
+    )
+    .await;
     assert!(report.contains("a job of 20 videos"), "{report}");
     for row in [
         "running, whole page (200)",
@@ -223,18 +211,14 @@ async fn the_api_benchmark_reports_both_loads() {
 #[tokio::test]
 async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
     let run = |args: Vec<std::ffi::OsString>| async move {
-        let output = Command::new(binary())
-            .args(["bench", "transcription"])
-            .args(args)
-            .env("TUBESUM_WHISPER__MODEL", whisper_model())
-            .env("TUBESUM_WHISPER__THREADS", "1")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        let report = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
-        report
+        stdout_of(
+            Command::new(binary())
+                .args(["bench", "transcription"])
+                .args(args)
+                .env("TUBESUM_WHISPER__MODEL", whisper_model())
+                .env("TUBESUM_WHISPER__THREADS", "1"),
+        )
+        .await
     };
     // "| name | 27.3 s | 1.20 s | 22.7× real time | 4.1 % (3 of 73 words) |" → (speed, WER %).
     let row = |report: &str, name: &str| {

@@ -15,7 +15,7 @@ use tubesum::stages::media::{Media, MediaKind};
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{poll_until, settings, submit_to, wait_for_job_at};
+use crate::helpers::{poll_until, settings, stdout_of, submit_to, wait_for_job_at};
 use crate::production::{Isolation, Observers, Process, cluster_node, mongo_url, quiet_channel};
 
 /// A fresh MongoDB database for the test's media store.
@@ -458,14 +458,12 @@ async fn a_killed_nodes_running_job_is_taken_over_within_its_lease_and_completes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_benchmark_measures_takeovers_both_ways() {
     let iso = Isolation::new().await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
-        .args(["bench", "cluster", "--nodes", "2", "--kills", "1", "--lease-secs", "2"])
-        .envs(iso.env())
-        .output()
-        .await
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report = stdout_of(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tubesum"))
+            .args(["bench", "cluster", "--nodes", "2", "--kills", "1", "--lease-secs", "2"])
+            .envs(iso.env()),
+    )
+    .await;
     println!("{report}");
     assert!(report.contains("2 nodes, job_lease_secs = 2, 1 kills each"), "{report}");
     for way in ["cluster (ractor_cluster)", "database only"] {

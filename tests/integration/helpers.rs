@@ -346,3 +346,12 @@ pub async fn submit_to(url: &str, channel: &str) -> String {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Runs `command` to its end (killed if the test is dropped first) and returns what it printed on
+/// standard output; a command that fails fails the test, with both of its outputs.
+pub async fn stdout_of(command: &mut tokio::process::Command) -> String {
+    let output = command.kill_on_drop(true).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}

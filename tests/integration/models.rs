@@ -10,7 +10,7 @@ use tubesum::stages::transcription::whisper_recognizer;
 use youtube_standin::media;
 
 use crate::cli::binary;
-use crate::helpers::{ct2_model_dir, settings};
+use crate::helpers::{ct2_model_dir, settings, stdout_of};
 
 /// tiny.en in q8_0: the f16 file (77,704,698 bytes) with its 36,430,848 matrix weights in 34-byte
 /// blocks of 32 instead of 2 bytes each (the unit tests derive it from the hparams).
@@ -20,17 +20,14 @@ const TINY_EN_Q8_0_BYTES: u64 = 43_550_778;
 async fn a_q8_0_model_transcribes_speech() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("ggml-tiny.en-q8_0.bin");
-    let output = Command::new(binary())
-        .args(["models", "import-ct2"])
-        .arg(ct2_model_dir())
-        .arg(&model)
-        .args(["--quantize", "q8_0"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = stdout_of(
+        Command::new(binary())
+            .args(["models", "import-ct2"])
+            .arg(ct2_model_dir())
+            .arg(&model)
+            .args(["--quantize", "q8_0"]),
+    )
+    .await;
     assert!(stdout.contains("167 tensors (65 in q8_0)"), "{stdout}");
     assert_eq!(std::fs::metadata(&model).unwrap().len(), TINY_EN_Q8_0_BYTES);
 
