@@ -703,13 +703,20 @@ mod tests {
         );
     }
 
+    /// The faster-whisper tiny.en directory `CT2_MODEL_DIR` names, if set (the tests on it skip
+    /// otherwise).
+    fn real_model_dir() -> Option<std::ffi::OsString> {
+        let dir = std::env::var_os("CT2_MODEL_DIR");
+        if dir.is_none() {
+            eprintln!("skipping: CT2_MODEL_DIR is not set");
+        }
+        dir
+    }
+
     /// Converts the real model when `CT2_MODEL_DIR` points at faster-whisper tiny.en.
     #[test]
     fn converts_real_tiny_en_when_available() {
-        let Some(dir) = std::env::var_os("CT2_MODEL_DIR") else {
-            eprintln!("skipping: CT2_MODEL_DIR is not set");
-            return;
-        };
+        let Some(dir) = real_model_dir() else { return };
         let out_dir = tempfile::tempdir().expect("tempdir");
         let out = out_dir.path().join("ggml-tiny.en.bin");
         let report = import_ct2(Path::new(&dir), &out, WeightType::F16).expect("converts");
@@ -721,13 +728,11 @@ mod tests {
         assert_eq!(report.bytes_written, 77_704_698);
         assert_eq!(std::fs::metadata(&out).expect("written").len(), 77_704_698);
     }
+
     /// The real tiny.en in q8_0 when `CT2_MODEL_DIR` is set: the size the layout predicts.
     #[test]
     fn converts_real_tiny_en_to_q8_0_when_available() {
-        let Some(dir) = std::env::var_os("CT2_MODEL_DIR") else {
-            eprintln!("skipping: CT2_MODEL_DIR is not set");
-            return;
-        };
+        let Some(dir) = real_model_dir() else { return };
         let out_dir = tempfile::tempdir().expect("tempdir");
         let out = out_dir.path().join("ggml-tiny.en-q8_0.bin");
         let report = import_ct2(Path::new(&dir), &out, WeightType::Q8_0).expect("converts");
