@@ -31,7 +31,8 @@ pub struct Pipeline {
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
     root: ActorRef<RootMsg>,
-    handle: tokio::task::JoinHandle<()>,
+    /// The root actor's task, taken by the first [`Pipeline::shutdown`].
+    handle: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The adapters' own tasks (the outbox relay), stopped with the pipeline.
     _background: Vec<AbortOnDropHandle<()>>,
 }
@@ -100,7 +101,7 @@ impl Pipeline {
             record,
             analytics,
             root,
-            handle,
+            handle: std::sync::Mutex::new(Some(handle)),
             #[cfg(feature = "cluster")]
             cluster,
             _background: background,
@@ -193,9 +194,14 @@ impl Pipeline {
     }
 
     /// Stops the tree: jobs first (their state is persisted and resumes on the next start).
-    pub async fn shutdown(self) {
+    /// Needs no ownership: whoever else still holds the pipeline (a request still winding down
+    /// as the server stops) cannot keep the tree running.
+    pub async fn shutdown(&self) {
         let _ = ractor::call_t!(self.root, RootMsg::Shutdown, 30_000);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
         if let Err(e) = self.deps.store.forget_nodes(Some(&self.node), Duration::ZERO).await {
             tracing::warn!(error = %e, "could not deregister this node");
         }
