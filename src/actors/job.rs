@@ -13,8 +13,8 @@ use super::video::{VideoActor, VideoArgs, VideoMsg};
 use super::{Deps, fail, ownership_lost, video_actor_name};
 use crate::domain::workflow::{self, VideoEvent};
 use crate::domain::{
-    AttemptProgress, DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoStatus,
-    VideoUpdate,
+    AttemptProgress, DomainEvent, EventPayload, JobId, JobStatus, Stage, StageCommand, VideoId, VideoRecord,
+    VideoStatus, VideoUpdate,
 };
 use crate::ports::Fence;
 
@@ -118,7 +118,7 @@ impl Actor for JobActor {
             JobMsg::SpawnVideo(video_id) => {
                 state.pending = state.pending.saturating_sub(1);
                 if !state.cancelled {
-                    self.spawn_video(&myself, state, video_id).await?;
+                    self.spawn_video(&myself, state, video_id, None).await?;
                 }
                 self.finish_if_done(&myself, state).await
             }
@@ -299,20 +299,22 @@ impl JobActor {
                 self.deps.stages.media.release(state.job_id, &video.video_id, to);
                 continue;
             }
-            self.spawn_video(myself, state, video.video_id).await?;
+            self.spawn_video(myself, state, video.video_id.clone(), Some(video)).await?;
         }
         self.finish_if_done(myself, state).await
     }
 
+    /// Spawns the video's actor; `record`: the video as just read (else the actor reads it).
     async fn spawn_video(
         &self,
         myself: &ActorRef<JobMsg>,
         state: &mut JobState,
         video_id: VideoId,
+        record: Option<VideoRecord>,
     ) -> Result<(), ActorProcessingErr> {
         let name = video_actor_name(state.job_id, &video_id);
         let actor = VideoActor { deps: self.deps.clone() };
-        let args = VideoArgs { job_id: state.job_id, video_id: video_id.clone(), fence: state.fence.clone() };
+        let args = VideoArgs { job_id: state.job_id, video_id: video_id.clone(), fence: state.fence.clone(), record };
         match Actor::spawn_linked(Some(name), actor, args, myself.get_cell()).await {
             Ok((video_ref, _)) => {
                 state.children.insert(video_ref.get_id(), (video_id, video_ref));
@@ -340,7 +342,7 @@ impl JobActor {
         if videos.iter().any(|v| !workflow::is_final(v.status)) {
             // A video with work left and no actor (e.g. after a restart race): drive it.
             for v in videos.into_iter().filter(|v| !workflow::is_final(v.status)) {
-                self.spawn_video(myself, state, v.video_id).await?;
+                self.spawn_video(myself, state, v.video_id.clone(), Some(v)).await?;
             }
             return Ok(());
         }

@@ -212,7 +212,8 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
     let stage = command.stage;
     // Registered before the check: a cancel recorded after it reaches this execution.
     let running = deps.running.enter(command.job_id);
-    match is_current(deps, &command).await {
+    // The check that the command is still wanted and the attempt's record, in one step.
+    match deps.steps.time(Step::Take, deps.store.take_command(&command, node)).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::debug!(%stage, video_id = ?command.video_id, attempt = command.attempt, "dropping a superseded command");
@@ -221,17 +222,14 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
             }
             return;
         }
-        // Cannot tell (the store is away): run it; stages are idempotent.
+        // Cannot tell (the store is away): run it; stages are idempotent, and the attempt's
+        // record is bookkeeping only.
         Err(e) => tracing::warn!(%stage, error = %e, "could not check whether the command is current"),
     }
     let timeout = deps.settings.timeout(stage);
     let early_ack = timeout > EARLY_ACK_AFTER;
     if early_ack && let Err(e) = delivery.acker.ack().await {
         tracing::warn!(%stage, error = %e, "early ack failed (the command may be redelivered; stages are idempotent)");
-    }
-    // Bookkeeping only: the work goes on without it.
-    if let Err(e) = deps.steps.time(Step::Take, deps.store.attempt_started(&command, node)).await {
-        tracing::warn!(%stage, error = %e, "could not record the stage attempt");
     }
     let task_command = command.clone();
     let started = std::time::Instant::now();
@@ -354,7 +352,7 @@ async fn is_current(deps: &Deps, command: &StageCommand) -> Result<bool, PortErr
 async fn heartbeats(deps: &Deps, command: &StageCommand) {
     let mut every = tokio::time::interval(deps.settings.heartbeat());
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await; // the first tick is at once; attempt_started has just recorded one
+    every.tick().await; // the first tick is at once; take_command has just recorded one
     loop {
         every.tick().await;
         let command_id = command.command_id;

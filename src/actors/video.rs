@@ -34,6 +34,9 @@ pub struct VideoArgs {
     /// The job's owner and epoch: every write carries it, and is refused once another process
     /// took the job over (the actor then fails with [`crate::ports::PortError::OwnershipLost`]).
     pub fence: Fence,
+    /// The video's record as its JobActor has just read it, for the first start (saves reading
+    /// it again); `None` reloads it, as every restart does.
+    pub record: Option<VideoRecord>,
 }
 
 pub struct VideoState {
@@ -65,12 +68,15 @@ impl Actor for VideoActor {
     type Arguments = VideoArgs;
 
     async fn pre_start(&self, _myself: ActorRef<VideoMsg>, args: VideoArgs) -> Result<VideoState, ActorProcessingErr> {
-        let record = self
-            .deps
-            .store
-            .get_video(args.job_id, &args.video_id)
-            .await?
-            .ok_or_else(|| fail(format!("video {} of job {} is not recorded", args.video_id, args.job_id)))?;
+        let record = match args.record {
+            Some(record) => record,
+            None => self
+                .deps
+                .store
+                .get_video(args.job_id, &args.video_id)
+                .await?
+                .ok_or_else(|| fail(format!("video {} of job {} is not recorded", args.video_id, args.job_id)))?,
+        };
         Ok(VideoState { record, fence: args.fence, awaiting: None, watch: None })
     }
 
@@ -133,28 +139,33 @@ impl VideoActor {
             return Ok(());
         }
         let max = self.deps.settings.max_attempts;
-        let (stage, attempts) = match (workflow::in_flight(status), workflow::next_stage(status)) {
+        let (stage, in_flight, attempt) = match (workflow::in_flight(status), workflow::next_stage(status)) {
             (Some(stage), _) => {
                 // Restarted mid-stage: this is another attempt at it.
                 if state.record.attempts >= max {
                     let reason = state.record.error.clone().unwrap_or_else(|| "the stage kept crashing".into());
                     return self.give_up(myself, state, stage, reason).await;
                 }
-                (stage, state.record.attempts + 1)
+                (stage, status, state.record.attempts + 1)
             }
-            (None, Some(stage)) => {
-                self.transition(state, VideoEvent::Dispatch(stage), None).await?;
-                (stage, 1)
-            }
+            (None, Some(stage)) => (stage, workflow::on(status, VideoEvent::Dispatch(stage))?, 1),
             (None, None) => return Err(fail(format!("video in state {status} has nowhere to go"))),
         };
-        // Sent before the attempt is counted: a broker that is down fails this actor, and the
-        // re-spawned one tries the same attempt again (an outage spends no attempts).
-        let command = StageCommand::new(state.record.job_id, Some(state.record.video_id.clone()), stage, attempts);
-        self.deps.steps.time(Step::Dispatch, self.deps.commands.send(command)).await?;
-        self.persist(state, state.record.status, attempts, state.record.error.clone()).await?;
-        state.awaiting = Some((stage, attempts));
-        tracing::debug!(video_id = %state.record.video_id, %stage, attempt = attempts, "stage dispatched");
+        // The dispatch and its attempt in one write (with the result that led here, when there
+        // was one), committed before the command is sent.
+        let (before, error) = (state.record.attempts, state.record.error.clone());
+        self.persist(state, in_flight, attempt, error.clone()).await?;
+        let command = StageCommand::new(state.record.job_id, Some(state.record.video_id.clone()), stage, attempt);
+        if let Err(e) = self.deps.steps.time(Step::Dispatch, self.deps.commands.send(command)).await {
+            // A broker that is down fails this actor, and the re-spawned one tries the same
+            // attempt again: an outage spends no attempts (if this write is lost too, one).
+            if let Err(undo) = self.persist(state, in_flight, before, error).await {
+                tracing::warn!(video_id = %state.record.video_id, %stage, error = %undo, "could not take the unsent attempt back");
+            }
+            return Err(e.into());
+        }
+        state.awaiting = Some((stage, attempt));
+        tracing::debug!(video_id = %state.record.video_id, %stage, attempt, "stage dispatched");
         Ok(())
     }
 
@@ -246,16 +257,20 @@ impl VideoActor {
         };
         state.awaiting = None;
         let done = workflow::on(state.record.status, outcome)?;
-        match workflow::next_stage(done).filter(|_| !workflow::is_final(done) && workflow::in_flight(done).is_none()) {
-            // The result and the next stage's dispatch in one write: `drive` finds that stage in
-            // flight with no attempt sent yet, and sends its first (as after a restart).
-            Some(next) => {
-                let dispatched = workflow::on(done, VideoEvent::Dispatch(next))?;
-                self.persist(state, dispatched, 0, None).await?;
+        if workflow::next_stage(done).is_some() && !workflow::is_final(done) && workflow::in_flight(done).is_none() {
+            // The result and the next stage's dispatch in one write: `drive` writes them with
+            // the next stage's first attempt, then sends it.
+            state.record.status = done;
+            state.record.attempts = 0;
+            state.record.error = None;
+            let driven = self.drive(myself, state).await;
+            if state.record.status != done {
+                // Written (whether or not the command went out after).
                 self.release_if_done_with_media(state, done);
             }
-            None => self.transition(state, outcome, None).await?,
+            return driven;
         }
+        self.transition(state, outcome, None).await?;
         self.drive(myself, state).await
     }
 
@@ -377,7 +392,7 @@ mod tests {
         video_id: &VideoId,
     ) -> (ActorRef<VideoMsg>, tokio::sync::mpsc::UnboundedReceiver<ChildEnd>, ActorRef<()>) {
         let (watcher, ends) = Watcher::spawn().await;
-        let args = VideoArgs { job_id, video_id: video_id.clone(), fence: ports.fence(job_id).await };
+        let args = VideoArgs { job_id, video_id: video_id.clone(), fence: ports.fence(job_id).await, record: None };
         let actor = VideoActor { deps: ports.deps.clone() };
         let (video, _) = Actor::spawn_linked(None, actor, args, watcher.get_cell()).await.unwrap();
         (video, ends, watcher)
@@ -446,8 +461,40 @@ mod tests {
         ports.deps.store.update_video(job, &video, &update).await.unwrap();
         let (actor, _ends, watcher) = spawn(&ports, job, &video).await;
         assert_eq!(ports.next_command(Stage::Transcription).await.attempt, 2);
-        // Counted once sent (an outage before the send spends no attempt).
-        eventually_async("attempt 2 recorded", || async { record(&ports, job, &video).await.attempts == 2 }).await;
+        assert_eq!(record(&ports, job, &video).await.attempts, 2, "counted before it was sent");
+        actor.stop(None);
+        watcher.stop(None);
+    }
+
+    /// A command bus whose broker is away.
+    struct BrokerDown;
+
+    #[async_trait::async_trait]
+    impl crate::ports::CommandBus for BrokerDown {
+        async fn send(&self, _: StageCommand) -> crate::ports::PortResult<()> {
+            Err(crate::ports::PortError::Unavailable("the broker is away".into()))
+        }
+
+        async fn consume(&self, _: Stage, _: usize) -> crate::ports::PortResult<crate::ports::DeliveryStream> {
+            Err(crate::ports::PortError::Unavailable("the broker is away".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broker_outage_spends_no_attempt() {
+        let ports = ports().await;
+        let (job, video) = ports.job_with_video("eeeeeeeeeee").await;
+        let (watcher, mut ends) = Watcher::spawn().await;
+        let deps = Deps { commands: Arc::new(BrokerDown), ..ports.deps.clone() };
+        let args = VideoArgs { job_id: job, video_id: video.clone(), fence: ports.fence(job).await, record: None };
+        let _ = Actor::spawn_linked(None, VideoActor { deps }, args, watcher.get_cell()).await;
+        assert!(matches!(next(&mut ends).await, ChildEnd::Failed(e) if e.contains("the broker is away")));
+        let after = record(&ports, job, &video).await;
+        assert_eq!((after.status, after.attempts), (VideoStatus::Downloading, 0), "the unsent attempt taken back");
+        // The broker is back: the re-spawned actor sends the first attempt.
+        let (actor, _ends, _) = spawn(&ports, job, &video).await;
+        assert_eq!(ports.next_command(Stage::Download).await.attempt, 1);
+        assert_eq!(record(&ports, job, &video).await.attempts, 1, "counted before it was sent");
         actor.stop(None);
         watcher.stop(None);
     }

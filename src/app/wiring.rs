@@ -290,7 +290,7 @@ mod production {
                 retention,
             );
             background.push(AbortOnDropHandle::new(tokio::spawn(relay)));
-            Ok(Arc::new(OutboxEventBus::new(pool, &sinks, fanout, kafka)))
+            Ok(Arc::new(OutboxEventBus::new(pool, &sinks, fanout, kafka, settings.database.write_batch)))
         }
         #[cfg(not(all(feature = "postgres", feature = "rabbitmq", feature = "kafka")))]
         {

@@ -114,10 +114,32 @@ pub fn in_flight(state: VideoStatus) -> Option<Stage> {
     }
 }
 
+/// The state a video is in while `stage`'s work on it is outstanding (none for discovery, which
+/// is the job's): the inverse of [`in_flight`].
+pub fn in_flight_state(stage: Stage) -> Option<VideoStatus> {
+    match stage {
+        Stage::Discovery => None,
+        Stage::Download => Some(VideoStatus::Downloading),
+        Stage::AudioExtraction => Some(VideoStatus::ExtractingAudio),
+        Stage::Transcription => Some(VideoStatus::Transcribing),
+        Stage::Summarization => Some(VideoStatus::Summarizing),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use VideoStatus as V;
+
+    #[test]
+    fn in_flight_state_is_the_inverse_of_in_flight() {
+        for state in VideoStatus::ALL {
+            if let Some(stage) = in_flight(*state) {
+                assert_eq!(in_flight_state(stage), Some(*state));
+            }
+        }
+        assert_eq!(in_flight_state(Stage::Discovery), None);
+    }
 
     fn all_events() -> Vec<VideoEvent> {
         let mut events = vec![VideoEvent::TranscriptStored, VideoEvent::Cancel, VideoEvent::Reuse];

@@ -305,6 +305,43 @@ async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
     assert_eq!(store.attempts_page(job, 5, 7).await.unwrap(), (Vec::new(), 2), "past the end: still the total");
     progress(store, channel).await;
     interrupted(store, channel).await;
+    taking(store, channel).await;
+}
+
+/// A worker takes a command only while it is wanted, and records its attempt in the same step.
+async fn taking(store: &dyn JobStore, channel: &ChannelId) {
+    let job = JobId::new();
+    store.create_job(job, channel, false).await.unwrap();
+    let (a, b) = (VideoId::parse("jjjjjjjjjjj").unwrap(), VideoId::parse("kkkkkkkkkkk").unwrap());
+    let discovery = StageCommand::new(job, None, Stage::Discovery, 1);
+    assert!(!store.take_command(&discovery, "node-a").await.unwrap(), "discovery of a job not discovering");
+    store.set_job_status(job, JobStatus::Discovering, None).await.unwrap();
+    assert!(store.take_command(&discovery, "node-a").await.unwrap(), "discovery of a discovering job");
+    store.add_videos(job, &[video(a.as_str(), "a"), video(b.as_str(), "b")]).await.unwrap();
+    store.set_job_status(job, JobStatus::Running, None).await.unwrap();
+    let waiting = VideoUpdate { status: VideoStatus::Downloading, attempts: 2, error: None };
+    store.update_video(job, &a, &waiting).await.unwrap();
+    let command = |video: &VideoId, stage, attempt| StageCommand::new(job, Some(video.clone()), stage, attempt);
+    let current = command(&a, Stage::Download, 2);
+    let superseded = [
+        command(&a, Stage::Download, 1),        // a later attempt was sent
+        command(&a, Stage::AudioExtraction, 2), // the video waits on another stage
+        command(&b, Stage::Download, 1),        // the video is not in flight
+        command(&VideoId::parse("lllllllllll").unwrap(), Stage::Download, 1), // no such video
+        StageCommand::new(JobId::new(), Some(a.clone()), Stage::Download, 2), // no such job
+    ];
+    for stale in &superseded {
+        assert!(!store.take_command(stale, "node-a").await.unwrap(), "{stale:?} taken");
+    }
+    assert!(store.take_command(&current, "node-a").await.unwrap());
+    assert!(store.take_command(&current, "node-b").await.unwrap(), "a redelivery of a wanted command");
+    assert!(store.take_command(&command(&a, Stage::Download, 3), "node-a").await.unwrap(), "a later attempt");
+    let rows = store.list_attempts(job).await.unwrap();
+    let recorded: Vec<_> = rows.iter().map(|r| (r.command_id, r.claimed_by.as_str())).collect();
+    assert_eq!(recorded.len(), 3, "only the wanted ones recorded: {rows:?}");
+    assert!(recorded.contains(&(current.command_id, "node-b")), "{recorded:?}");
+    store.set_job_status(job, JobStatus::Cancelled, None).await.unwrap();
+    assert!(!store.take_command(&command(&a, Stage::Download, 4), "node-a").await.unwrap(), "its job ended");
 }
 
 /// Attempts left open are closed as interrupted: those of a stopping process, and silent ones.

@@ -231,6 +231,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn job_leases(&self, job: Option<JobId>) -> PortResult<Vec<JobLease>>;
     /// Records that `owner` took a stage command (a redelivered command overwrites its row).
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()>;
+    /// A worker takes `command`: if it is still wanted, records its attempt as started by `owner`
+    /// (as [`JobStore::attempt_started`]) and returns true; if not, records nothing and returns
+    /// false. Wanted: its job exists and has not ended, and its video is in the command's stage
+    /// with no later attempt sent (for discovery: the job is discovering). One step, so a worker
+    /// pays one round trip for the check and the record.
+    async fn take_command(&self, command: &StageCommand, owner: &str) -> PortResult<bool>;
     /// Records that the attempt `command_id` is still being worked on.
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()>;
     /// Where attempt `attempt` of `stage` for `video_id` (None: the job's discovery) stands: not

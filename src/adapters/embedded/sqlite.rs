@@ -16,6 +16,7 @@ use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    workflow,
 };
 use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, write_refused};
 
@@ -118,6 +119,36 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| PortError::Unavailable(format!("sqlite migrations failed: {e}")))?;
         let videos = Arc::new(GroupCommit::start(VideoWrites { pool: pool.clone() }, VIDEO_WRITES_AT_ONCE));
         Ok(Self { pool, videos })
+    }
+}
+
+impl SqliteStore {
+    /// Records `command`'s attempt as started by `owner` — with `checked`, only if the command is
+    /// still wanted (see [`JobStore::take_command`]); returns whether it was recorded.
+    async fn start_attempt(&self, command: &StageCommand, owner: &str, checked: bool) -> PortResult<bool> {
+        let recorded: Option<String> = sqlx::query_scalar(
+            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE NOT ?8 OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = ?2 AND CASE \
+             WHEN ?3 IS NULL THEN j.status = 'discovering' \
+             ELSE j.status IN ('pending', 'discovering', 'running') AND EXISTS (SELECT 1 FROM job_videos v \
+             WHERE v.job_id = ?2 AND v.video_id = ?3 AND v.status = ?9 AND v.attempts <= ?5) END) \
+             ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
+             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, finished_at = NULL, \
+             outcome = NULL, error = NULL RETURNING command_id",
+        )
+        .bind(command.command_id.to_string())
+        .bind(command.job_id.to_string())
+        .bind(command.video_id.as_ref().map(VideoId::as_str))
+        .bind(command.stage.as_str())
+        .bind(i64::from(command.attempt))
+        .bind(owner)
+        .bind(now())
+        .bind(checked)
+        .bind(workflow::in_flight_state(command.stage).map(VideoStatus::as_str))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(recorded.is_some())
     }
 }
 
@@ -418,24 +449,11 @@ impl JobStore for SqliteStore {
     }
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
-        sqlx::query(
-            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
-             ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
-             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, finished_at = NULL, \
-             outcome = NULL, error = NULL",
-        )
-        .bind(command.command_id.to_string())
-        .bind(command.job_id.to_string())
-        .bind(command.video_id.as_ref().map(VideoId::as_str))
-        .bind(command.stage.as_str())
-        .bind(i64::from(command.attempt))
-        .bind(owner)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(translate)?;
-        Ok(())
+        self.start_attempt(command, owner, false).await.map(drop)
+    }
+
+    async fn take_command(&self, command: &StageCommand, owner: &str) -> PortResult<bool> {
+        self.start_attempt(command, owner, true).await
     }
 
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {

@@ -21,7 +21,7 @@ use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite, rounds};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
-    NodeRecord, Stage, StageCommand, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
+    NodeRecord, Stage, StageCommand, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate, workflow,
 };
 use crate::ports::{
     Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, parse_stages, stages_text,
@@ -98,8 +98,22 @@ impl Apply<VideoWrite> for VideoWrites {
 
 /// A stage attempt's row written as a worker takes its command, or as the attempt ends.
 enum AttemptWrite {
-    Started { command_id: Uuid, job_id: Uuid, video_id: Option<String>, stage: Stage, attempt: i32, owner: String },
-    Finished { command_id: Uuid, outcome: AttemptOutcome, error: Option<String> },
+    /// With `checked`, only if the command is still wanted (see [`JobStore::take_command`]);
+    /// refused with [`PortError::Stale`] if not.
+    Started {
+        command_id: Uuid,
+        job_id: Uuid,
+        video_id: Option<String>,
+        stage: Stage,
+        attempt: i32,
+        owner: String,
+        checked: bool,
+    },
+    Finished {
+        command_id: Uuid,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+    },
 }
 
 impl AttemptWrite {
@@ -108,12 +122,24 @@ impl AttemptWrite {
             AttemptWrite::Started { command_id, .. } | AttemptWrite::Finished { command_id, .. } => *command_id,
         }
     }
+
+    fn started(command: &StageCommand, owner: &str, checked: bool) -> Self {
+        AttemptWrite::Started {
+            command_id: command.command_id,
+            job_id: command.job_id.0,
+            video_id: command.video_id.as_ref().map(|v| v.as_str().to_owned()),
+            stage: command.stage,
+            attempt: i32::try_from(command.attempt).unwrap_or(i32::MAX),
+            owner: owner.to_owned(),
+            checked,
+        }
+    }
 }
 
 /// Writes a batch of attempt rows: per round (a command at most once in each) one `INSERT …
-/// SELECT FROM unnest(…)` of the attempts taken and one `UPDATE … FROM unnest(…)` of those ended.
-/// A round the database refuses as a whole (a row it cannot take) is written again one write at a
-/// time, so only that write fails.
+/// SELECT FROM unnest(…)` of the attempts taken (the checked ones only where still wanted) and one
+/// `UPDATE … FROM unnest(…)` of those ended. A round the database refuses as a whole (a row it
+/// cannot take) is written again one write at a time, so only that write fails.
 struct AttemptWrites {
     pool: PgPool,
 }
@@ -125,19 +151,43 @@ impl Apply<AttemptWrite> for AttemptWrites {
         results.resize_with(writes.len(), || Ok(()));
         for round in rounds(writes, AttemptWrite::command_id) {
             let batch: Vec<&AttemptWrite> = round.iter().map(|&i| &writes[i]).collect();
-            if batch.len() > 1 && self.write(&batch).await.is_ok() {
-                continue;
-            }
+            let started = match self.write(&batch).await {
+                Ok(started) => started,
+                Err(_) if batch.len() > 1 => {
+                    for (&i, write) in round.iter().zip(batch) {
+                        results[i] = match self.write(&[write]).await {
+                            Ok(started) => taken(write, &started),
+                            Err(e) => Err(translate(e)),
+                        };
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    results[round[0]] = Err(translate(e));
+                    continue;
+                }
+            };
             for (&i, write) in round.iter().zip(batch) {
-                results[i] = self.write(&[write]).await.map_err(translate);
+                results[i] = taken(write, &started);
             }
         }
         results
     }
 }
 
+/// A checked start that `started` (the commands the statement recorded) lacks was not wanted.
+fn taken(write: &AttemptWrite, started: &std::collections::HashSet<Uuid>) -> PortResult<()> {
+    match write {
+        AttemptWrite::Started { command_id, checked: true, .. } if !started.contains(command_id) => {
+            Err(PortError::Stale(format!("command {command_id} is no longer wanted")))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl AttemptWrites {
-    async fn write(&self, batch: &[&AttemptWrite]) -> Result<(), sqlx::Error> {
+    /// Writes the batch; returns the commands whose start it recorded.
+    async fn write(&self, batch: &[&AttemptWrite]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
         let (mut started, mut finished) = (Vec::new(), Vec::new());
         for write in batch {
             match write {
@@ -145,26 +195,36 @@ impl AttemptWrites {
                 AttemptWrite::Finished { .. } => finished.push(*write),
             }
         }
+        let mut recorded = std::collections::HashSet::new();
         if !started.is_empty() {
-            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut columns =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for write in started {
-                if let AttemptWrite::Started { command_id, job_id, video_id, stage, attempt, owner } = write {
+                if let AttemptWrite::Started { command_id, job_id, video_id, stage, attempt, owner, checked } = write {
                     columns.0.push(*command_id);
                     columns.1.push(*job_id);
                     columns.2.push(video_id.as_deref());
                     columns.3.push(stage.as_str());
                     columns.4.push(*attempt);
                     columns.5.push(owner.as_str());
+                    columns.6.push(*checked);
+                    columns.7.push(workflow::in_flight_state(*stage).map(VideoStatus::as_str));
                 }
             }
-            sqlx::query(
+            // Wanted: the job has not ended and the video waits on this stage with no later
+            // attempt sent; for discovery, the job is discovering.
+            let rows: Vec<(Uuid,)> = sqlx::query_as(
                 "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
                  SELECT u.command_id, u.job_id, u.video_id, u.stage, u.attempt, u.owner, now(), now() \
-                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text[]) \
-                 AS u(command_id, job_id, video_id, stage, attempt, owner) \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text[], $7::bool[], $8::text[]) \
+                 AS u(command_id, job_id, video_id, stage, attempt, owner, checked, in_flight) \
+                 WHERE NOT u.checked OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = u.job_id AND CASE \
+                 WHEN u.video_id IS NULL THEN j.status = 'discovering' \
+                 ELSE j.status IN ('pending', 'discovering', 'running') AND EXISTS (SELECT 1 FROM job_videos v \
+                 WHERE v.job_id = u.job_id AND v.video_id = u.video_id AND v.status = u.in_flight AND v.attempts <= u.attempt) END) \
                  ON CONFLICT (command_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, \
                  started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, finished_at = NULL, \
-                 outcome = NULL, error = NULL",
+                 outcome = NULL, error = NULL RETURNING command_id",
             )
             .bind(columns.0)
             .bind(columns.1)
@@ -172,8 +232,11 @@ impl AttemptWrites {
             .bind(columns.3)
             .bind(columns.4)
             .bind(columns.5)
-            .execute(&self.pool)
+            .bind(columns.6)
+            .bind(columns.7)
+            .fetch_all(&self.pool)
             .await?;
+            recorded.extend(rows.into_iter().map(|(id,)| id));
         }
         if !finished.is_empty() {
             let mut columns = (Vec::new(), Vec::new(), Vec::new());
@@ -195,7 +258,7 @@ impl AttemptWrites {
             .execute(&self.pool)
             .await?;
         }
-        Ok(())
+        Ok(recorded)
     }
 }
 
@@ -563,16 +626,15 @@ impl JobStore for PgStore {
     }
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
-        self.attempts
-            .submit(AttemptWrite::Started {
-                command_id: command.command_id,
-                job_id: command.job_id.0,
-                video_id: command.video_id.as_ref().map(|v| v.as_str().to_owned()),
-                stage: command.stage,
-                attempt: i32::try_from(command.attempt).unwrap_or(i32::MAX),
-                owner: owner.to_owned(),
-            })
-            .await
+        self.attempts.submit(AttemptWrite::started(command, owner, false)).await
+    }
+
+    async fn take_command(&self, command: &StageCommand, owner: &str) -> PortResult<bool> {
+        match self.attempts.submit(AttemptWrite::started(command, owner, true)).await {
+            Ok(()) => Ok(true),
+            Err(PortError::Stale(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {

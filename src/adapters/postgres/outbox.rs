@@ -16,6 +16,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::translate;
+use crate::adapters::group_commit::{Apply, GroupCommit, rounds};
 use crate::domain::{Backoff, DomainEvent};
 use crate::ports::{EventBus, EventStream, PortError, PortResult};
 
@@ -36,17 +37,65 @@ impl Sink {
 }
 
 /// Publishes into the outbox, for every sink named; subscribes through `subscriptions` (the fanout
-/// exchange) and, as a consumer group, through `groups` (Kafka).
+/// exchange) and, as a consumer group, through `groups` (Kafka). Events published at once by many
+/// workers are inserted together (see [`group_commit`](crate::adapters::group_commit)).
 pub struct OutboxEventBus {
     pool: PgPool,
-    sinks: Vec<String>,
+    writes: GroupCommit<DomainEvent>,
     subscriptions: Arc<dyn EventBus>,
     groups: Arc<dyn EventBus>,
 }
 
 impl OutboxEventBus {
-    pub fn new(pool: PgPool, sinks: &[Sink], subscriptions: Arc<dyn EventBus>, groups: Arc<dyn EventBus>) -> Self {
-        Self { pool, sinks: sinks.iter().map(|s| s.name.clone()).collect(), subscriptions, groups }
+    /// `batch`: at most this many events in one insert (1: each publisher inserts its own).
+    pub fn new(
+        pool: PgPool,
+        sinks: &[Sink],
+        subscriptions: Arc<dyn EventBus>,
+        groups: Arc<dyn EventBus>,
+        batch: usize,
+    ) -> Self {
+        let sinks = sinks.iter().map(|s| s.name.clone()).collect();
+        let writes = GroupCommit::start(Enqueue { pool: pool.clone(), sinks }, batch);
+        Self { pool, writes, subscriptions, groups }
+    }
+}
+
+/// Inserts a batch of events into the outbox: one statement per round (an event id at most once
+/// in each), as [`enqueue`] does for one.
+struct Enqueue {
+    pool: PgPool,
+    sinks: Vec<String>,
+}
+
+#[async_trait]
+impl Apply<DomainEvent> for Enqueue {
+    async fn apply(&self, events: &[DomainEvent]) -> Vec<PortResult<()>> {
+        let mut results: Vec<PortResult<()>> = Vec::with_capacity(events.len());
+        results.resize_with(events.len(), || Ok(()));
+        for round in rounds(events, |e| e.event_id) {
+            let batch: Vec<&DomainEvent> = round.iter().map(|&i| &events[i]).collect();
+            let written = match self.insert(&batch).await {
+                Err(_) if batch.len() > 1 => {
+                    // One event the database refuses fails alone.
+                    for (&i, event) in round.iter().zip(batch) {
+                        results[i] = self.insert(&[event]).await;
+                    }
+                    continue;
+                }
+                written => written,
+            };
+            for &i in &round {
+                results[i] = written.clone();
+            }
+        }
+        results
+    }
+}
+
+impl Enqueue {
+    async fn insert(&self, events: &[&DomainEvent]) -> PortResult<()> {
+        enqueue_all(&self.pool, events, &self.sinks).await
     }
 }
 
@@ -63,18 +112,32 @@ pub async fn enqueue<'e, E>(executor: E, event: &DomainEvent, sinks: &[String]) 
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let payload = serde_json::to_value(event).map_err(|e| PortError::Other(format!("encoding event: {e}")))?;
+    enqueue_all(executor, &[event], sinks).await
+}
+
+/// [`enqueue`]s `events` in one statement; each event id at most once among them.
+async fn enqueue_all<'e, E>(executor: E, events: &[&DomainEvent], sinks: &[String]) -> PortResult<()>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let payloads = events
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PortError::Other(format!("encoding event: {e}")))?;
+    // (The NOT EXISTS reads the table as it was before this statement: an event id new to it.)
     sqlx::query(
-        "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING id), \
+        "WITH ins AS (INSERT INTO outbox (event_id, topic, key, payload) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) \
+         ON CONFLICT (event_id) DO UPDATE SET published_at = NULL RETURNING id, event_id), \
          pending AS (INSERT INTO outbox_pending (outbox_id, sink) SELECT ins.id, sink FROM ins, unnest($5::text[]) AS sink \
-         WHERE sink = $7 OR NOT EXISTS (SELECT 1 FROM outbox WHERE event_id = $1) ON CONFLICT DO NOTHING) \
-         SELECT pg_notify($6, '') FROM ins",
+         WHERE sink = $7 OR NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = ins.event_id) ON CONFLICT DO NOTHING) \
+         SELECT pg_notify($6, '') FROM (SELECT 1 FROM ins LIMIT 1) AS written",
     )
-    .bind(event.event_id)
-    .bind(event.payload.kind())
-    .bind(event.video_id.as_ref().map(|v| v.to_string()))
-    .bind(payload)
+    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.kind()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.video_id.as_ref().map(|v| v.to_string())).collect::<Vec<_>>())
+    .bind(payloads)
     .bind(sinks)
     .bind(NOTIFY_CHANNEL)
     .bind(ROUTING_SINK)
@@ -87,7 +150,7 @@ where
 #[async_trait]
 impl EventBus for OutboxEventBus {
     async fn publish(&self, event: DomainEvent) -> PortResult<()> {
-        enqueue(&self.pool, &event, &self.sinks).await
+        self.writes.submit(event).await
     }
 
     async fn subscribe(&self) -> PortResult<EventStream> {

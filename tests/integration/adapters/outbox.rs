@@ -52,7 +52,8 @@ async fn events_wait_in_the_outbox_while_their_broker_is_down() {
     let fanout = Arc::new(InProcessEventBus::default());
     let down = Arc::new(Switchable::default());
     let (to_down, to_fanout) = (Sink::new("down", down.clone()), Sink::new("fanout", fanout.clone()));
-    let bus = OutboxEventBus::new(pool.clone(), &[to_down.clone(), to_fanout.clone()], fanout.clone(), fanout.clone());
+    let bus =
+        OutboxEventBus::new(pool.clone(), &[to_down.clone(), to_fanout.clone()], fanout.clone(), fanout.clone(), 64);
     let events: Vec<DomainEvent> = (0..3).map(event).collect();
     for e in &events {
         bus.publish(e.clone()).await.unwrap();
@@ -95,6 +96,32 @@ async fn events_wait_in_the_outbox_while_their_broker_is_down() {
     sqlx::query("UPDATE outbox SET published_at = now() - interval '2 hours'").execute(&pool).await.unwrap();
     assert_eq!(prune(&pool, Duration::from_secs(3600)).await.unwrap(), 3, "the waiting one stays");
     assert_eq!(pending(&pool).await.unwrap(), 1);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn events_published_at_once_are_inserted_together_each_as_if_alone() {
+    let db = TestDatabase::create().await;
+    let pool = db.store().await.pool().clone();
+    let fanout = Arc::new(InProcessEventBus::default());
+    let log = Arc::new(Switchable::default());
+    let (to_log, to_fanout) = (Sink::new("log", log.clone()), Sink::new("fanout", fanout.clone()));
+    let bus = OutboxEventBus::new(pool.clone(), &[to_log, to_fanout], fanout.clone(), fanout.clone(), 16);
+    let old = event(0);
+    bus.publish(old.clone()).await.unwrap();
+    sqlx::query("DELETE FROM outbox_pending").execute(&pool).await.unwrap(); // as if relayed
+    // 40 new events and the old one again (twice), from 42 publishers at once.
+    let wave: Vec<DomainEvent> = (1..=40).map(event).chain([old.clone(), old.clone()]).collect();
+    let results = futures::future::join_all(wave.iter().cloned().map(|e| bus.publish(e))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let per_sink: Vec<(String, i64)> =
+        sqlx::query_as("SELECT sink, count(*) FROM outbox_pending GROUP BY sink ORDER BY sink")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(per_sink, [("fanout".to_owned(), 41), ("log".to_owned(), 40)], "the old event to the routing sink only");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 41, "one row per event id");
     db.drop_now().await;
 }
 
