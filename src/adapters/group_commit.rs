@@ -5,12 +5,14 @@
 //! write that fails fails only its own caller (the store decides per write). An idle store writes
 //! at once: the batch is whatever has queued up, never a timer's worth.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use crate::domain::{JobId, VideoId, VideoUpdate};
+use crate::domain::{AttemptOutcome, JobId, StageCommand, VideoId, VideoUpdate};
 use crate::ports::{Fence, PortError, PortResult, video_write_refused};
 
 /// Writes a batch; one result per write, in order.
@@ -88,11 +90,88 @@ impl VideoWrite {
     }
 }
 
+/// A stage attempt's row written as a worker takes its command, or as the attempt ends.
+pub enum AttemptWrite {
+    /// With `checked`, only if the command is still wanted (see
+    /// [`JobStore::take_command`](crate::ports::JobStore::take_command)); refused with
+    /// [`PortError::Stale`] if not.
+    Started {
+        command: StageCommand,
+        owner: String,
+        checked: bool,
+    },
+    Finished {
+        command_id: Uuid,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+    },
+}
+
+impl AttemptWrite {
+    pub fn command_id(&self) -> Uuid {
+        match self {
+            AttemptWrite::Started { command, .. } => command.command_id,
+            AttemptWrite::Finished { command_id, .. } => *command_id,
+        }
+    }
+
+    /// Submits a start (see [`AttemptWrite::Started`]): whether it was recorded.
+    pub async fn start(
+        writer: &GroupCommit<AttemptWrite>,
+        command: &StageCommand,
+        owner: &str,
+        checked: bool,
+    ) -> PortResult<bool> {
+        let write = AttemptWrite::Started { command: command.clone(), owner: owner.to_owned(), checked };
+        match writer.submit(write).await {
+            Ok(()) => Ok(true),
+            Err(PortError::Stale(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Applies attempt writes with `write`, which writes a round (a command at most once in it: see
+/// [`rounds`]) and returns the commands whose start it recorded. A round the database refuses as a
+/// whole (a row it cannot take) is written again one write at a time, so only that write fails;
+/// a checked start that was not recorded was not wanted.
+pub async fn apply_attempts<'w, F, Fut>(writes: &'w [AttemptWrite], write: F) -> Vec<PortResult<()>>
+where
+    F: Fn(Vec<&'w AttemptWrite>) -> Fut,
+    Fut: std::future::Future<Output = PortResult<HashSet<Uuid>>>,
+{
+    let taken = |w: &AttemptWrite, recorded: &HashSet<Uuid>| match w {
+        AttemptWrite::Started { command, checked: true, .. } if !recorded.contains(&command.command_id) => {
+            Err(PortError::Stale(format!("command {} is no longer wanted", command.command_id)))
+        }
+        _ => Ok(()),
+    };
+    let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
+    results.resize_with(writes.len(), || Ok(()));
+    for round in rounds(writes, AttemptWrite::command_id) {
+        let batch: Vec<&AttemptWrite> = round.iter().map(|&i| &writes[i]).collect();
+        match write(batch.clone()).await {
+            Ok(recorded) => {
+                for (&i, w) in round.iter().zip(batch) {
+                    results[i] = taken(w, &recorded);
+                }
+            }
+            Err(e) if batch.len() == 1 => results[round[0]] = Err(e),
+            Err(_) => {
+                for (&i, w) in round.iter().zip(batch) {
+                    results[i] = write(vec![w]).await.and_then(|recorded| taken(w, &recorded));
+                }
+            }
+        }
+    }
+    results
+}
+
 /// `items` split into rounds in which no key repeats, each in the items' order: one statement
 /// per round updates each row once (a row listed twice in one `UPDATE … FROM` is updated with
 /// either, unpredictably).
 pub fn rounds<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) -> Vec<Vec<usize>> {
-    let mut rounds: Vec<(std::collections::HashSet<K>, Vec<usize>)> = Vec::new();
+    let mut rounds: Vec<(HashSet<K>, Vec<usize>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let k = key(item);
         // After the last round holding this key, so a key's writes keep their order.
@@ -102,7 +181,7 @@ pub fn rounds<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) ->
                 keys.insert(k);
                 members.push(i);
             }
-            None => rounds.push((std::collections::HashSet::from([k]), vec![i])),
+            None => rounds.push((HashSet::from([k]), vec![i])),
         }
     }
     rounds.into_iter().map(|(_, members)| members).collect()

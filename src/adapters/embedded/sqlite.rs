@@ -1,5 +1,6 @@
 //! The embedded state and artifact store: one SQLite file under the data dir (WAL mode).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, rounds};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
@@ -22,66 +23,88 @@ use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, parse_
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Jobs, videos, transcripts and summaries in one SQLite database.
+/// Jobs, videos, transcripts and summaries in one SQLite database. Every write goes through one
+/// connection (SQLite takes one writer at a time: writers on several connections would wait on
+/// each other's locks, sleeping), reads through a pool of several.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Video-row writes, grouped into one transaction (see [`group_commit`]).
+    writer: SqlitePool,
+    /// Video-row writes, grouped into one statement (see [`group_commit`]).
     videos: Arc<GroupCommit<VideoWrite>>,
+    /// Stage-attempt rows taken and ended, grouped the same way.
+    attempts: Arc<GroupCommit<AttemptWrite>>,
 }
 
-/// Video-row writes gathered at once: at most this many in one transaction.
-const VIDEO_WRITES_AT_ONCE: usize = 256;
+/// Writes gathered at once: at most this many in one statement.
+const WRITES_AT_ONCE: usize = 256;
 
-/// Writes a batch of video rows in one transaction, each only where its fence holds.
+/// Writes a batch of video rows with one `UPDATE … FROM json_each(…)` per round (a row at most
+/// once in each), each only where its fence holds; the rows it returns are the writes done.
 struct VideoWrites {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 #[async_trait]
 impl Apply<VideoWrite> for VideoWrites {
     async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
-        let written = match self.write(writes).await {
-            Ok(written) => written,
-            Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
-        };
-        let mut results = Vec::with_capacity(writes.len());
-        for (write, written) in writes.iter().zip(written) {
-            results.push(if written { Ok(()) } else { Err(self.refused(write).await) });
+        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
+        results.resize_with(writes.len(), || Ok(()));
+        for round in rounds(writes, |w| (w.job_id, w.video_id.clone())) {
+            let batch: Vec<&VideoWrite> = round.iter().map(|&i| &writes[i]).collect();
+            match self.write(&batch).await {
+                Ok(written) => {
+                    for (&i, write) in round.iter().zip(batch) {
+                        if !written.contains(&(write.job_id.to_string(), write.video_id.as_str().to_owned())) {
+                            results[i] = Err(self.refused(write).await);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in &round {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
         }
         results
     }
 }
 
 impl VideoWrites {
-    /// Whether each write changed its row; all of them committed together.
-    async fn write(&self, writes: &[VideoWrite]) -> PortResult<Vec<bool>> {
-        let mut tx = self.pool.begin().await.map_err(translate)?;
-        let mut written = Vec::with_capacity(writes.len());
-        let now = now();
-        for write in writes {
-            let (update, fence) = (&write.update, write.fence.as_ref());
-            let done = sqlx::query(
-                "UPDATE job_videos SET status = ?, attempts = ?, error = ?, updated_at = ?, changes = changes + 1 \
-                 WHERE job_id = ? AND video_id = ? \
-                 AND (? IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND owner = ? AND epoch = ?))",
-            )
-            .bind(update.status.as_str())
-            .bind(i64::from(update.attempts))
-            .bind(update.error.as_deref())
-            .bind(&now)
-            .bind(write.job_id.to_string())
-            .bind(write.video_id.as_str())
-            .bind(fence.map(|f| f.owner.as_str()))
-            .bind(fence.map(|f| f.owner.as_str()))
-            .bind(fence.map(|f| f.epoch))
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-            written.push(done.rows_affected() == 1);
-        }
-        tx.commit().await.map_err(translate)?;
-        Ok(written)
+    /// The (job, video) rows the batch changed.
+    async fn write(&self, batch: &[&VideoWrite]) -> PortResult<HashSet<(String, String)>> {
+        let rows: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "job_id": w.job_id.to_string(),
+                    "video_id": w.video_id.as_str(),
+                    "status": w.update.status.as_str(),
+                    "attempts": w.update.attempts,
+                    "error": w.update.error,
+                    "owner": w.fence.as_ref().map(|f| f.owner.as_str()),
+                    "epoch": w.fence.as_ref().map(|f| f.epoch),
+                })
+            })
+            .collect();
+        let written: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE job_videos SET status = u.status, attempts = u.attempts, error = u.error, updated_at = ?2, \
+             changes = changes + 1 \
+             FROM (SELECT value ->> 'job_id' AS job_id, value ->> 'video_id' AS video_id, value ->> 'status' AS status, \
+             value ->> 'attempts' AS attempts, value ->> 'error' AS error, value ->> 'owner' AS owner, \
+             value ->> 'epoch' AS epoch FROM json_each(?1)) AS u \
+             WHERE job_videos.job_id = u.job_id AND job_videos.video_id = u.video_id AND (u.owner IS NULL OR EXISTS \
+             (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND jobs.owner = u.owner AND jobs.epoch = u.epoch)) \
+             RETURNING job_videos.job_id, job_videos.video_id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now())
+        .fetch_all(&self.writer)
+        .await
+        .map_err(translate)?;
+        Ok(written.into_iter().collect())
     }
 
     /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
@@ -94,6 +117,86 @@ impl VideoWrites {
             None => None,
         };
         write.refused(holder)
+    }
+}
+
+/// Writes a batch of attempt rows: per round one `INSERT … SELECT FROM json_each(…)` of the
+/// attempts taken (the checked ones only where still wanted) and one `UPDATE … FROM json_each(…)`
+/// of those ended (see [`apply_attempts`]).
+struct AttemptWrites {
+    writer: SqlitePool,
+}
+
+#[async_trait]
+impl Apply<AttemptWrite> for AttemptWrites {
+    async fn apply(&self, writes: &[AttemptWrite]) -> Vec<PortResult<()>> {
+        apply_attempts(writes, |batch| async move { self.write(&batch).await }).await
+    }
+}
+
+impl AttemptWrites {
+    /// Writes the batch; returns the commands whose start it recorded.
+    async fn write(&self, batch: &[&AttemptWrite]) -> PortResult<HashSet<Uuid>> {
+        let (mut started, mut finished) = (Vec::new(), Vec::new());
+        for write in batch {
+            match write {
+                AttemptWrite::Started { command, owner, checked } => started.push(serde_json::json!({
+                    "command_id": command.command_id.to_string(),
+                    "job_id": command.job_id.to_string(),
+                    "video_id": command.video_id.as_ref().map(VideoId::as_str),
+                    "stage": command.stage.as_str(),
+                    "attempt": command.attempt,
+                    "owner": owner,
+                    "checked": checked,
+                    "in_flight": workflow::in_flight_state(command.stage).map(VideoStatus::as_str),
+                })),
+                AttemptWrite::Finished { command_id, outcome, error } => finished.push(serde_json::json!({
+                    "command_id": command_id.to_string(),
+                    "outcome": outcome.as_str(),
+                    "error": error,
+                })),
+            }
+        }
+        let mut recorded = HashSet::new();
+        if !started.is_empty() {
+            // Wanted: the job has not ended and the video waits on this stage with no later
+            // attempt sent; for discovery, the job is discovering.
+            let ids: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
+                 SELECT u.command_id, u.job_id, u.video_id, u.stage, u.attempt, u.owner, ?2, ?2 FROM \
+                 (SELECT value ->> 'command_id' AS command_id, value ->> 'job_id' AS job_id, value ->> 'video_id' AS video_id, \
+                 value ->> 'stage' AS stage, value ->> 'attempt' AS attempt, value ->> 'owner' AS owner, \
+                 value ->> 'checked' AS checked, value ->> 'in_flight' AS in_flight FROM json_each(?1)) AS u \
+                 WHERE NOT u.checked OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = u.job_id AND CASE \
+                 WHEN u.video_id IS NULL THEN j.status = 'discovering' \
+                 ELSE j.status IN ('pending', 'discovering', 'running') AND EXISTS (SELECT 1 FROM job_videos v \
+                 WHERE v.job_id = u.job_id AND v.video_id = u.video_id AND v.status = u.in_flight AND v.attempts <= u.attempt) END) \
+                 ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
+                 started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, finished_at = NULL, \
+                 outcome = NULL, error = NULL RETURNING command_id",
+            )
+            .bind(serde_json::Value::Array(started).to_string())
+            .bind(now())
+            .fetch_all(&self.writer)
+            .await
+            .map_err(translate)?;
+            for id in ids {
+                recorded.insert(parse("command id", &id)?);
+            }
+        }
+        if !finished.is_empty() {
+            sqlx::query(
+                "UPDATE stage_attempts SET finished_at = ?2, outcome = u.outcome, error = u.error \
+                 FROM (SELECT value ->> 'command_id' AS command_id, value ->> 'outcome' AS outcome, \
+                 value ->> 'error' AS error FROM json_each(?1)) AS u WHERE stage_attempts.command_id = u.command_id",
+            )
+            .bind(serde_json::Value::Array(finished).to_string())
+            .bind(now())
+            .execute(&self.writer)
+            .await
+            .map_err(translate)?;
+        }
+        Ok(recorded)
     }
 }
 
@@ -111,44 +214,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(|e| PortError::Unavailable(format!("sqlite {}: {e}", path.display())))?;
-        MIGRATOR.run(&pool).await.map_err(|e| PortError::Unavailable(format!("sqlite migrations failed: {e}")))?;
-        let videos = Arc::new(GroupCommit::start(VideoWrites { pool: pool.clone() }, VIDEO_WRITES_AT_ONCE));
-        Ok(Self { pool, videos })
-    }
-}
-
-impl SqliteStore {
-    /// Records `command`'s attempt as started by `owner` — with `checked`, only if the command is
-    /// still wanted (see [`JobStore::take_command`]); returns whether it was recorded.
-    async fn start_attempt(&self, command: &StageCommand, owner: &str, checked: bool) -> PortResult<bool> {
-        let recorded: Option<String> = sqlx::query_scalar(
-            "INSERT INTO stage_attempts (command_id, job_id, video_id, stage, attempt, claimed_by, started_at, heartbeat_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE NOT ?8 OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = ?2 AND CASE \
-             WHEN ?3 IS NULL THEN j.status = 'discovering' \
-             ELSE j.status IN ('pending', 'discovering', 'running') AND EXISTS (SELECT 1 FROM job_videos v \
-             WHERE v.job_id = ?2 AND v.video_id = ?3 AND v.status = ?9 AND v.attempts <= ?5) END) \
-             ON CONFLICT (command_id) DO UPDATE SET claimed_by = excluded.claimed_by, \
-             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, finished_at = NULL, \
-             outcome = NULL, error = NULL RETURNING command_id",
-        )
-        .bind(command.command_id.to_string())
-        .bind(command.job_id.to_string())
-        .bind(command.video_id.as_ref().map(VideoId::as_str))
-        .bind(command.stage.as_str())
-        .bind(i64::from(command.attempt))
-        .bind(owner)
-        .bind(now())
-        .bind(checked)
-        .bind(workflow::in_flight_state(command.stage).map(VideoStatus::as_str))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(translate)?;
-        Ok(recorded.is_some())
+        let connect = |connections| SqlitePoolOptions::new().max_connections(connections).connect_with(options.clone());
+        let unavailable = |e: sqlx::Error| PortError::Unavailable(format!("sqlite {}: {e}", path.display()));
+        let writer = connect(1).await.map_err(unavailable)?;
+        MIGRATOR.run(&writer).await.map_err(|e| PortError::Unavailable(format!("sqlite migrations failed: {e}")))?;
+        let pool = connect(8).await.map_err(unavailable)?;
+        let videos = VideoWrites { pool: pool.clone(), writer: writer.clone() };
+        let videos = Arc::new(GroupCommit::start(videos, WRITES_AT_ONCE));
+        let attempts = Arc::new(GroupCommit::start(AttemptWrites { writer: writer.clone() }, WRITES_AT_ONCE));
+        Ok(Self { pool, writer, videos, attempts })
     }
 }
 
@@ -239,7 +313,7 @@ impl JobStore for SqliteStore {
         .bind(JobStatus::Pending.as_str())
         .bind(&at)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         self.get_job(job_id).await?.ok_or_else(|| PortError::NotFound(format!("job {job_id}")))
@@ -288,7 +362,7 @@ impl JobStore for SqliteStore {
         .bind(fence.map(|f| f.owner.as_str()))
         .bind(fence.map(|f| f.owner.as_str()))
         .bind(fence.map(|f| f.epoch))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         if done.rows_affected() == 1 {
@@ -326,7 +400,7 @@ impl JobStore for SqliteStore {
         .bind(job_id.to_string())
         .bind(owner)
         .bind(now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(translate)?;
         Ok(epoch.map(|epoch| Fence { owner: owner.to_owned(), epoch }))
@@ -339,7 +413,7 @@ impl JobStore for SqliteStore {
         )
         .bind(after(lease))
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(translate)?;
         ids.iter().map(|id| parse("job id", id)).collect()
@@ -359,7 +433,7 @@ impl JobStore for SqliteStore {
         .bind(&node.version)
         .bind(stages_text(&node.stages))
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         Ok(())
@@ -369,7 +443,7 @@ impl JobStore for SqliteStore {
         let done = sqlx::query("UPDATE cluster_nodes SET heartbeat_at = ? WHERE node = ?")
             .bind(now())
             .bind(node)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(translate)?;
         Ok(done.rows_affected() == 1)
@@ -409,7 +483,7 @@ impl JobStore for SqliteStore {
                 sqlx::query("DELETE FROM cluster_nodes WHERE heartbeat_at < ?").bind(timestamp(since))
             }
         }
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         Ok(done.rows_affected())
@@ -442,25 +516,25 @@ impl JobStore for SqliteStore {
         sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE job_id = ? AND owner = ?")
             .bind(job_id.to_string())
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(translate)?;
         Ok(())
     }
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
-        self.start_attempt(command, owner, false).await.map(drop)
+        AttemptWrite::start(&self.attempts, command, owner, false).await.map(drop)
     }
 
     async fn take_command(&self, command: &StageCommand, owner: &str) -> PortResult<bool> {
-        self.start_attempt(command, owner, true).await
+        AttemptWrite::start(&self.attempts, command, owner, true).await
     }
 
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {
         sqlx::query("UPDATE stage_attempts SET heartbeat_at = ? WHERE command_id = ? AND finished_at IS NULL")
             .bind(now())
             .bind(command_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(translate)?;
         Ok(())
@@ -499,15 +573,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn attempt_finished(&self, command_id: Uuid, outcome: AttemptOutcome, error: Option<&str>) -> PortResult<()> {
-        sqlx::query("UPDATE stage_attempts SET finished_at = ?, outcome = ?, error = ? WHERE command_id = ?")
-            .bind(now())
-            .bind(outcome.as_str())
-            .bind(error)
-            .bind(command_id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(translate)?;
-        Ok(())
+        let error = error.map(str::to_owned);
+        self.attempts.submit(AttemptWrite::Finished { command_id, outcome, error }).await
     }
 
     async fn interrupt_attempts(
@@ -524,7 +591,7 @@ impl JobStore for SqliteStore {
         .bind(reason)
         .bind(owner)
         .bind(timestamp(silent_since))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         Ok(done.rows_affected())
@@ -573,7 +640,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
-        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let mut tx = self.writer.begin().await.map_err(translate)?;
         let at = now();
         for (position, video) in videos.iter().enumerate() {
             sqlx::query(
@@ -688,7 +755,7 @@ impl ArtifactStore for SqliteStore {
         .bind(&t.text)
         .bind(segments)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         Ok(())
@@ -729,7 +796,7 @@ impl ArtifactStore for SqliteStore {
         .bind(key_points)
         .bind(&s.summarizer)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(translate)?;
         Ok(())

@@ -17,7 +17,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, GroupCommit, VideoWrite, rounds};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, rounds};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
@@ -96,50 +96,9 @@ impl Apply<VideoWrite> for VideoWrites {
     }
 }
 
-/// A stage attempt's row written as a worker takes its command, or as the attempt ends.
-enum AttemptWrite {
-    /// With `checked`, only if the command is still wanted (see [`JobStore::take_command`]);
-    /// refused with [`PortError::Stale`] if not.
-    Started {
-        command_id: Uuid,
-        job_id: Uuid,
-        video_id: Option<String>,
-        stage: Stage,
-        attempt: i32,
-        owner: String,
-        checked: bool,
-    },
-    Finished {
-        command_id: Uuid,
-        outcome: AttemptOutcome,
-        error: Option<String>,
-    },
-}
-
-impl AttemptWrite {
-    fn command_id(&self) -> Uuid {
-        match self {
-            AttemptWrite::Started { command_id, .. } | AttemptWrite::Finished { command_id, .. } => *command_id,
-        }
-    }
-
-    fn started(command: &StageCommand, owner: &str, checked: bool) -> Self {
-        AttemptWrite::Started {
-            command_id: command.command_id,
-            job_id: command.job_id.0,
-            video_id: command.video_id.as_ref().map(|v| v.as_str().to_owned()),
-            stage: command.stage,
-            attempt: i32::try_from(command.attempt).unwrap_or(i32::MAX),
-            owner: owner.to_owned(),
-            checked,
-        }
-    }
-}
-
-/// Writes a batch of attempt rows: per round (a command at most once in each) one `INSERT …
-/// SELECT FROM unnest(…)` of the attempts taken (the checked ones only where still wanted) and one
-/// `UPDATE … FROM unnest(…)` of those ended. A round the database refuses as a whole (a row it
-/// cannot take) is written again one write at a time, so only that write fails.
+/// Writes a batch of attempt rows: per round one `INSERT … SELECT FROM unnest(…)` of the attempts
+/// taken (the checked ones only where still wanted) and one `UPDATE … FROM unnest(…)` of those
+/// ended (see [`apply_attempts`]).
 struct AttemptWrites {
     pool: PgPool,
 }
@@ -147,41 +106,7 @@ struct AttemptWrites {
 #[async_trait]
 impl Apply<AttemptWrite> for AttemptWrites {
     async fn apply(&self, writes: &[AttemptWrite]) -> Vec<PortResult<()>> {
-        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
-        results.resize_with(writes.len(), || Ok(()));
-        for round in rounds(writes, AttemptWrite::command_id) {
-            let batch: Vec<&AttemptWrite> = round.iter().map(|&i| &writes[i]).collect();
-            let started = match self.write(&batch).await {
-                Ok(started) => started,
-                Err(_) if batch.len() > 1 => {
-                    for (&i, write) in round.iter().zip(batch) {
-                        results[i] = match self.write(&[write]).await {
-                            Ok(started) => taken(write, &started),
-                            Err(e) => Err(translate(e)),
-                        };
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    results[round[0]] = Err(translate(e));
-                    continue;
-                }
-            };
-            for (&i, write) in round.iter().zip(batch) {
-                results[i] = taken(write, &started);
-            }
-        }
-        results
-    }
-}
-
-/// A checked start that `started` (the commands the statement recorded) lacks was not wanted.
-fn taken(write: &AttemptWrite, started: &std::collections::HashSet<Uuid>) -> PortResult<()> {
-    match write {
-        AttemptWrite::Started { command_id, checked: true, .. } if !started.contains(command_id) => {
-            Err(PortError::Stale(format!("command {command_id} is no longer wanted")))
-        }
-        _ => Ok(()),
+        apply_attempts(writes, |batch| async move { self.write(&batch).await.map_err(translate) }).await
     }
 }
 
@@ -200,15 +125,15 @@ impl AttemptWrites {
             let mut columns =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for write in started {
-                if let AttemptWrite::Started { command_id, job_id, video_id, stage, attempt, owner, checked } = write {
-                    columns.0.push(*command_id);
-                    columns.1.push(*job_id);
-                    columns.2.push(video_id.as_deref());
-                    columns.3.push(stage.as_str());
-                    columns.4.push(*attempt);
+                if let AttemptWrite::Started { command, owner, checked } = write {
+                    columns.0.push(command.command_id);
+                    columns.1.push(command.job_id.0);
+                    columns.2.push(command.video_id.as_ref().map(VideoId::as_str));
+                    columns.3.push(command.stage.as_str());
+                    columns.4.push(i32::try_from(command.attempt).unwrap_or(i32::MAX));
                     columns.5.push(owner.as_str());
                     columns.6.push(*checked);
-                    columns.7.push(workflow::in_flight_state(*stage).map(VideoStatus::as_str));
+                    columns.7.push(workflow::in_flight_state(command.stage).map(VideoStatus::as_str));
                 }
             }
             // Wanted: the job has not ended and the video waits on this stage with no later
@@ -626,15 +551,11 @@ impl JobStore for PgStore {
     }
 
     async fn attempt_started(&self, command: &StageCommand, owner: &str) -> PortResult<()> {
-        self.attempts.submit(AttemptWrite::started(command, owner, false)).await
+        AttemptWrite::start(&self.attempts, command, owner, false).await.map(drop)
     }
 
     async fn take_command(&self, command: &StageCommand, owner: &str) -> PortResult<bool> {
-        match self.attempts.submit(AttemptWrite::started(command, owner, true)).await {
-            Ok(()) => Ok(true),
-            Err(PortError::Stale(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        AttemptWrite::start(&self.attempts, command, owner, true).await
     }
 
     async fn attempt_heartbeat(&self, command_id: Uuid) -> PortResult<()> {
