@@ -131,6 +131,8 @@ pub struct WhisperSettings {
     pub threads: u16,
     pub no_speech_threshold: f32,
     pub beam_size: u16,
+    /// whisper.cpp's flash attention (fused attention kernels).
+    pub flash_attention: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

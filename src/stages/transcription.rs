@@ -174,6 +174,7 @@ mod whisper {
 
         async fn context(&self) -> Result<Arc<WhisperContext>, StageError> {
             let model = self.settings.model.clone();
+            let flash_attention = self.settings.flash_attention;
             self.context
                 .get_or_try_init(|| async move {
                     if !model.is_file() {
@@ -186,6 +187,7 @@ mod whisper {
                     tokio::task::spawn_blocking(move || {
                         let mut params = WhisperContextParameters::default();
                         params.use_gpu(false);
+                        params.flash_attn(flash_attention);
                         WhisperContext::new_with_params(&model, params).map(Arc::new).map_err(|e| {
                             StageError::Permanent(format!("cannot load whisper model {}: {e}", model.display()))
                         })
@@ -309,7 +311,13 @@ mod whisper {
         }
 
         fn settings() -> WhisperSettings {
-            WhisperSettings { model: "unused".into(), threads: 1, no_speech_threshold: 0.6, beam_size: 1 }
+            WhisperSettings {
+                model: "unused".into(),
+                threads: 1,
+                no_speech_threshold: 0.6,
+                beam_size: 1,
+                flash_attention: false,
+            }
         }
 
         /// A deterministic hiss: not silence, so whisper decodes it.
