@@ -73,6 +73,10 @@ pub enum BenchCommand {
     Pipeline {
         #[arg(long, default_value_t = 200)]
         videos: usize,
+        /// Workers of each video stage's pool (default: as configured). With instant stage work
+        /// a pool of 2 is bound by its round trips' latency; more workers measure capacity.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Takeover after `kill -9` of a job's node: N `tubesum serve` processes on the configured
     /// PostgreSQL, as a ractor_cluster cluster and as plain processes side by side; p50/p95 over
@@ -224,8 +228,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "demo")]
         Command::Demo { out } => demo::run(Settings::from_env(cli.config.as_deref())?, &out).await,
-        Command::Bench(BenchCommand::Pipeline { videos }) => {
-            let report = bench::pipeline(Settings::from_env(cli.config.as_deref())?, videos).await?;
+        Command::Bench(BenchCommand::Pipeline { videos, workers }) => {
+            let mut settings = Settings::from_env(cli.config.as_deref())?;
+            if let Some(workers) = workers {
+                settings.stages.set_video_workers(workers);
+            }
+            let report = bench::pipeline(settings, videos).await?;
             print!("{report}");
             Ok(())
         }

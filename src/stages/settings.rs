@@ -223,6 +223,13 @@ impl StagesSettings {
         Duration::from_secs(self.job_lease_secs.max(1))
     }
 
+    /// Sets the pool size of every video stage (not discovery's).
+    pub fn set_video_workers(&mut self, workers: usize) {
+        for pool in [&mut self.download, &mut self.audio_extraction, &mut self.transcription, &mut self.summarization] {
+            pool.workers = workers;
+        }
+    }
+
     /// The effective number of workers of a stage's pool (at least one).
     pub fn workers(&self, stage: Stage) -> usize {
         match self.pool(stage).workers {

@@ -187,6 +187,17 @@ mod tests {
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 
+    #[test]
+    fn the_workers_option_sizes_every_video_stage() {
+        let mut settings = Settings::load(None, Vec::<(String, String)>::new()).unwrap().stages;
+        let discovery = settings.workers(Stage::Discovery);
+        settings.set_video_workers(7);
+        for stage in Stage::ALL.iter().filter(|s| **s != Stage::Discovery) {
+            assert_eq!(settings.workers(*stage), 7, "{stage}");
+        }
+        assert_eq!(settings.workers(Stage::Discovery), discovery);
+    }
+
     #[tokio::test]
     async fn the_embedded_benchmark_runs_every_video_through() {
         let settings = Settings::load(None, Vec::<(String, String)>::new()).unwrap();
