@@ -132,6 +132,7 @@ def main():
              "--pool", "prefork", "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle",
              "--without-heartbeat", "-Q", queue],
             env=env,
+            stdout=subprocess.DEVNULL,  # its banner; warnings and errors go to stderr
         )
         try:
             app.conf.task_default_queue = queue
