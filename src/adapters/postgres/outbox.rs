@@ -180,6 +180,17 @@ pub const MAX_REFUSALS: i32 = 5;
 /// sink could not take because it is away stay pending and make this an `Unavailable` error (the
 /// relay backs off). Returns how many were published.
 pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
+    relay_round(pool, sink).await.map(|round| round.published)
+}
+
+/// One round of the relay: how many pending rows it took, and how many of them went out.
+struct Round {
+    taken: usize,
+    published: usize,
+}
+
+/// [`relay_once`], telling also how many rows the round took.
+async fn relay_round(pool: &PgPool, sink: &Sink) -> PortResult<Round> {
     let mut tx = pool.begin().await.map_err(translate)?;
     let rows = sqlx::query(
         "SELECT p.outbox_id, p.failures, o.payload FROM outbox_pending p JOIN outbox o ON o.id = p.outbox_id \
@@ -191,7 +202,7 @@ pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
     .await
     .map_err(translate)?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Round { taken: 0, published: 0 });
     }
     let mut batch = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -225,22 +236,21 @@ pub async fn relay_once(pool: &PgPool, sink: &Sink) -> PortResult<usize> {
             }
         }
     }
-    sqlx::query("DELETE FROM outbox_pending WHERE sink = $1 AND outbox_id = ANY($2)")
-        .bind(&sink.name)
-        .bind(&published)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    // When it last went out (to any sink); pending rows say what still waits.
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-        .bind(&published)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
+    // Off the sink's list, and when it last went out (to any sink): pending rows say what still
+    // waits. One statement.
+    sqlx::query(
+        "WITH gone AS (DELETE FROM outbox_pending WHERE sink = $1 AND outbox_id = ANY($2)) \
+         UPDATE outbox SET published_at = now() WHERE id = ANY($2)",
+    )
+    .bind(&sink.name)
+    .bind(&published)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
     tx.commit().await.map_err(translate)?;
     match away {
         Some(e) if published.is_empty() => Err(e),
-        _ => Ok(published.len()),
+        _ => Ok(Round { taken: rows.len(), published: published.len() }),
     }
 }
 
@@ -314,11 +324,13 @@ async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: Backoff) 
     }
     let mut failures = 0u32;
     loop {
-        match relay_once(&pool, &sink).await {
-            Ok(n) if n > 0 => {
+        match relay_round(&pool, &sink).await {
+            // A full batch: more may wait behind it.
+            Ok(round) if round.taken >= BATCH as usize => {
                 failures = 0;
                 continue;
             }
+            // What was inserted before this round went out with it; what comes after notifies.
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -331,6 +343,8 @@ async fn relay_loop(pool: PgPool, sink: Sink, poll: Duration, backoff: Backoff) 
         match listener.as_mut() {
             Some(l) => {
                 let _ = tokio::time::timeout(poll, l.try_recv()).await;
+                // The notifications already here are answered by one round, not one each.
+                while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, l.try_recv()).await {}
             }
             None => tokio::time::sleep(poll).await,
         }
