@@ -131,10 +131,8 @@ impl AttemptWrite {
     }
 }
 
-/// Applies attempt writes with `write`, which writes a round (a command at most once in it: see
-/// [`rounds`]) and returns the commands whose start it recorded. A round the database refuses as a
-/// whole (a row it cannot take) is written again one write at a time, so only that write fails;
-/// a checked start that was not recorded was not wanted.
+/// Applies attempt writes with `write`, which writes a round and returns the commands whose start
+/// it recorded (see [`by_rounds`]); a checked start that was not recorded was not wanted.
 pub async fn apply_attempts<'w, F, Fut>(writes: &'w [AttemptWrite], write: F) -> Vec<PortResult<()>>
 where
     F: Fn(Vec<&'w AttemptWrite>) -> Fut,
@@ -146,25 +144,42 @@ where
         }
         _ => Ok(()),
     };
-    let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
-    results.resize_with(writes.len(), || Ok(()));
-    for round in rounds(writes, AttemptWrite::command_id) {
-        let batch: Vec<&AttemptWrite> = round.iter().map(|&i| &writes[i]).collect();
+    by_rounds(writes, AttemptWrite::command_id, write, taken).await.into_iter().map(|r| r.and_then(|t| t)).collect()
+}
+
+/// Applies a batch round by round (see [`rounds`]): `write` writes one round (as one statement)
+/// and returns what it did, from which `judge` tells each write's outcome. A round the database
+/// refuses as a whole (a row it cannot take) is written again one write at a time, so only the
+/// write it cannot take fails.
+pub async fn by_rounds<'w, W, K, R, T, F, Fut>(
+    writes: &'w [W],
+    key: impl Fn(&W) -> K,
+    write: F,
+    judge: impl Fn(&W, &R) -> T,
+) -> Vec<PortResult<T>>
+where
+    K: Eq + std::hash::Hash,
+    F: Fn(Vec<&'w W>) -> Fut,
+    Fut: std::future::Future<Output = PortResult<R>>,
+{
+    let mut results: Vec<Option<PortResult<T>>> = writes.iter().map(|_| None).collect();
+    for round in rounds(writes, key) {
+        let batch: Vec<&W> = round.iter().map(|&i| &writes[i]).collect();
         match write(batch.clone()).await {
-            Ok(recorded) => {
+            Ok(done) => {
                 for (&i, w) in round.iter().zip(batch) {
-                    results[i] = taken(w, &recorded);
+                    results[i] = Some(Ok(judge(w, &done)));
                 }
             }
-            Err(e) if batch.len() == 1 => results[round[0]] = Err(e),
+            Err(e) if batch.len() == 1 => results[round[0]] = Some(Err(e)),
             Err(_) => {
                 for (&i, w) in round.iter().zip(batch) {
-                    results[i] = write(vec![w]).await.and_then(|recorded| taken(w, &recorded));
+                    results[i] = Some(write(vec![w]).await.map(|done| judge(w, &done)));
                 }
             }
         }
     }
-    results
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(PortError::Other("a write got no result".into())))).collect()
 }
 
 /// `items` split into rounds in which no key repeats, each in the items' order: one statement
@@ -255,6 +270,26 @@ mod tests {
         assert!(writer.submit(2).await.is_ok());
         assert!(writer.submit(3).await.is_err());
         assert_eq!(*batches.lock().unwrap(), [vec![2], vec![3]]);
+    }
+
+    #[tokio::test]
+    async fn a_round_refused_as_a_whole_is_written_again_one_by_one() {
+        let statements = Mutex::new(Vec::new());
+        let write = |batch: Vec<&u32>| {
+            let batch: Vec<u32> = batch.into_iter().copied().collect();
+            statements.lock().unwrap().push(batch.clone());
+            async move {
+                if batch.contains(&3) {
+                    return Err(PortError::Other("the database cannot take 3".into()));
+                }
+                Ok(batch.iter().sum::<u32>())
+            }
+        };
+        let results = by_rounds(&[1u32, 2, 3, 4, 2], |w| *w, write, |w, sum| (*w, *sum)).await;
+        let got: Vec<Option<(u32, u32)>> = results.into_iter().map(Result::ok).collect();
+        assert_eq!(got, [Some((1, 1)), Some((2, 2)), None, Some((4, 4)), Some((2, 2))], "only 3 fails");
+        let statements = statements.into_inner().unwrap();
+        assert_eq!(statements, [vec![1, 2, 3, 4], vec![1], vec![2], vec![3], vec![4], vec![2]]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, rounds};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, by_rounds};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
@@ -39,7 +39,7 @@ pub struct SqliteStore {
 /// Writes gathered at once: at most this many in one statement.
 const WRITES_AT_ONCE: usize = 256;
 
-/// Writes a batch of video rows with one `UPDATE … FROM json_each(…)` per round (a row at most
+/// Writes a batch of video rows with one `UPDATE … FROM jsonb_each(…)` per round (a row at most
 /// once in each), each only where its fence holds; the rows it returns are the writes done.
 struct VideoWrites {
     pool: SqlitePool,
@@ -49,32 +49,26 @@ struct VideoWrites {
 #[async_trait]
 impl Apply<VideoWrite> for VideoWrites {
     async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
-        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
-        results.resize_with(writes.len(), || Ok(()));
-        for round in rounds(writes, |w| (w.job_id, w.video_id.clone())) {
-            let batch: Vec<&VideoWrite> = round.iter().map(|&i| &writes[i]).collect();
-            match self.write(&batch).await {
-                Ok(written) => {
-                    for (&i, write) in round.iter().zip(batch) {
-                        if !written.contains(&(write.job_id.to_string(), write.video_id.as_str().to_owned())) {
-                            results[i] = Err(self.refused(write).await);
-                        }
-                    }
-                }
-                Err(e) => {
-                    for &i in &round {
-                        results[i] = Err(e.clone());
-                    }
-                }
-            }
+        let key = |w: &VideoWrite| (w.job_id, w.video_id.clone());
+        let written = |w: &VideoWrite, done: &HashSet<(String, String)>| {
+            done.contains(&(w.job_id.to_string(), w.video_id.as_str().to_owned()))
+        };
+        let outcomes = by_rounds(writes, key, |batch| self.write(batch), written).await;
+        let mut results = Vec::with_capacity(writes.len());
+        for (write, outcome) in writes.iter().zip(outcomes) {
+            results.push(match outcome {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(self.refused(write).await),
+                Err(e) => Err(e),
+            });
         }
         results
     }
 }
 
 impl VideoWrites {
-    /// The (job, video) rows the batch changed.
-    async fn write(&self, batch: &[&VideoWrite]) -> PortResult<HashSet<(String, String)>> {
+    /// Writes a round; returns the (job, video) rows it changed.
+    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(String, String)>> {
         let rows: Vec<serde_json::Value> = batch
             .iter()
             .map(|w| {
@@ -94,7 +88,7 @@ impl VideoWrites {
              changes = changes + 1 \
              FROM (SELECT value ->> 'job_id' AS job_id, value ->> 'video_id' AS video_id, value ->> 'status' AS status, \
              value ->> 'attempts' AS attempts, value ->> 'error' AS error, value ->> 'owner' AS owner, \
-             value ->> 'epoch' AS epoch FROM json_each(?1)) AS u \
+             value ->> 'epoch' AS epoch FROM jsonb_each(?1)) AS u \
              WHERE job_videos.job_id = u.job_id AND job_videos.video_id = u.video_id AND (u.owner IS NULL OR EXISTS \
              (SELECT 1 FROM jobs WHERE jobs.job_id = job_videos.job_id AND jobs.owner = u.owner AND jobs.epoch = u.epoch)) \
              RETURNING job_videos.job_id, job_videos.video_id",
@@ -120,8 +114,8 @@ impl VideoWrites {
     }
 }
 
-/// Writes a batch of attempt rows: per round one `INSERT … SELECT FROM json_each(…)` of the
-/// attempts taken (the checked ones only where still wanted) and one `UPDATE … FROM json_each(…)`
+/// Writes a batch of attempt rows: per round one `INSERT … SELECT FROM jsonb_each(…)` of the
+/// attempts taken (the checked ones only where still wanted) and one `UPDATE … FROM jsonb_each(…)`
 /// of those ended (see [`apply_attempts`]).
 struct AttemptWrites {
     writer: SqlitePool,
@@ -166,7 +160,7 @@ impl AttemptWrites {
                  SELECT u.command_id, u.job_id, u.video_id, u.stage, u.attempt, u.owner, ?2, ?2 FROM \
                  (SELECT value ->> 'command_id' AS command_id, value ->> 'job_id' AS job_id, value ->> 'video_id' AS video_id, \
                  value ->> 'stage' AS stage, value ->> 'attempt' AS attempt, value ->> 'owner' AS owner, \
-                 value ->> 'checked' AS checked, value ->> 'in_flight' AS in_flight FROM json_each(?1)) AS u \
+                 value ->> 'checked' AS checked, value ->> 'in_flight' AS in_flight FROM jsonb_each(?1)) AS u \
                  WHERE NOT u.checked OR EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = u.job_id AND CASE \
                  WHEN u.video_id IS NULL THEN j.status = 'discovering' \
                  ELSE j.status IN ('pending', 'discovering', 'running') AND EXISTS (SELECT 1 FROM job_videos v \
@@ -188,7 +182,7 @@ impl AttemptWrites {
             sqlx::query(
                 "UPDATE stage_attempts SET finished_at = ?2, outcome = u.outcome, error = u.error \
                  FROM (SELECT value ->> 'command_id' AS command_id, value ->> 'outcome' AS outcome, \
-                 value ->> 'error' AS error FROM json_each(?1)) AS u WHERE stage_attempts.command_id = u.command_id",
+                 value ->> 'error' AS error FROM jsonb_each(?1)) AS u WHERE stage_attempts.command_id = u.command_id",
             )
             .bind(serde_json::Value::Array(finished).to_string())
             .bind(now())

@@ -7,6 +7,7 @@ pub mod outbox;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, rounds};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, by_rounds};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
@@ -52,47 +53,61 @@ struct VideoWrites {
 #[async_trait]
 impl Apply<VideoWrite> for VideoWrites {
     async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
-        let mut results: Vec<PortResult<()>> = Vec::with_capacity(writes.len());
-        results.resize_with(writes.len(), || Ok(()));
-        for round in rounds(writes, |w| (w.job_id, w.video_id.clone())) {
-            let batch: Vec<&VideoWrite> = round.iter().map(|&i| &writes[i]).collect();
-            let done: Result<Vec<(Uuid, String)>, sqlx::Error> = sqlx::query_as(
-                "UPDATE job_videos AS v SET status = u.status, attempts = u.attempts, error = u.error, \
-                 updated_at = now(), changes = v.changes + 1 \
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[]) \
-                 AS u(job_id, video_id, status, attempts, error, owner, epoch) \
-                 WHERE v.job_id = u.job_id AND v.video_id = u.video_id AND (u.owner IS NULL OR EXISTS \
-                 (SELECT 1 FROM jobs WHERE jobs.job_id = v.job_id AND jobs.owner = u.owner AND jobs.epoch = u.epoch)) \
-                 RETURNING v.job_id, v.video_id",
-            )
-            .bind(batch.iter().map(|w| w.job_id.0).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| w.video_id.as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| w.update.status.as_str()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| i32::try_from(w.update.attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| w.update.error.as_deref()).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.owner.as_str())).collect::<Vec<_>>())
-            .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.epoch)).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
-            .await;
-            match done {
-                Ok(rows) => {
-                    let written: std::collections::HashSet<(Uuid, &str)> =
-                        rows.iter().map(|(job, video)| (*job, video.as_str())).collect();
-                    for (&i, write) in round.iter().zip(batch) {
-                        if !written.contains(&(write.job_id.0, write.video_id.as_str())) {
-                            results[i] = Err(self.refused(write).await);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let e = translate(e);
-                    for &i in &round {
-                        results[i] = Err(e.clone());
-                    }
-                }
-            }
+        let key = |w: &VideoWrite| (w.job_id, w.video_id.clone());
+        let written = |w: &VideoWrite, done: &HashSet<(Uuid, String)>| {
+            done.contains(&(w.job_id.0, w.video_id.as_str().to_owned()))
+        };
+        let outcomes = by_rounds(writes, key, |batch| self.write(batch), written).await;
+        let mut results = Vec::with_capacity(writes.len());
+        for (write, outcome) in writes.iter().zip(outcomes) {
+            results.push(match outcome {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(self.refused(write).await),
+                Err(e) => Err(e),
+            });
         }
         results
+    }
+}
+
+impl VideoWrites {
+    /// Writes a round; returns the (job, video) rows it changed.
+    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(Uuid, String)>> {
+        let done: Vec<(Uuid, String)> = sqlx::query_as(
+            "UPDATE job_videos AS v SET status = u.status, attempts = u.attempts, error = u.error, \
+             updated_at = now(), changes = v.changes + 1 \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[]) \
+             AS u(job_id, video_id, status, attempts, error, owner, epoch) \
+             WHERE v.job_id = u.job_id AND v.video_id = u.video_id AND (u.owner IS NULL OR EXISTS \
+             (SELECT 1 FROM jobs WHERE jobs.job_id = v.job_id AND jobs.owner = u.owner AND jobs.epoch = u.epoch)) \
+             RETURNING v.job_id, v.video_id",
+        )
+        .bind(batch.iter().map(|w| w.job_id.0).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| w.video_id.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| w.update.status.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| i32::try_from(w.update.attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| w.update.error.as_deref()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.owner.as_str())).collect::<Vec<_>>())
+        .bind(batch.iter().map(|w| w.fence.as_ref().map(|f| f.epoch)).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(done.into_iter().collect())
+    }
+
+    /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
+    async fn refused(&self, write: &VideoWrite) -> PortError {
+        let holder = match &write.fence {
+            Some(_) => match self.pool.acquire().await {
+                Ok(mut conn) => match job_holder(&mut conn, write.job_id).await {
+                    Ok(holder) => holder,
+                    Err(e) => return e,
+                },
+                Err(e) => return translate(e),
+            },
+            None => None,
+        };
+        write.refused(holder)
     }
 }
 
@@ -184,23 +199,6 @@ impl AttemptWrites {
             .await?;
         }
         Ok(recorded)
-    }
-}
-
-impl VideoWrites {
-    /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
-    async fn refused(&self, write: &VideoWrite) -> PortError {
-        let holder = match &write.fence {
-            Some(_) => match self.pool.acquire().await {
-                Ok(mut conn) => match job_holder(&mut conn, write.job_id).await {
-                    Ok(holder) => holder,
-                    Err(e) => return e,
-                },
-                Err(e) => return translate(e),
-            },
-            None => None,
-        };
-        write.refused(holder)
     }
 }
 

@@ -16,7 +16,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::translate;
-use crate::adapters::group_commit::{Apply, GroupCommit, rounds};
+use crate::adapters::group_commit::{Apply, GroupCommit, by_rounds};
 use crate::domain::{Backoff, DomainEvent};
 use crate::ports::{EventBus, EventStream, PortError, PortResult};
 
@@ -71,31 +71,13 @@ struct Enqueue {
 #[async_trait]
 impl Apply<DomainEvent> for Enqueue {
     async fn apply(&self, events: &[DomainEvent]) -> Vec<PortResult<()>> {
-        let mut results: Vec<PortResult<()>> = Vec::with_capacity(events.len());
-        results.resize_with(events.len(), || Ok(()));
-        for round in rounds(events, |e| e.event_id) {
-            let batch: Vec<&DomainEvent> = round.iter().map(|&i| &events[i]).collect();
-            let written = match self.insert(&batch).await {
-                Err(_) if batch.len() > 1 => {
-                    // One event the database refuses fails alone.
-                    for (&i, event) in round.iter().zip(batch) {
-                        results[i] = self.insert(&[event]).await;
-                    }
-                    continue;
-                }
-                written => written,
-            };
-            for &i in &round {
-                results[i] = written.clone();
-            }
-        }
-        results
+        by_rounds(events, |e| e.event_id, |batch| self.insert(batch), |_, ()| ()).await
     }
 }
 
 impl Enqueue {
-    async fn insert(&self, events: &[&DomainEvent]) -> PortResult<()> {
-        enqueue_all(&self.pool, events, &self.sinks).await
+    async fn insert(&self, events: Vec<&DomainEvent>) -> PortResult<()> {
+        enqueue_all(&self.pool, &events, &self.sinks).await
     }
 }
 
