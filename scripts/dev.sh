@@ -50,6 +50,10 @@ case "${1:-}" in
     # The API's contract on the running embedded server: OpenAPI 3.1 valid, and a schemathesis fuzz
     # (stateless and stateful, with and without the token) that finds nothing.
     step scripts/api-fuzz.sh target/embedded/tubesum
+    # The reference stacks the README's benchmarks are compared with still run (small, untimed).
+    step scripts/reference/setup.sh
+    step .venv-reference/bin/python scripts/reference/celery_pipeline.py --videos 20
+    step .venv-reference/bin/python scripts/reference/flask_jobs.py --videos 20 --seconds 1
     # These stop and restart the shared PostgreSQL and RabbitMQ: alone, one at a time.
     step cargo test --test integration faults:: -- --test-threads=1
     ;;

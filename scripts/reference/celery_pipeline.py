@@ -23,6 +23,7 @@ import time
 import uuid
 
 import psycopg
+import psycopg.sql
 from celery import Celery, chain
 
 AMQP_URL = os.environ.get("REFERENCE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -62,6 +63,18 @@ CREATE TABLE IF NOT EXISTS reference_videos (
     title text NOT NULL, status text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, video_id));
 """
+
+
+def ensure_database():
+    """Creates the database REFERENCE_DATABASE_URL names if it is missing (as `createdb` would)."""
+    try:
+        psycopg.connect(DATABASE_URL).close()
+    except psycopg.OperationalError as e:
+        if "does not exist" not in str(e):
+            raise
+        name = psycopg.conninfo.conninfo_to_dict(DATABASE_URL)["dbname"]
+        with psycopg.connect(DATABASE_URL, dbname="postgres", autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
 
 def set_status(job_id, video_id, status):
@@ -119,6 +132,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     args = parser.parse_args()
 
+    ensure_database()
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         conn.execute(SCHEMA)
         job_id = uuid.uuid4()

@@ -25,7 +25,7 @@ import psycopg
 from flask import Flask, abort, jsonify
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from celery_pipeline import DATABASE_URL, SCHEMA  # noqa: E402
+from celery_pipeline import DATABASE_URL, SCHEMA, ensure_database  # noqa: E402
 
 app = Flask(__name__)
 _connection = None
@@ -75,6 +75,7 @@ def main():
     args = parser.parse_args()
     wrk = shutil.which("wrk") or sys.exit("wrk is missing (Debian: apt install wrk)")
 
+    ensure_database()
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         conn.execute(SCHEMA)
         job_id = uuid.uuid4()
