@@ -247,11 +247,12 @@ pub async fn get_job(
 ) -> Result<Response, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page_offset(page.offset)?;
-    let key = (parse_job_id(&job_id)?, limit, offset, page.status);
+    let job_id = parse_job_id(&job_id)?;
+    let key = (job_id, limit, offset, page.status);
     if let Some(rendered) = app.pages.finished(&key) {
         return Ok(answer(&headers, rendered));
     }
-    let job = existing_job(&app, &job_id).await?;
+    let job = existing_job(&app, job_id).await?;
     let store = &app.pipeline.deps.store;
     let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
     // Read before the page: a page newer than its tag only costs the poller one more full answer.
@@ -365,9 +366,8 @@ fn not_modified(headers: &axum::http::HeaderMap, tag: &HeaderValue) -> bool {
         .any(|value| value.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == tag || t == "*"))
 }
 
-/// The job `raw` names, or a 404.
-async fn existing_job(app: &AppState, raw: &str) -> Result<JobRecord, ApiError> {
-    let job_id = parse_job_id(raw)?;
+/// The job, or a 404.
+async fn existing_job(app: &AppState, job_id: JobId) -> Result<JobRecord, ApiError> {
     app.pipeline.deps.store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
 }
 
@@ -383,7 +383,7 @@ pub async fn list_attempts(
 ) -> Result<Json<AttemptPage>, Response> {
     let limit = page_limit(page.limit, MAX_PAGE, MAX_PAGE)?;
     let offset = page_offset(page.offset)?;
-    let job = existing_job(&app, &job_id).await?;
+    let job = existing_job(&app, parse_job_id(&job_id)?).await?;
     let (attempts, total) =
         app.pipeline.deps.store.attempts_page(job.job_id, limit, offset).await.map_err(ApiError::from)?;
     Ok(Json(AttemptPage { attempts, total, limit, offset }))
