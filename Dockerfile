@@ -4,7 +4,7 @@
 # It listens on 0.0.0.0, so `serve` refuses to start without a token (server.api_token).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        cmake libclang-dev libcurl4-openssl-dev pkg-config \
+        cmake libclang-dev libcurl4-openssl-dev libopenblas-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +14,7 @@ RUN cargo build --release --locked && cp target/release/tubesum /usr/local/bin/t
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        ca-certificates ffmpeg libcurl4 python3 python3-venv \
+        ca-certificates ffmpeg libcurl4 libopenblas0-pthread python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/yt-dlp && /opt/yt-dlp/bin/pip install --no-cache-dir yt-dlp==2026.10.26
 COPY --from=build /usr/local/bin/tubesum /usr/local/bin/tubesum

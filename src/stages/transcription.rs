@@ -158,6 +158,19 @@ mod whisper {
     use crate::stages::settings::WhisperSettings;
     use crate::stages::{StageError, audio};
 
+    /// OpenBLAS's own thread pool, sized like whisper's (`whisper.threads` per decode): left at
+    /// its default (one thread per core) it would busy-wait beside the other workers' decodes.
+    /// Process-wide; set before the model's first use.
+    #[cfg(feature = "openblas")]
+    fn openblas_threads(threads: u16) {
+        unsafe extern "C" {
+            fn openblas_set_num_threads(threads: std::ffi::c_int);
+        }
+        // SAFETY: OpenBLAS's documented setter, linked in with the `openblas` feature; it only
+        // sizes the library's thread pool.
+        unsafe { openblas_set_num_threads(std::ffi::c_int::from(threads.max(1))) };
+    }
+
     /// whisper.cpp through whisper-rs; the model is loaded once, on first use, and shared by the
     /// pool's workers (each decodes with its own state on a blocking thread).
     pub struct WhisperRecognizer {
@@ -175,6 +188,8 @@ mod whisper {
         async fn context(&self) -> Result<Arc<WhisperContext>, StageError> {
             let model = self.settings.model.clone();
             let flash_attention = self.settings.flash_attention;
+            #[cfg(feature = "openblas")]
+            let threads = self.settings.threads;
             self.context
                 .get_or_try_init(|| async move {
                     if !model.is_file() {
@@ -185,6 +200,8 @@ mod whisper {
                         )));
                     }
                     tokio::task::spawn_blocking(move || {
+                        #[cfg(feature = "openblas")]
+                        openblas_threads(threads);
                         let mut params = WhisperContextParameters::default();
                         params.use_gpu(false);
                         params.flash_attn(flash_attention);
