@@ -47,7 +47,7 @@ _connection = None
 
 
 def db():
-    """One autocommitting connection per worker process."""
+    """One autocommitting connection per process (Celery or gunicorn worker)."""
     global _connection
     if _connection is None or _connection.closed:
         _connection = psycopg.connect(DATABASE_URL, autocommit=True)
@@ -84,14 +84,20 @@ def set_status(job_id, video_id, status):
     )
 
 
-@app.task(name="discover")
-def discover(job_id, videos):
+def add_videos(conn, job_id, videos):
+    """Records `videos` synthetic videos of the job, as `tubesum bench` names them; returns their ids."""
     ids = [f"bench{i:06}" for i in range(videos)]
-    with db().cursor() as cur:
+    with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO reference_videos (job_id, video_id, title, status) VALUES (%s, %s, %s, 'discovered')",
-            [(job_id, v, f"video {v}") for v in ids],
+            [(job_id, v, f"video {i}") for i, v in enumerate(ids)],
         )
+    return ids
+
+
+@app.task(name="discover")
+def discover(job_id, videos):
+    ids = add_videos(db(), job_id, videos)
     db().execute("UPDATE reference_jobs SET status = 'running', updated_at = now() WHERE job_id = %s", (job_id,))
     for video_id in ids:
         chain(*(globals()[name].si(job_id, video_id) for name, _ in STAGES)).apply_async()

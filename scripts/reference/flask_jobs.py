@@ -25,18 +25,9 @@ import psycopg
 from flask import Flask, abort, jsonify
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from celery_pipeline import DATABASE_URL, SCHEMA, ensure_database  # noqa: E402
+from celery_pipeline import DATABASE_URL, SCHEMA, add_videos, db, ensure_database  # noqa: E402
 
 app = Flask(__name__)
-_connection = None
-
-
-def db():
-    """One autocommitting connection per gunicorn worker."""
-    global _connection
-    if _connection is None or _connection.closed:
-        _connection = psycopg.connect(DATABASE_URL, autocommit=True)
-    return _connection
 
 
 @app.get("/jobs/<uuid:job_id>")
@@ -81,11 +72,7 @@ def main():
         job_id = uuid.uuid4()
         conn.execute("INSERT INTO reference_jobs (job_id, channel_id, status) VALUES (%s, %s, 'running')",
                      (job_id, "UCbenchbenchbenchbenchbe"))
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO reference_videos (job_id, video_id, title, status) VALUES (%s, %s, %s, 'discovered')",
-                [(job_id, f"bench{i:06}", f"video {i}") for i in range(args.videos)],
-            )
+        add_videos(conn, job_id, args.videos)
         port = free_port()
         server = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-w", str(args.workers), "-b",
