@@ -131,6 +131,35 @@ impl AttemptWrite {
     }
 }
 
+/// Applies video-row writes with `write`, which writes a round and returns the (job, video) rows
+/// it changed (see [`by_rounds`]); a write whose row did not change is answered by `refused`
+/// (which tells why: no such video, or the job moved on without the writer).
+pub async fn apply_video_writes<'w, F, Fut, R, RFut>(
+    writes: &'w [VideoWrite],
+    write: F,
+    refused: R,
+) -> Vec<PortResult<()>>
+where
+    F: Fn(Vec<&'w VideoWrite>) -> Fut,
+    Fut: std::future::Future<Output = PortResult<HashSet<(JobId, String)>>>,
+    R: Fn(&'w VideoWrite) -> RFut,
+    RFut: std::future::Future<Output = PortError>,
+{
+    let key = |w: &VideoWrite| (w.job_id, w.video_id.clone());
+    let written =
+        |w: &VideoWrite, done: &HashSet<(JobId, String)>| done.contains(&(w.job_id, w.video_id.as_str().to_owned()));
+    let outcomes = by_rounds(writes, key, write, written).await;
+    let mut results = Vec::with_capacity(writes.len());
+    for (w, outcome) in writes.iter().zip(outcomes) {
+        results.push(match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(refused(w).await),
+            Err(e) => Err(e),
+        });
+    }
+    results
+}
+
 /// Applies attempt writes with `write`, which writes a round and returns the commands whose start
 /// it recorded (see [`by_rounds`]); a checked start that was not recorded was not wanted.
 pub async fn apply_attempts<'w, F, Fut>(writes: &'w [AttemptWrite], write: F) -> Vec<PortResult<()>>

@@ -13,7 +13,7 @@ use sqlx::{Row, SqlitePool};
 
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, by_rounds};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
@@ -49,26 +49,13 @@ struct VideoWrites {
 #[async_trait]
 impl Apply<VideoWrite> for VideoWrites {
     async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
-        let key = |w: &VideoWrite| (w.job_id, w.video_id.clone());
-        let written = |w: &VideoWrite, done: &HashSet<(String, String)>| {
-            done.contains(&(w.job_id.to_string(), w.video_id.as_str().to_owned()))
-        };
-        let outcomes = by_rounds(writes, key, |batch| self.write(batch), written).await;
-        let mut results = Vec::with_capacity(writes.len());
-        for (write, outcome) in writes.iter().zip(outcomes) {
-            results.push(match outcome {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(self.refused(write).await),
-                Err(e) => Err(e),
-            });
-        }
-        results
+        apply_video_writes(writes, |batch| self.write(batch), |w| self.refused(w)).await
     }
 }
 
 impl VideoWrites {
     /// Writes a round; returns the (job, video) rows it changed.
-    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(String, String)>> {
+    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(JobId, String)>> {
         let rows: Vec<serde_json::Value> = batch
             .iter()
             .map(|w| {
@@ -98,7 +85,7 @@ impl VideoWrites {
         .fetch_all(&self.writer)
         .await
         .map_err(translate)?;
-        Ok(written.into_iter().collect())
+        written.into_iter().map(|(job, video)| Ok((parse("job id", &job)?, video))).collect()
     }
 
     /// Why a write changed nothing: the video is not there, or the job moved on without the writer.

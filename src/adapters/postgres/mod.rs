@@ -18,7 +18,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, by_rounds};
+use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
@@ -53,26 +53,13 @@ struct VideoWrites {
 #[async_trait]
 impl Apply<VideoWrite> for VideoWrites {
     async fn apply(&self, writes: &[VideoWrite]) -> Vec<PortResult<()>> {
-        let key = |w: &VideoWrite| (w.job_id, w.video_id.clone());
-        let written = |w: &VideoWrite, done: &HashSet<(Uuid, String)>| {
-            done.contains(&(w.job_id.0, w.video_id.as_str().to_owned()))
-        };
-        let outcomes = by_rounds(writes, key, |batch| self.write(batch), written).await;
-        let mut results = Vec::with_capacity(writes.len());
-        for (write, outcome) in writes.iter().zip(outcomes) {
-            results.push(match outcome {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(self.refused(write).await),
-                Err(e) => Err(e),
-            });
-        }
-        results
+        apply_video_writes(writes, |batch| self.write(batch), |w| self.refused(w)).await
     }
 }
 
 impl VideoWrites {
     /// Writes a round; returns the (job, video) rows it changed.
-    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(Uuid, String)>> {
+    async fn write(&self, batch: Vec<&VideoWrite>) -> PortResult<HashSet<(JobId, String)>> {
         let done: Vec<(Uuid, String)> = sqlx::query_as(
             "UPDATE job_videos AS v SET status = u.status, attempts = u.attempts, error = u.error, \
              updated_at = now(), changes = v.changes + 1 \
@@ -92,7 +79,7 @@ impl VideoWrites {
         .fetch_all(&self.pool)
         .await
         .map_err(translate)?;
-        Ok(done.into_iter().collect())
+        Ok(done.into_iter().map(|(job, video)| (JobId(job), video)).collect())
     }
 
     /// Why a write changed nothing: the video is not there, or the job moved on without the writer.
