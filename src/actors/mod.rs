@@ -27,6 +27,7 @@
 
 pub mod board;
 pub mod consumer;
+pub mod feed;
 pub mod job;
 pub mod job_supervisor;
 #[cfg(feature = "cluster")]
@@ -66,6 +67,8 @@ pub struct Deps {
     pub restarts: Arc<restarts::RestartTotals>,
     /// Job and video actors' stage and waiting events, for the node's snapshot.
     pub board: Arc<board::Board>,
+    /// The events this process has seen, numbered, for live views (`text/event-stream`).
+    pub feed: Arc<feed::Feed>,
     /// Time per step of the stages' round trips.
     pub steps: Arc<steps::StepTimes>,
 }

@@ -1,5 +1,6 @@
 //! EventRouter: subscribes to the event bus and hands each stage result to the actor it concerns
-//! (looked up by registry name). An event for an actor that is not running here — restarting, or
+//! (looked up by registry name), and every event to the process's [`Feed`](super::feed::Feed)
+//! (the live views). An event for an actor that is not running here — restarting, or
 //! living in another process — is dropped: that actor re-dispatches from persisted state, and stages
 //! are idempotent. If the subscription breaks, the router fails and is restarted, and the
 //! RootSupervisor then has every running job ask again for the results it waits for
@@ -35,8 +36,11 @@ impl Actor for EventRouter {
 
     async fn pre_start(&self, myself: ActorRef<EventRouterMsg>, _: ()) -> Result<EventRouterState, ActorProcessingErr> {
         let events = self.deps.events.subscribe().await?;
-        let board = self.deps.board.clone();
-        let route = move |event| route(&board, event);
+        let (board, feed) = (self.deps.board.clone(), self.deps.feed.clone());
+        let route = move |event: DomainEvent| {
+            feed.push(&event);
+            route(&board, event)
+        };
         Ok(EventRouterState { _pump: pump::spawn(myself, events, route, EventRouterMsg::SubscriptionEnded) })
     }
 

@@ -65,6 +65,7 @@ impl TestPorts {
             running: Arc::default(),
             restarts: Arc::default(),
             board: Arc::default(),
+            feed: Arc::default(),
             steps: Arc::default(),
         };
         TestPorts { deps, _dir: dir }

@@ -142,13 +142,9 @@ pub fn job_view(
     videos: Vec<VideoRecord>,
     (limit, offset, status): (u32, u32, Option<VideoStatus>),
 ) -> JobView {
-    let mut counts: BTreeMap<String, u64> = VideoStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
-    for (status, n) in counted {
-        counts.insert(status.to_string(), *n);
-    }
-    let total = counted.iter().map(|(_, n)| n).sum();
+    let counts = counts_by_status(counted);
+    let total = counts["total"];
     let matching = status.map_or(total, |wanted| counted.iter().find(|(s, _)| *s == wanted).map_or(0, |(_, n)| *n));
-    counts.insert("total".into(), total);
     JobView {
         job_id: job.job_id.to_string(),
         channel_id: job.channel_id.to_string(),
@@ -173,6 +169,16 @@ pub fn job_view(
         offset,
         matching,
     }
+}
+
+/// Videos per status, every status present, plus `total`.
+pub fn counts_by_status(counted: &[(VideoStatus, u64)]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = VideoStatus::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for (status, n) in counted {
+        counts.insert(status.to_string(), *n);
+    }
+    counts.insert("total".into(), counted.iter().map(|(_, n)| n).sum());
+    counts
 }
 
 pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -367,7 +373,7 @@ fn not_modified(headers: &axum::http::HeaderMap, tag: &HeaderValue) -> bool {
 }
 
 /// The job, or a 404.
-async fn existing_job(app: &AppState, job_id: JobId) -> Result<JobRecord, ApiError> {
+pub async fn existing_job(app: &AppState, job_id: JobId) -> Result<JobRecord, ApiError> {
     app.pipeline.deps.store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod jobs;
+pub mod live;
 pub mod misc;
 pub mod server;
 pub mod videos;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub api_token: Option<SecretString>,
     /// Job pages as last rendered (`GET /jobs/{id}`).
     pub pages: Arc<jobs::Pages>,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub events_keep_alive: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -45,11 +48,12 @@ pub struct AppState {
     info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
+        live::events, live::job_events,
         videos::transcript, videos::summary,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
+        live::JobProgress, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
@@ -152,6 +156,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::cancel_job))
         .route("/jobs/{job_id}/attempts", get(jobs::list_attempts))
+        .route("/jobs/{job_id}/events", get(live::job_events))
+        .route("/events", get(live::events))
         .route("/analytics", get(misc::analytics))
         .route("/metrics", get(misc::metrics))
         .route("/videos/{video_id}/transcript", get(videos::transcript))

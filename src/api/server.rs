@@ -44,6 +44,7 @@ impl Application {
             summarize_max_chars: settings.server.summarize_text_max_chars,
             api_token: settings.server.api_token.clone(),
             pages: Arc::default(),
+            events_keep_alive: std::time::Duration::from_millis(settings.server.events_keep_alive_ms),
         };
         Ok(Application { listener, pipeline, state, max_body_bytes: settings.server.max_body_bytes })
     }
@@ -58,6 +59,12 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = super::router(self.state, self.max_body_bytes);
+        // Event streams never end by themselves: they are closed first, so the server can stop.
+        let closing = self.pipeline.deps.feed.closing();
+        let shutdown = async move {
+            shutdown.await;
+            closing.cancel();
+        };
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("http server")?;
         // Stopped even while a connection still winding down holds the pipeline.
         self.pipeline.shutdown().await;

@@ -163,6 +163,11 @@ pub struct ServerSettings {
     pub summarize_text_max_chars: usize,
     /// `POST /summarize-text` requests served at once; more get 429.
     pub summarize_text_concurrency: usize,
+    /// Events kept for live views to resume from (`Last-Event-ID` of `GET /events`,
+    /// `GET /jobs/{id}/events`); about 1 KB each.
+    pub event_history: usize,
+    /// How often a live view with nothing to send sends a keep-alive comment, in milliseconds.
+    pub events_keep_alive_ms: u64,
 }
 
 impl ServerSettings {
@@ -258,6 +263,8 @@ impl Settings {
             "server.api_token must not be empty (leave it unset to serve without authentication on loopback)",
         )?;
         rule(self.server.summarize_text_concurrency >= 1, "server.summarize_text_concurrency must be at least 1")?;
+        rule(self.server.event_history >= 1, "server.event_history must be at least 1")?;
+        rule(self.server.events_keep_alive_ms >= 10, "server.events_keep_alive_ms must be at least 10")?;
         let ports = self.port_backends();
         rule(
             ports.events == Backends::Embedded || ports.store == Backends::Production,

@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::settings::{Backends, PortBackends, Settings};
 use crate::actors::Deps;
+use crate::actors::feed::Feed;
 use crate::adapters::embedded::{InProcessCommandBus, InProcessEventBus, SqliteStore};
 use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore};
 use crate::stages::{StageContext, Stages};
@@ -73,6 +74,7 @@ impl Wiring {
             running: Arc::default(),
             restarts: Arc::default(),
             board: Arc::default(),
+            feed: Arc::new(Feed::new(settings.server.event_history)),
             steps: Arc::default(),
         };
         Ok(Wiring { settings, deps, background })

@@ -16,6 +16,7 @@ mod delivery;
 mod faults;
 mod helpers;
 mod layers;
+mod live;
 mod llm;
 mod media;
 mod models;
