@@ -60,6 +60,32 @@ pub enum JobMsg {
     Cancel,
     /// Results may have been missed (the event subscription broke): ask again for what is awaited.
     Resync,
+    /// Its VideoActors as they are now (the ops console's drill-down).
+    Actors(ractor::RpcReplyPort<JobActors>),
+}
+
+/// A JobActor's VideoActors, for the ops console.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct JobActors {
+    pub actors: Vec<VideoActorLine>,
+    /// Videos whose actor failed and waits out its backoff before it is started again.
+    pub restarting: usize,
+}
+
+/// One VideoActor.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct VideoActorLine {
+    pub video_id: String,
+    /// ractor's status, lower case (`running`, `stopping`, …).
+    pub status: String,
+    /// The stage whose result it waits for (none: between stages).
+    pub stage: Option<Stage>,
+    /// How often its actor was started again after failing.
+    pub restarts: u32,
+    /// Since this actor (this incarnation of it) started.
+    pub uptime_ms: u64,
+    /// Events routed to it and not handled yet: its mailbox, as tubesum counts it.
+    pub mailbox: u64,
 }
 
 impl Actor for JobActor {
@@ -130,6 +156,10 @@ impl Actor for JobActor {
                 }
                 Ok(())
             }
+            JobMsg::Actors(reply) => {
+                let _ = reply.send(self.actors(state));
+                Ok(())
+            }
         }
     }
 
@@ -174,6 +204,27 @@ impl Actor for JobActor {
 }
 
 impl JobActor {
+    /// Its VideoActors as the board and the restart counts have them, by video.
+    fn actors(&self, state: &JobState) -> JobActors {
+        let mut actors: Vec<VideoActorLine> = state
+            .children
+            .iter()
+            .map(|(id, (video_id, video))| {
+                let entry = self.deps.board.get(*id);
+                VideoActorLine {
+                    video_id: video_id.to_string(),
+                    status: format!("{:?}", video.get_status()).to_lowercase(),
+                    stage: entry.and_then(|e| e.stage),
+                    restarts: state.restarts.count(video_id),
+                    uptime_ms: entry.map_or(0, |e| e.since.elapsed().as_millis() as u64),
+                    mailbox: entry.map_or(0, |e| e.waiting),
+                }
+            })
+            .collect();
+        actors.sort_by(|a, b| a.video_id.cmp(&b.video_id));
+        JobActors { actors, restarting: state.pending }
+    }
+
     async fn discover(
         &self,
         myself: &ActorRef<JobMsg>,

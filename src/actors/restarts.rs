@@ -47,6 +47,11 @@ impl<K: Hash + Eq> Restarts<K> {
         (*count, self.policy.delay(*count))
     }
 
+    /// Restarts of `child` so far.
+    pub fn count(&self, child: &K) -> u32 {
+        self.counts.get(child).copied().unwrap_or(0)
+    }
+
     pub fn forget(&mut self, child: &K) {
         self.counts.remove(child);
     }
@@ -65,6 +70,7 @@ mod tests {
         assert_eq!(n, 2);
         assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
         assert_eq!(r.next("b").0, 1);
+        assert_eq!((r.count(&"a"), r.count(&"c")), (2, 0));
         r.forget(&"a");
         assert_eq!(r.next("a").0, 1);
         assert_eq!(total.load(Ordering::Relaxed), 4, "the node's total keeps every restart");

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
+use crate::actors::job::{JobActors, VideoActorLine};
 use crate::app::ChannelError;
 use crate::app::pipeline::CancelOutcome;
 use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus, workflow};
@@ -375,6 +376,36 @@ fn not_modified(headers: &axum::http::HeaderMap, tag: &HeaderValue) -> bool {
 /// The job, or a 404.
 pub async fn existing_job(app: &AppState, job_id: JobId) -> Result<JobRecord, ApiError> {
     app.pipeline.deps.store.get_job(job_id).await?.ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))
+}
+
+/// A job's VideoActors, where this process runs them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobActorsView {
+    pub job_id: String,
+    /// Whether the job's actors run in this process. In a cluster they run on the node that
+    /// holds the job (`GET /cluster` lists each node's jobs and address); elsewhere this is false
+    /// and `actors` empty. A job that has ended has none anywhere.
+    pub here: bool,
+    /// Its live VideoActors (videos not yet final), by video id.
+    pub actors: Vec<VideoActorLine>,
+    /// Videos whose actor failed and waits out its backoff before it starts again.
+    pub restarting: usize,
+}
+
+/// The job's live VideoActors: status, the stage each waits for, restarts, uptime, mailbox.
+#[utoipa::path(get, path = "/jobs/{job_id}/actors", tag = "ops",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = JobActorsView), (status = 404, body = ErrorBody)))]
+pub async fn job_actors(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobActorsView>, ApiError> {
+    let job_id = parse_job_id(&job_id)?;
+    existing_job(&app, job_id).await?;
+    let found = app.pipeline.job_actors(job_id).await;
+    let here = found.is_some();
+    let JobActors { actors, restarting } = found.unwrap_or(JobActors { actors: Vec::new(), restarting: 0 });
+    Ok(Json(JobActorsView { job_id: job_id.to_string(), here, actors, restarting }))
 }
 
 /// A page of a job's stage attempts, oldest first: which process took each stage command and how

@@ -48,12 +48,12 @@ pub struct AppState {
     info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
-        live::events, live::job_events,
+        live::events, live::job_events, jobs::job_actors,
         videos::transcript, videos::summary,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        live::JobProgress, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
+        live::JobProgress, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
@@ -157,6 +157,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::cancel_job))
         .route("/jobs/{job_id}/attempts", get(jobs::list_attempts))
         .route("/jobs/{job_id}/events", get(live::job_events))
+        .route("/jobs/{job_id}/actors", get(jobs::job_actors))
         .route("/events", get(live::events))
         .route("/analytics", get(misc::analytics))
         .route("/metrics", get(misc::metrics))

@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 
 use super::settings::Settings;
 use super::wiring::Wiring;
+use crate::actors::job::{JobActors, JobMsg};
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
-use crate::actors::{Deps, EventConsumerArgs, PoolStats};
+use crate::actors::{Deps, EventConsumerArgs, PoolStats, job_actor_name};
 use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
 use crate::ports::PortError;
@@ -191,6 +192,13 @@ impl Pipeline {
     /// A snapshot of the live actor tree.
     pub fn tree(&self) -> ActorNode {
         snapshot(&self.root.get_cell())
+    }
+
+    /// The job's VideoActors, when its actors run in this process; `None` when they do not (or
+    /// its JobActor did not answer within 2 s).
+    pub async fn job_actors(&self, job_id: JobId) -> Option<JobActors> {
+        let job: ActorRef<JobMsg> = ractor::registry::where_is(job_actor_name(job_id))?.into();
+        ractor::call_t!(job, JobMsg::Actors, 2000).ok()
     }
 
     /// Stops the tree: jobs first (their state is persisted and resumes on the next start).

@@ -1,5 +1,6 @@
-//! Live views over Server-Sent Events: `GET /events` and `GET /jobs/{id}/events` — order,
-//! progress, end, resumption with `Last-Event-ID`, keep-alives, auth.
+//! Live views: Server-Sent Events (`GET /events`, `GET /jobs/{id}/events` — order, progress,
+//! end, resumption with `Last-Event-ID`, keep-alives, auth) and a job's actors
+//! (`GET /jobs/{id}/actors`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tubesum::cli::bench::noop;
 use tubesum::domain::StageCommand;
 use tubesum::stages::{StageResult, StageWork};
 
-use crate::helpers::{TestApp, metas};
+use crate::helpers::{TestApp, metas, poll_until};
 
 const CHANNEL: &str = "UCabcdefghijklmnopqrstuv";
 const IDS: [&str; 3] = ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"];
@@ -257,5 +258,33 @@ async fn event_streams_take_the_api_token() {
     drop(taken);
     // An open stream does not keep the server from stopping.
     let _open = Stream::open(&app, "/events", None, Some(token)).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_running_jobs_video_actors_are_listed_with_the_stage_each_waits_for() {
+    let (app, gate) = gated_app(&[]).await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let path = format!("/jobs/{job_id}/actors");
+    let waiting_on_download = poll_until(DEADLINE, || async {
+        let (_, view) = app.get_json(&path).await;
+        view["actors"].as_array().is_some_and(|a| a.len() == IDS.len() && a.iter().all(|v| v["stage"] == "download"))
+    })
+    .await;
+    let (status, view) = app.get_json(&path).await;
+    assert!(waiting_on_download, "{view}");
+    assert_eq!((status, view["here"].as_bool(), view["restarting"].as_u64()), (200, Some(true), Some(0)), "{view}");
+    let first = &view["actors"][0];
+    assert_eq!((first["video_id"].as_str(), first["status"].as_str()), (Some(IDS[0]), Some("running")), "{view}");
+    assert_eq!((first["restarts"].as_u64(), first["mailbox"].as_u64()), (Some(0), Some(0)), "{view}");
+    assert!(first["uptime_ms"].is_u64(), "{view}");
+
+    gate.add_permits(IDS.len());
+    app.wait_for_job(&job_id, DEADLINE).await;
+    let ended = poll_until(DEADLINE, || async { app.get_json(&path).await.1["here"] == false }).await;
+    let (_, view) = app.get_json(&path).await;
+    assert!(ended && view["actors"].as_array().is_some_and(Vec::is_empty), "an ended job has no actors: {view}");
+    let (status, _) = app.get_json("/jobs/0190f3b2-1111-7000-8000-000000000000/actors").await;
+    assert_eq!(status, 404);
     app.shutdown().await;
 }
