@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod live;
 pub mod misc;
 pub mod server;
+pub mod session;
 pub mod videos;
 
 pub use server::Application;
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::{ExposeSecret, SecretString};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -48,12 +49,12 @@ pub struct AppState {
     info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
-        live::events, live::job_events, jobs::job_actors,
+        live::events, live::job_events, jobs::job_actors, session::sign_in, session::sign_out,
         videos::transcript, videos::summary,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        live::JobProgress, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
+        live::JobProgress, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
@@ -85,6 +86,9 @@ impl utoipa::Modify for BearerAuth {
 /// tools can follow them).
 struct Responses;
 
+/// The routes the token does not guard.
+const OPEN: &[&str] = &["/healthz", "/session"];
+
 impl utoipa::Modify for Responses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::content::Content;
@@ -103,7 +107,7 @@ impl utoipa::Modify for Responses {
                     .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)));
                 let takes_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
-                if path != "/healthz" {
+                if !OPEN.contains(&path.as_str()) {
                     let description = "Missing or wrong bearer token (only when `server.api_token` is set)";
                     responses.entry("401".into()).or_insert_with(|| error(description));
                 }
@@ -171,6 +175,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(misc::healthz))
+        .route("/session", post(session::sign_in).delete(session::sign_out))
         .merge(protected)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
@@ -202,22 +207,29 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-/// When `server.api_token` is set, requires `Authorization: Bearer <token>` (the console page
-/// itself is public HTML; its data calls carry the token).
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+/// When `server.api_token` is set, requires `Authorization: Bearer <token>`, or a browser
+/// session's cookie ([`session`]) (the console page itself is public HTML).
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.api_token else {
-        return Ok(next.run(request).await);
+        return next.run(request).await;
     };
     if request.uri().path() == "/console" {
-        return Ok(next.run(request).await);
+        return next.run(request).await;
     }
     let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
-            Ok(next.run(request).await)
+        Some(token) if session::constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
+            next.run(request).await
         }
-        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
-        None => Err(ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())),
+        Some(_) => ApiError::Unauthorized("invalid bearer token".into()).into_response(),
+        None => match session::check_cookie(expected, request.method(), request.headers()) {
+            Some(Ok(())) => next.run(request).await,
+            Some(Err(refused)) => refused,
+            None => {
+                let missing = "missing `Authorization: Bearer <token>` header (or a session: POST /session)";
+                ApiError::Unauthorized(missing.into()).into_response()
+            }
+        },
     }
 }
 
@@ -225,10 +237,6 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

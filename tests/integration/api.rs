@@ -259,6 +259,58 @@ async fn the_api_token_guards_every_route_but_healthz() {
 }
 
 #[tokio::test]
+async fn a_browser_signs_in_once_and_its_cookie_stands_in_for_the_token_on_this_sites_requests_only() {
+    let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;
+    let sign_in = |token: &str| app.client.post(app.url("/session")).json(&json!({"token": token})).send();
+    let wrong = sign_in("nope").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(sign_in("").await.unwrap().status(), 400);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let signed = sign_in("s3cret").await.unwrap();
+    assert_eq!(signed.status(), 204);
+    let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in ["tubesum_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("s3cret"), "the cookie is not the token: {set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+
+    let get = |path: &str| app.client.get(app.url(path)).header("cookie", &cookie).send();
+    assert_eq!(get("/jobs").await.unwrap().status(), 200);
+    let events = get("/events").await.unwrap();
+    assert_eq!(events.status(), 200, "an EventSource (no headers of its own) gets in with the cookie");
+    drop(events);
+    let forged = app.client.get(app.url("/jobs")).header("cookie", "tubesum_session=00ff").send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let submit = |origin: Option<&str>| {
+        let mut request = app
+            .client
+            .post(app.url("/jobs"))
+            .header("cookie", &cookie)
+            .json(&json!({"channel_id": "UCabcdefghijklmnopqrstuv"}));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for origin in [Some("http://evil.example"), None] {
+        let refused = submit(origin).await.unwrap();
+        assert_eq!(refused.status(), 403, "{origin:?}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "cross_site", "{origin:?}");
+    }
+    assert_eq!(submit(Some(&app.address)).await.unwrap().status(), 202, "this server's own page");
+    let (_, jobs) = app.get_json("/jobs?limit=1").await;
+    assert_eq!(jobs["error"]["code"], "unauthorized", "and nothing without token or cookie");
+
+    let out = app.client.delete(app.url("/session")).send().await.unwrap();
+    assert_eq!(out.status(), 204);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn openapi_describes_the_routes() {
     let app = instant_app(&[("TUBESUM_SERVER__API_TOKEN", "s3cret".into())]).await;
     let response = app.client.get(app.url("/openapi.json")).bearer_auth("s3cret").send().await.unwrap();
@@ -284,7 +336,9 @@ async fn openapi_describes_the_routes() {
                 assert!(described, "{method} {path} {status} has no description");
             }
             let unauthorized = operation["responses"].get("401").is_some();
-            assert_eq!(unauthorized, path != "/healthz", "{method} {path}: 401 documented where the token guards");
+            // Open: /healthz, and signing in and out (a wrong token at sign-in is its own 401).
+            let guarded = path != "/healthz" && !(path == "/session" && method == "delete");
+            assert_eq!(unauthorized, guarded, "{method} {path}: 401 documented where the token guards");
             let takes_query = operation["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
             if takes_query || operation.get("requestBody").is_some() {
                 assert!(operation["responses"].get("400").is_some(), "{method} {path}: 400 undocumented");
