@@ -36,6 +36,7 @@ pub mod pump;
 pub mod restarts;
 pub mod root;
 pub mod router;
+pub mod snapshot;
 pub mod stage_pool;
 pub mod steps;
 #[cfg(test)]

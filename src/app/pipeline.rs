@@ -13,6 +13,7 @@ use super::settings::Settings;
 use super::wiring::Wiring;
 use crate::actors::job::{JobActors, JobMsg};
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
+use crate::actors::snapshot::{NodeFacts, NodeSnapshot};
 use crate::actors::{Deps, EventConsumerArgs, PoolStats, job_actor_name};
 use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
@@ -32,6 +33,8 @@ pub struct Pipeline {
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
     root: ActorRef<RootMsg>,
+    /// When the tree started (the node's uptime).
+    started: std::time::Instant,
     /// The root actor's task, taken by the first [`Pipeline::shutdown`].
     handle: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The adapters' own tasks (the outbox relay), stopped with the pipeline.
@@ -102,6 +105,7 @@ impl Pipeline {
             record,
             analytics,
             root,
+            started: std::time::Instant::now(),
             handle: std::sync::Mutex::new(Some(handle)),
             #[cfg(feature = "cluster")]
             cluster,
@@ -192,6 +196,12 @@ impl Pipeline {
     /// A snapshot of the live actor tree.
     pub fn tree(&self) -> ActorNode {
         snapshot(&self.root.get_cell())
+    }
+
+    /// This node's own report: actors by kind, supervisors, pools, one line per job (bounded).
+    pub async fn snapshot(&self) -> NodeSnapshot {
+        let facts = NodeFacts { node: &self.node, stages: &self.record.stages, started: self.started };
+        crate::actors::snapshot::take(&self.deps, &self.root, facts).await
     }
 
     /// The job's VideoActors, when its actors run in this process; `None` when they do not (or
@@ -328,15 +338,8 @@ pub struct ClusterNode {
     pub reachable: Option<bool>,
     /// Its own report: actors by kind, pools, the jobs whose actors run there.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<NodeSnapshotView>,
+    pub snapshot: Option<NodeSnapshot>,
 }
-
-/// A node's own report, as its agent gave it.
-#[cfg(feature = "cluster")]
-pub type NodeSnapshotView = crate::actors::node_agent::NodeSnapshot;
-/// A node's own report (this build has no cluster: never present).
-#[cfg(not(feature = "cluster"))]
-pub type NodeSnapshotView = serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrphanedJob {
