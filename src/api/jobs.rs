@@ -17,7 +17,9 @@ use super::error::{ApiError, ApiQuery, ErrorBody, body_rejection};
 use crate::actors::job::{JobActors, VideoActorLine};
 use crate::app::ChannelError;
 use crate::app::pipeline::CancelOutcome;
-use crate::domain::{AttemptRecord, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus, workflow};
+use crate::domain::{
+    AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus, workflow,
+};
 use crate::stages::discovery::HandleError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -107,6 +109,9 @@ pub struct Page {
     /// Where the page starts (0 by default).
     #[param(maximum = 2147483647)]
     pub offset: Option<u32>,
+    /// Only this channel's jobs (its id, `UC…`).
+    #[param(pattern = r"^UC[A-Za-z0-9_-]{22}$")]
+    pub channel_id: Option<String>,
 }
 
 /// The most videos (or attempts) one page holds, and the default page size.
@@ -426,12 +431,18 @@ pub async fn list_attempts(
     Ok(Json(AttemptPage { attempts, total, limit, offset }))
 }
 
-/// Jobs, newest first.
+/// Jobs, newest first (all, or one channel's).
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(Page), responses((status = 200, body = JobList)))]
 pub async fn list_jobs(State(app): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Result<Json<JobList>, Response> {
     let limit = page_limit(page.limit, 20, 100)?;
     let offset = page_offset(page.offset)?;
-    let (jobs, total) = app.pipeline.deps.store.list_jobs(limit, offset).await.map_err(ApiError::from)?;
+    let channel = page
+        .channel_id
+        .as_deref()
+        .map(|raw| ChannelId::parse(raw).map_err(|e| ApiError::InvalidQuery(format!("channel_id: {e}"))))
+        .transpose()?;
+    let (jobs, total) =
+        app.pipeline.deps.store.list_jobs(channel.as_ref(), limit, offset).await.map_err(ApiError::from)?;
     let jobs = jobs
         .into_iter()
         .map(|j| JobSummaryView {

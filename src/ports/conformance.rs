@@ -90,12 +90,20 @@ pub async fn job_store(store: &dyn JobStore) {
     // Listing: newest first, paginated, with the total.
     let second = JobId::new();
     store.create_job(second, &channel, false).await.unwrap();
-    let (page, total) = store.list_jobs(1, 0).await.unwrap();
+    let (page, total) = store.list_jobs(None, 1, 0).await.unwrap();
     assert!(total >= 2);
     assert_eq!(page.len(), 1);
-    let (all, _) = store.list_jobs(100, 0).await.unwrap();
+    let (all, _) = store.list_jobs(None, 100, 0).await.unwrap();
     let pos = |id| all.iter().position(|j| j.job_id == id).unwrap();
     assert!(pos(second) < pos(job), "newest first");
+    // One channel's jobs only.
+    let elsewhere = ChannelId::parse(&format!("UC{}", &JobId::new().to_string().replace('-', "")[..22])).unwrap();
+    let third = JobId::new();
+    store.create_job(third, &elsewhere, false).await.unwrap();
+    let (theirs, counted) = store.list_jobs(Some(&elsewhere), 100, 0).await.unwrap();
+    assert_eq!((theirs.iter().map(|j| j.job_id).collect::<Vec<_>>(), counted), (vec![third], 1));
+    let (ours, counted) = store.list_jobs(Some(&channel), 100, 0).await.unwrap();
+    assert!(ours.iter().all(|j| j.channel_id == channel) && ours.len() as u64 == counted && counted >= 2);
     store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
     assert!(!store.claimable_jobs().await.unwrap().contains(&job), "a final job");
 

@@ -163,8 +163,13 @@ pub fn job_is_final(job_id: JobId, status: &str) -> PortError {
 pub trait JobStore: Send + Sync + 'static {
     async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord>;
     async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>>;
-    /// Newest first.
-    async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)>;
+    /// Newest first: every job, or `channel`'s; with how many there are in all.
+    async fn list_jobs(
+        &self,
+        channel: Option<&ChannelId>,
+        limit: u32,
+        offset: u32,
+    ) -> PortResult<(Vec<JobRecord>, u64)>;
     /// Sets an unfinished job's status. A final status is never changed: [`PortError::Stale`]
     /// when the job is final, [`PortError::NotFound`] when there is none.
     async fn set_job_status(&self, job_id: JobId, status: JobStatus, error: Option<&str>) -> PortResult<()> {

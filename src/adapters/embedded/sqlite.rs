@@ -311,15 +311,27 @@ impl JobStore for SqliteStore {
             .transpose()
     }
 
-    async fn list_jobs(&self, limit: u32, offset: u32) -> PortResult<(Vec<JobRecord>, u64)> {
-        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?")
-            .bind(i64::from(limit))
+    async fn list_jobs(
+        &self,
+        channel: Option<&ChannelId>,
+        limit: u32,
+        offset: u32,
+    ) -> PortResult<(Vec<JobRecord>, u64)> {
+        let channel = channel.map(|c| c.as_str());
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ?1 IS NULL OR channel_id = ?1 ORDER BY created_at DESC, job_id DESC LIMIT ?2 OFFSET ?3",
+        )
+        .bind(channel)
+        .bind(i64::from(limit))
             .bind(i64::from(offset))
             .fetch_all(&self.pool)
             .await
             .map_err(translate)?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.pool).await.map_err(translate)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE ?1 IS NULL OR channel_id = ?1")
+            .bind(channel)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(translate)?;
         let jobs = rows.iter().map(job_from_row).collect::<PortResult<_>>()?;
         Ok((jobs, u64::try_from(total).unwrap_or(0)))
     }
