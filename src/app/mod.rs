@@ -5,6 +5,7 @@
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod export;
 pub mod pipeline;
 pub mod settings;
 pub mod wiring;
