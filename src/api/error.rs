@@ -79,16 +79,17 @@ pub fn body_rejection(rejection: axum::extract::rejection::JsonRejection) -> Res
 }
 
 /// Gives every error response the JSON error body: those made below the handlers (axum's 405, the
-/// body limit's 413, …) come as plain text or empty. Headers such as `Allow` are kept.
+/// body limit's 413, …) come as plain text or empty. Headers such as `Allow` are kept. The web
+/// console's error pages (HTML) stay as they are.
 pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let json = response
+    let kept = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || kept {
         return response;
     }
     let (code, message) = match status {

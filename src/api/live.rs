@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::jobs::{counts_by_status, existing_job, parse_job_id};
 use crate::actors::feed::Feed;
 use crate::domain::{DomainEvent, EventPayload, JobId, JobStatus};
@@ -53,16 +53,27 @@ pub struct JobProgress {
     pub counts: BTreeMap<String, u64>,
 }
 
+/// Where a stream starts, for a client that cannot send `Last-Event-ID` on its first request
+/// (a page's `EventSource`): the feed position the page was rendered at.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// An event id, as `Last-Event-ID` takes it: the stream starts right after it. A
+    /// `Last-Event-ID` header (a reconnect) wins over it.
+    pub after: Option<String>,
+}
+
 /// Every event this process sees, as it sees it (`text/event-stream`; see the module's docs for
 /// the event format, `Last-Event-ID` and `event: reset`). Try `curl -N`.
 #[utoipa::path(get, path = "/events", tag = "events",
     params(("Last-Event-ID" = Option<String>, Header,
-        description = "The id of the last event received: the stream resumes right after it")),
+        description = "The id of the last event received: the stream resumes right after it"), Resume),
     responses((status = 200, content_type = "text/event-stream",
         description = "Events as they happen: `id`, `event` (its type) and `data` (the event as JSON)")))]
-pub async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn events(State(app): State<AppState>, ApiQuery(resume): ApiQuery<Resume>, headers: HeaderMap) -> Response {
     let feed = app.pipeline.deps.feed.clone();
-    let (after, reset) = start(&feed, &headers);
+    let (after, reset) = start(&feed, &headers, &resume);
     let (tx, rx) = mpsc::channel(BATCH);
     tokio::spawn(async move {
         if reset {
@@ -78,7 +89,7 @@ pub async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response
 #[utoipa::path(get, path = "/jobs/{job_id}/events", tag = "events",
     params(("job_id" = String, Path, description = "The job's id"),
         ("Last-Event-ID" = Option<String>, Header,
-            description = "The id of the last event received: the stream resumes right after it")),
+            description = "The id of the last event received: the stream resumes right after it"), Resume),
     responses(
         (status = 200, content_type = "text/event-stream",
             description = "`event: progress` (data: JobProgress) first, then the job's events (`id`, `event` (its \
@@ -88,12 +99,13 @@ pub async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response
 pub async fn job_events(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
+    ApiQuery(resume): ApiQuery<Resume>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     let job_id = parse_job_id(&job_id)?;
     let feed = app.pipeline.deps.feed.clone();
     // Where to start, before the job is read: an event after the reading is never missed.
-    let (after, reset) = start(&feed, &headers);
+    let (after, reset) = start(&feed, &headers, &resume);
     let first = progress(&app, job_id).await?;
     let (tx, rx) = mpsc::channel(BATCH);
     let state = app.clone();
@@ -118,6 +130,119 @@ pub async fn job_events(
     Ok(stream(&app, rx))
 }
 
+/// The most jobs one `GET /progress` tick reports (the rest wait for the next tick).
+const PROGRESS_JOBS: usize = 100;
+
+/// Every job's progress as it moves (`text/event-stream`): an `event: progress` (data:
+/// JobProgress) for each job with new events, at most every [`PROGRESS_EVERY`] per job — what a
+/// list of jobs needs to stay live, without a stream per job. Nothing is sent for a quiet
+/// deployment but keep-alives.
+#[utoipa::path(get, path = "/progress", tag = "events", params(Resume),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "`event: progress` (data: JobProgress) for each job that moved, as it moves")))]
+pub async fn all_progress(
+    State(app): State<AppState>,
+    ApiQuery(resume): ApiQuery<Resume>,
+    headers: HeaderMap,
+) -> Response {
+    let feed = app.pipeline.deps.feed.clone();
+    // From where the page was rendered: a job that moved since is reported at once.
+    let (start_after, _) = start(&feed, &headers, &resume);
+    let (tx, rx) = mpsc::channel(BATCH);
+    let state = app.clone();
+    tokio::spawn(async move {
+        let closing = feed.closing();
+        let mut changed = feed.watch();
+        let mut after = start_after;
+        let mut moved = std::collections::BTreeSet::new();
+        loop {
+            changed.borrow_and_update();
+            loop {
+                let (batch, last) = feed.after(after, |_| true, BATCH);
+                if batch.is_empty() {
+                    break;
+                }
+                after = last;
+                moved.extend(batch.into_iter().map(|(_, e)| e.job_id));
+            }
+            let now: Vec<JobId> = moved.iter().copied().take(PROGRESS_JOBS).collect();
+            for job_id in now {
+                moved.remove(&job_id);
+                match progress(&state, job_id).await {
+                    Ok(p) if tx.send(progress_event(&p)).await.is_err() => return,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(%job_id, error = ?e, "could not read a job's progress for /progress"),
+                }
+            }
+            // At most one tick per PROGRESS_EVERY; wait for news only when nothing is left over.
+            let pause = tokio::time::sleep(PROGRESS_EVERY);
+            tokio::select! {
+                () = closing.cancelled() => return,
+                () = tx.closed() => return,
+                () = pause => {}
+            }
+            if moved.is_empty() {
+                tokio::select! {
+                    () = closing.cancelled() => return,
+                    () = tx.closed() => return,
+                    changed = changed.changed() => if changed.is_err() { return },
+                }
+            }
+        }
+    });
+    stream(&app, rx)
+}
+
+/// How often the ops view is sent while someone watches.
+pub const OPS_EVERY: Duration = Duration::from_secs(1);
+
+/// `GET /ops/events`' `event: ops`: this node's report and the deployment's nodes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpsView {
+    /// This node: actors by kind, supervisors, pools, one line per job (bounded: aggregates,
+    /// never one line per video).
+    pub here: crate::actors::snapshot::NodeSnapshot,
+    /// The deployment's nodes (heartbeat age, incarnation, jobs held; each live node's own report
+    /// when clustered) and the jobs no live node holds.
+    pub cluster: crate::app::pipeline::ClusterView,
+}
+
+/// The ops view, live (`text/event-stream`): `event: ops` (data: OpsView) now and every second
+/// while the stream is open. Nothing is collected while nobody watches.
+#[utoipa::path(get, path = "/ops/events", tag = "events",
+    responses((status = 200, content_type = "text/event-stream",
+        description = "`event: ops` (data: OpsView) every second")))]
+pub async fn ops_events(State(app): State<AppState>) -> Response {
+    let (tx, rx) = mpsc::channel(2);
+    let state = app.clone();
+    tokio::spawn(async move {
+        let closing = state.pipeline.deps.feed.closing();
+        let mut every = tokio::time::interval(OPS_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = closing.cancelled() => return,
+                () = tx.closed() => return,
+                _ = every.tick() => {}
+            }
+            let event = match ops_view(&state).await {
+                Ok(view) => Event::default().event("ops").json_data(&view).unwrap_or_else(|_| Event::default()),
+                Err(e) => Event::default().event("ops_error").data(e.to_string()),
+            };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    stream(&app, rx)
+}
+
+/// What `GET /ops/events` sends.
+pub async fn ops_view(app: &AppState) -> Result<OpsView, ApiError> {
+    let (here, cluster) = tokio::join!(app.pipeline.snapshot(), app.pipeline.cluster());
+    Ok(OpsView { here, cluster: cluster? })
+}
+
 /// The response: the events, with keep-alives; unbuffered by proxies that honour the header.
 fn stream(app: &AppState, rx: mpsc::Receiver<Event>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
@@ -127,11 +252,12 @@ fn stream(app: &AppState, rx: mpsc::Receiver<Event>) -> Response {
     response
 }
 
-/// Where a stream starts: after the event its `Last-Event-ID` names, or after the newest event
-/// (then `true` when a `Last-Event-ID` was given but cannot be resumed from).
-fn start(feed: &Feed, headers: &HeaderMap) -> (u64, bool) {
+/// Where a stream starts: after the event its `Last-Event-ID` (else its `?after=`) names, or
+/// after the newest event (then `true` when an id was given but cannot be resumed from).
+fn start(feed: &Feed, headers: &HeaderMap, resume: &Resume) -> (u64, bool) {
     let latest = feed.latest();
-    match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+    let given = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(resume.after.as_deref());
+    match given {
         None => (latest, false),
         Some(id) => feed.resume_after(id).map_or((latest, true), |after| (after, false)),
     }
@@ -254,7 +380,7 @@ async fn follow_job(app: &AppState, feed: &Feed, after: u64, job_id: JobId, tx: 
 }
 
 /// The job's progress as the store has it.
-async fn progress(app: &AppState, job_id: JobId) -> Result<JobProgress, ApiError> {
+pub async fn progress(app: &AppState, job_id: JobId) -> Result<JobProgress, ApiError> {
     let job = existing_job(app, job_id).await?;
     let counts = app.pipeline.deps.store.video_counts(job_id).await?;
     Ok(JobProgress {

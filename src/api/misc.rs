@@ -1,10 +1,10 @@
-//! `/healthz`, `/summarize-text`, and the ops console (`/console`, `/console/tree`).
+//! `/healthz`, `/summarize-text`, `/cluster`, `/console/tree` (the live actor tree), `/analytics`, `/metrics`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -110,11 +110,6 @@ pub async fn console_tree(State(app): State<AppState>) -> Json<ConsoleTree> {
         })
         .collect();
     Json(ConsoleTree { tree: app.pipeline.tree(), pools })
-}
-
-/// The ops console page: the live actor tree, refreshed every second.
-pub async fn console_page() -> impl IntoResponse {
-    Html(include_str!("console.html"))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -5,6 +5,7 @@ pub mod error;
 pub mod jobs;
 pub mod live;
 pub mod misc;
+pub mod pages;
 pub mod server;
 pub mod session;
 pub mod videos;
@@ -49,12 +50,13 @@ pub struct AppState {
     info(title = "tubesum", description = "Turns a YouTube channel into per-video transcripts and summaries."),
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
-        live::events, live::job_events, jobs::job_actors, session::sign_in, session::sign_out,
+        live::events, live::job_events, live::all_progress, live::ops_events, jobs::job_actors, session::sign_in, session::sign_out,
         videos::transcript, videos::summary,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        live::JobProgress, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
+        live::JobProgress, live::OpsView, crate::actors::snapshot::NodeSnapshot, crate::actors::snapshot::NodeActor,
+        crate::actors::snapshot::NodeJob, crate::actors::snapshot::NodePool, crate::domain::Stage, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
@@ -163,12 +165,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/jobs/{job_id}/events", get(live::job_events))
         .route("/jobs/{job_id}/actors", get(jobs::job_actors))
         .route("/events", get(live::events))
+        .route("/progress", get(live::all_progress))
+        .route("/ops/events", get(live::ops_events))
         .route("/analytics", get(misc::analytics))
         .route("/metrics", get(misc::metrics))
         .route("/videos/{video_id}/transcript", get(videos::transcript))
         .route("/videos/{video_id}/summary", get(videos::summary))
         .route("/summarize-text", post(misc::summarize_text))
-        .route("/console", get(misc::console_page))
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))
@@ -177,6 +180,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(misc::healthz))
         .route("/session", post(session::sign_in).delete(session::sign_out))
         .merge(protected)
+        .merge(pages::routes(state.clone()))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(middleware::from_fn(error::json_errors))
@@ -208,14 +212,11 @@ async fn not_found() -> ApiError {
 }
 
 /// When `server.api_token` is set, requires `Authorization: Bearer <token>`, or a browser
-/// session's cookie ([`session`]) (the console page itself is public HTML).
+/// session's cookie ([`session`]). The console's pages have their own gate ([`pages`]).
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.api_token else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/console" {
-        return next.run(request).await;
-    }
     let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
         Some(token) if session::constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
@@ -234,7 +235,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110).
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }

@@ -54,20 +54,27 @@ pub async fn sign_in(
     if !constant_time_eq(body.token.as_bytes(), expected.expose_secret().as_bytes()) {
         return Err(ApiError::Unauthorized("that is not the API token".into()).into_response());
     }
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", session_value(expected));
-    Ok(set_cookie(cookie))
+    Ok(set_cookie(&cookie(expected)))
 }
 
 /// Signs the browser out: the session cookie is cleared.
 #[utoipa::path(delete, path = "/session", tag = "session", security(()),
     responses((status = 204, description = "Signed out: `Set-Cookie` clears the session")))]
 pub async fn sign_out() -> Response {
-    set_cookie(format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
+    set_cookie(CLEARED)
 }
 
-fn set_cookie(cookie: String) -> Response {
+/// The `Set-Cookie` of a session for `token`.
+pub fn cookie(token: &SecretString) -> String {
+    format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", session_value(token))
+}
+
+/// The `Set-Cookie` that ends a session.
+pub const CLEARED: &str = "tubesum_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0";
+
+fn set_cookie(cookie: &str) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -81,7 +88,7 @@ fn session_value(token: &SecretString) -> String {
 
 /// How a request without a bearer token fares with its session cookie: `None` when it has none.
 pub fn check_cookie(token: &SecretString, method: &Method, headers: &HeaderMap) -> Option<Result<(), Response>> {
-    let given = cookie(headers, COOKIE)?;
+    let given = cookie_value(headers, COOKIE)?;
     if !constant_time_eq(given.as_bytes(), session_value(token).as_bytes()) {
         let ended = ApiError::Unauthorized("the session has ended (the API token changed): sign in again".into());
         return Some(Err(ended.into_response()));
@@ -99,7 +106,7 @@ pub fn check_cookie(token: &SecretString, method: &Method, headers: &HeaderMap) 
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -110,7 +117,7 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Whether the request's `Origin` (else `Referer`) names the host it was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };

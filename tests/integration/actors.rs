@@ -214,8 +214,11 @@ async fn the_live_actor_tree_shows_jobs_and_videos() {
     assert!(text.contains(&format!("video:{job_id}:aaaaaaaaaaa")), "{tree:#}");
     let download = tree["pools"].as_array().unwrap().iter().find(|p| p["stage"] == "download").unwrap();
     assert_eq!(download["running"], 1);
+    // The old console's address leads to the ops page, which shows the job's line.
     let page = app.client.get(app.url("/console")).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("live actor tree"));
+    assert_eq!(page.url().path(), "/ui/ops");
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&format!("run-{job_id}")) && page.contains("pool:download"), "{page}");
     app.shutdown().await;
 }
 

@@ -96,6 +96,17 @@ impl TestAppBuilder {
     }
 }
 
+/// Settings that send every YouTube request to the stand-in, and the test whisper model.
+pub fn standin_env(standin: &youtube_standin::StandIn) -> Vec<(&'static str, String)> {
+    vec![
+        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
+        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
+        ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
+        ("TUBESUM_YOUTUBE__HANDLE_URL", standin.handle_url_template()),
+        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+    ]
+}
+
 /// The whisper model tests use: `$WHISPER_MODEL` or `models/ggml-tiny.en.bin`.
 pub fn whisper_model() -> PathBuf {
     let path = std::env::var_os("WHISPER_MODEL")
@@ -168,20 +179,41 @@ impl TestApp {
     }
 
     pub async fn submit(&self, channel_id: &str, force: bool) -> String {
-        let response = self
-            .client
-            .post(self.url("/jobs"))
-            .json(&serde_json::json!({"channel_id": channel_id, "force": force}))
-            .send()
-            .await
-            .unwrap();
+        self.submit_as(channel_id, force, None).await
+    }
+
+    /// `submit` with `Authorization: Bearer <token>`.
+    pub async fn submit_with(&self, channel_id: &str, token: &str) -> String {
+        self.submit_as(channel_id, false, Some(token)).await
+    }
+
+    async fn submit_as(&self, channel_id: &str, force: bool, token: Option<&str>) -> String {
+        let mut request =
+            self.client.post(self.url("/jobs")).json(&serde_json::json!({"channel_id": channel_id, "force": force}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
         let body: Value = response.json().await.unwrap();
         body["job_id"].as_str().unwrap().to_owned()
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
+        self.get_json_as(path, None).await
+    }
+
+    /// `get_json` with `Authorization: Bearer <token>`.
+    pub async fn get_json_with(&self, path: &str, token: &str) -> (u16, Value) {
+        self.get_json_as(path, Some(token)).await
+    }
+
+    async fn get_json_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -22,20 +22,20 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// One message of a stream: its id, type and data (comments are counted apart).
 #[derive(Debug, Clone, PartialEq)]
-struct Message {
-    id: Option<String>,
-    event: String,
-    data: String,
+pub(crate) struct Message {
+    pub(crate) id: Option<String>,
+    pub(crate) event: String,
+    pub(crate) data: String,
 }
 
 impl Message {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
     }
 }
 
 /// A `text/event-stream` response read message by message.
-struct Stream {
+pub(crate) struct Stream {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
     comments: usize,
@@ -53,7 +53,7 @@ impl Stream {
         request.send().await.unwrap()
     }
 
-    async fn connect(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Stream {
+    pub(crate) async fn connect(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Stream {
         let response = Self::open(app, path, last_event_id, None).await;
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], "text/event-stream", "{path}");
@@ -61,7 +61,7 @@ impl Stream {
     }
 
     /// The next message; `None` when the stream ended. Panics after the deadline.
-    async fn next(&mut self) -> Option<Message> {
+    pub(crate) async fn next(&mut self) -> Option<Message> {
         tokio::time::timeout(DEADLINE, self.read()).await.expect("a message within the deadline")
     }
 
@@ -95,7 +95,7 @@ impl Stream {
     }
 
     /// Messages up to and including the first of type `event`.
-    async fn until(&mut self, event: &str) -> Vec<Message> {
+    pub(crate) async fn until(&mut self, event: &str) -> Vec<Message> {
         let mut seen = Vec::new();
         loop {
             let message = self.next().await.unwrap_or_else(|| panic!("ended before `{event}`: {seen:?}"));
@@ -109,9 +109,9 @@ impl Stream {
 }
 
 /// Download waits for the gate's permits: the job stays running until the test opens it.
-struct Gated {
-    inner: Arc<dyn StageWork>,
-    gate: Arc<Semaphore>,
+pub(crate) struct Gated {
+    pub(crate) inner: Arc<dyn StageWork>,
+    pub(crate) gate: Arc<Semaphore>,
 }
 
 #[async_trait]
@@ -123,12 +123,18 @@ impl StageWork for Gated {
 }
 
 async fn gated_app(env: &[(&str, String)]) -> (TestApp, Arc<Semaphore>) {
+    gated_app_of(env, &IDS).await
+}
+
+/// An app whose discovery lists `ids` and whose downloads wait for the gate's permits.
+pub(crate) async fn gated_app_of(env: &[(&str, String)], ids: &[&str]) -> (TestApp, Arc<Semaphore>) {
     let gate = Arc::new(Semaphore::new(0));
     let held = gate.clone();
+    let videos = metas(ids);
     let app = TestApp::builder()
         .env(env)
         .stages(move |ctx| {
-            let mut stages = noop::stages(ctx, metas(&IDS));
+            let mut stages = noop::stages(ctx, videos);
             stages.download = Arc::new(Gated { inner: stages.download, gate: held });
             stages
         })

@@ -8,9 +8,11 @@
 mod actors;
 mod adapters;
 mod api;
+mod browser;
 mod cli;
 #[cfg(feature = "production")]
 mod cluster;
+mod console;
 mod delivery;
 #[cfg(feature = "production")]
 mod faults;

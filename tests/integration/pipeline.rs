@@ -12,19 +12,9 @@ use tubesum::stages::summarization::NO_SPEECH_SUMMARY;
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo, demo};
 
-use crate::helpers::{TestApp, poll_until, videos, whisper_model};
+use crate::helpers::{TestApp, poll_until, standin_env, videos};
 
 const CHANNEL: &str = "UCpipelinepipelinepipeli";
-
-fn standin_env(standin: &StandIn) -> Vec<(&'static str, String)> {
-    vec![
-        ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
-        ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
-        ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
-        ("TUBESUM_YOUTUBE__HANDLE_URL", standin.handle_url_template()),
-        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
-    ]
-}
 
 /// The demo's three spoken videos (mp4/AAC, webm/Opus, m4a with captions) plus silence, a
 /// music-like tone, a video whose media answers 404, and a broken file.
