@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -284,6 +285,16 @@ async fn the_console_in_a_browser_signs_in_submits_watches_reads_and_cancels() {
 
     // Cancel, through the confirmation: first kept running, then cancelled.
     b.client.goto(&app.url(&format!("/ui/jobs/{held_id}"))).await.unwrap();
+    // By keyboard: Enter on the button opens the confirmation, focused on the safe choice;
+    // Escape closes it.
+    b.client.execute("document.getElementById('cancel-open').focus(); return true;", vec![]).await.unwrap();
+    b.client.active_element().await.unwrap().send_keys(&Key::Enter).await.unwrap();
+    assert!(b.client.find(Locator::Css("#cancel-dialog[open]")).await.is_ok(), "Enter opens the confirmation");
+    let focused = b.client.active_element().await.unwrap().attr("id").await.unwrap();
+    assert_eq!(focused.as_deref(), Some("cancel-keep"), "focus on keeping the job");
+    b.client.active_element().await.unwrap().send_keys(&Key::Escape).await.unwrap();
+    assert!(b.client.find(Locator::Css("#cancel-dialog[open]")).await.is_err(), "Escape closes it");
+    // By mouse.
     b.click("#cancel-open").await;
     assert!(b.client.find(Locator::Css("#cancel-dialog[open]")).await.is_ok(), "the confirmation opens");
     b.screenshot("cancel").await;
@@ -297,6 +308,24 @@ async fn the_console_in_a_browser_signs_in_submits_watches_reads_and_cancels() {
     let (_, job) = app.get_json_with(&format!("/jobs/{held_id}"), TOKEN).await;
     assert_eq!(job["status"], "cancelled", "{job}");
     assert!(b.client.find(Locator::Css("#cancel-open")).await.is_err(), "nothing left to cancel");
+
+    // At a phone's width every page fits: nothing wider than the screen but the tables, which
+    // scroll inside their own box.
+    b.client.set_window_size(390, 844).await.unwrap();
+    for path in [
+        "/ui".to_owned(),
+        format!("/ui/jobs/{job_id}"),
+        format!("/ui/videos/quickTrees1?job={job_id}"),
+        "/ui/ops".into(),
+    ] {
+        b.client.goto(&app.url(&path)).await.unwrap();
+        let fits = "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;";
+        assert_eq!(b.client.execute(fits, vec![]).await.unwrap(), Value::Bool(true), "{path} is wider than a phone");
+        if path.starts_with("/ui/jobs/") {
+            b.screenshot("phone-job").await;
+        }
+    }
+    b.client.set_window_size(1280, 1000).await.unwrap();
 
     // Signed out: refused again.
     b.click("header form button").await;
