@@ -237,6 +237,11 @@ impl Settings {
         rule(self.youtube.feed_url.contains("{channel_id}"), "youtube.feed_url must contain {channel_id}")?;
         rule(self.youtube.video_url.contains("{video_id}"), "youtube.video_url must contain {video_id}")?;
         rule(self.youtube.channel_url.contains("{channel_id}"), "youtube.channel_url must contain {channel_id}")?;
+        rule(
+            self.discovery.mode != crate::stages::settings::DiscoveryMode::DataApi
+                || self.youtube.api_key.as_ref().is_some_and(|k| !k.expose_secret().trim().is_empty()),
+            "discovery.mode = \"data_api\" needs youtube.api_key (set TUBESUM_YOUTUBE__API_KEY)",
+        )?;
         rule(self.stages.max_attempts >= 1, "stages.max_attempts must be at least 1")?;
         rule(!self.cluster.node_name.contains('#'), "cluster.node_name must not contain '#'")?;
         let tls = [&self.cluster.tls_ca, &self.cluster.tls_cert, &self.cluster.tls_key];
@@ -358,6 +363,11 @@ mod tests {
     fn bad_values_and_missing_files_are_errors() {
         assert!(Settings::load(None, env(&[("TUBESUM_DISCOVERY__MODE", "magic")])).is_err());
         assert!(Settings::load(None, env(&[("TUBESUM_YOUTUBE__VIDEO_URL", "http://x/")])).is_err());
+        let keyless = Settings::load(None, env(&[("TUBESUM_DISCOVERY__MODE", "data_api")])).unwrap_err();
+        assert!(keyless.to_string().contains("youtube.api_key"), "{keyless}");
+        let keyed = env(&[("TUBESUM_DISCOVERY__MODE", "data_api"), ("TUBESUM_YOUTUBE__API_KEY", "AIza-secret")]);
+        let s = Settings::load(None, keyed).unwrap();
+        assert!(!format!("{s:?}").contains("AIza-secret"), "the key is a secret");
         let err = Settings::load(Some(Path::new("/no/such.toml")), env(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
     }

@@ -39,6 +39,12 @@ pub struct YoutubeSettings {
     pub channel_url: String,
     /// `{handle}` is replaced: the page that names a handle's channel id.
     pub handle_url: String,
+    /// The YouTube Data API v3 (`discovery.mode = "data_api"`): its base URL.
+    pub data_api_url: String,
+    /// The Data API key (a secret: sent as the `X-Goog-Api-Key` header, never in a URL or a
+    /// message).
+    #[serde(default)]
+    pub api_key: Option<secrecy::SecretString>,
     pub request_timeout_secs: u64,
 }
 
@@ -47,6 +53,8 @@ pub struct YoutubeSettings {
 pub enum DiscoveryMode {
     Feed,
     YtDlp,
+    /// The YouTube Data API v3: the channel's uploads playlist, paged (needs `youtube.api_key`).
+    DataApi,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
 use tubesum::stages::Stages;
+use tubesum::stages::discovery::Discovery;
 use tubesum::stages::summarization::NO_SPEECH_SUMMARY;
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo, demo};
@@ -374,4 +375,53 @@ async fn a_cancelled_job_starts_no_more_downloads_and_leaves_no_media() {
         assert_eq!(job["counts"][status], 0, "{status}: {:#}", job["counts"]);
     }
     app.shutdown().await;
+}
+
+/// `discovery.mode = "data_api"`: the uploads playlist is paged through (120 videos, three pages
+/// of 50), the key travels in a header, never in a URL; a spent quota fails the listing with a
+/// retryable error that says so.
+#[tokio::test]
+async fn data_api_discovery_pages_through_the_uploads_playlist() {
+    let mut channel = StandInChannel::new(CHANNEL, "Data API");
+    for i in 0..120 {
+        channel = channel.video(StandInVideo::new(format!("dataApi{i:04}"), format!("Upload {i}")));
+    }
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let app_with_key = |key: &str| {
+        let mut env = standin_env(&standin);
+        env.push(("TUBESUM_DISCOVERY__MODE", "data_api".into()));
+        env.push(("TUBESUM_YOUTUBE__DATA_API_URL", standin.data_api_url()));
+        env.push(("TUBESUM_YOUTUBE__API_KEY", key.to_owned()));
+        env.push(("TUBESUM_STAGES__MAX_ATTEMPTS", "2".into()));
+        TestApp::builder()
+            .env(&env)
+            .stages(|ctx| {
+                let discovery = Discovery::new(ctx.clone()).unwrap();
+                noop::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::new(discovery))
+            })
+            .spawn()
+    };
+    let app = app_with_key("stand-in-key").await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!((job["status"].as_str(), job["counts"]["total"].as_u64()), (Some("completed"), Some(120)), "{job:#}");
+    assert_eq!(job["videos"][0]["title"], "Upload 0", "the playlist's order");
+    assert_eq!(job["videos"][119]["video_id"], "dataApi0119");
+    let requests = standin.requests();
+    let pages: Vec<&String> = requests.iter().filter(|r| r.starts_with("/youtube/v3/playlistItems")).collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(pages[1].contains("pageToken=page-50") && pages[2].contains("pageToken=page-100"), "{pages:?}");
+    assert!(!requests.iter().any(|r| r.contains("stand-in-key")), "the key is never in a URL: {requests:?}");
+    app.shutdown().await;
+
+    let spent = app_with_key(youtube_standin::data_api::QUOTA_EXCEEDED_KEY).await;
+    let job_id = spent.submit(CHANNEL, false).await;
+    let job = spent.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains("quotaExceeded") && error.contains("tried again later"), "{error}");
+    let (_, attempts) = spent.get_json(&format!("/jobs/{job_id}/attempts")).await;
+    assert_eq!(attempts["total"], 2, "retried: {attempts:#}");
+    spent.shutdown().await;
+    standin.shutdown().await.unwrap();
 }

@@ -10,10 +10,12 @@
 //! | `GET /media/{ID.ext}`                | the media bytes (Range supported)                               |
 //! | `GET /captions/{ID}.en.vtt`          | the captions as WebVTT                                          |
 //! | `GET /channel/{X}/videos`            | RSS 2.0 listing, read by `yt-dlp --flat-playlist -J` as a playlist |
+//! | `GET /youtube/v3/channels`, `/youtube/v3/playlistItems` | the YouTube Data API v3's answers for a channel's uploads playlist, paged ([`data_api`]) |
 //!
 //! yt-dlp reaches every route through its generic extractor. Listings keep the order videos were given in
 //! (YouTube lists newest first). Every request's path and query is logged ([`StandIn::requests`]).
 
+pub mod data_api;
 pub mod demo;
 pub mod feed;
 pub mod media;
@@ -137,6 +139,11 @@ impl StandIn {
     /// `youtube.handle_url`: `{base}/@{handle}`, a channel's page found by its handle.
     pub fn handle_url_template(&self) -> String {
         format!("{}/@{{handle}}", self.shared.base_url)
+    }
+
+    /// `youtube.data_api_url`: `{base}/youtube/v3` (`channels` and `playlistItems`; see [`data_api`]).
+    pub fn data_api_url(&self) -> String {
+        format!("{}/youtube/v3", self.shared.base_url)
     }
 
     /// The feed URL of one channel.

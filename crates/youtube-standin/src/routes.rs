@@ -45,7 +45,7 @@ impl Shared {
         format!("{}/watch?v={video_id}", self.base_url)
     }
 
-    fn channels(&self) -> std::sync::RwLockReadGuard<'_, Vec<StandInChannel>> {
+    pub(crate) fn channels(&self) -> std::sync::RwLockReadGuard<'_, Vec<StandInChannel>> {
         self.channels.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -61,6 +61,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/media/{file}", get(media_file))
         .route("/captions/{file}", get(captions))
         .route("/channel/{channel_id}/videos", get(channel_videos))
+        .route("/youtube/v3/channels", get(crate::data_api::channels))
+        .route("/youtube/v3/playlistItems", get(crate::data_api::playlist_items))
         .route("/{handle_page}", get(handle_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), log_request))

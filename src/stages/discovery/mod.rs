@@ -1,6 +1,7 @@
-//! Discovery: the channel's videos, from its Atom feed (default) or from `yt-dlp --flat-playlist`
-//! (the full history). Records them for the job and reports `video_discovered` for each.
+//! Discovery: the channel's videos, from its Atom feed (default), from `yt-dlp --flat-playlist`
+//! (the full history), or from the YouTube Data API ([`data_api`]: the full history, paged). Records them for the job and reports `video_discovered` for each.
 
+pub mod data_api;
 pub mod feed;
 
 use std::time::Duration;
@@ -131,6 +132,14 @@ impl StageWork for Discovery {
         let mut videos = match self.ctx.settings.discovery.mode {
             DiscoveryMode::Feed => self.list_feed(&job.channel_id).await?,
             DiscoveryMode::YtDlp => self.list_yt_dlp(&job.channel_id).await?,
+            DiscoveryMode::DataApi => {
+                let youtube = &self.ctx.settings.youtube;
+                let key = youtube.api_key.as_ref().ok_or_else(|| {
+                    StageError::Permanent("discovery.mode = \"data_api\" needs youtube.api_key".into())
+                })?;
+                let max = self.ctx.settings.discovery.max_videos;
+                data_api::list(&self.http, &youtube.data_api_url, key, &job.channel_id, max).await?
+            }
         };
         dedup(&mut videos);
         let max = self.ctx.settings.discovery.max_videos;
