@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod live;
 pub mod misc;
 pub mod pages;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod videos;
@@ -51,10 +52,11 @@ pub struct AppState {
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         live::events, live::job_events, live::all_progress, live::ops_events, jobs::job_actors, session::sign_in, session::sign_out,
-        videos::transcript, videos::summary,
+        videos::transcript, videos::summary, search::search,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
+        search::SearchResults, crate::domain::search::SearchHit, crate::domain::search::PassageKind,
         live::JobProgress, live::OpsView, crate::actors::snapshot::NodeSnapshot, crate::actors::snapshot::NodeActor,
         crate::actors::snapshot::NodeJob, crate::actors::snapshot::NodePool, crate::domain::Stage, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
@@ -172,6 +174,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/videos/{video_id}/transcript", get(videos::transcript))
         .route("/videos/{video_id}/summary", get(videos::summary))
         .route("/summarize-text", post(misc::summarize_text))
+        .route("/search", get(search::search))
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))

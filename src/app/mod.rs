@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod export;
 pub mod pipeline;
+pub mod search;
 pub mod settings;
 pub mod wiring;
 

@@ -6,6 +6,7 @@ pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod report;
+pub mod search;
 pub mod summarize;
 
 use std::net::SocketAddr;
@@ -50,6 +51,21 @@ pub enum Command {
         /// Redo videos that earlier runs already summarized.
         #[arg(long)]
         force: bool,
+    },
+    /// Searches every transcript and summary (the job store's index): ranked passages with a
+    /// snippet and a link to their moment. `--reindex` files what is already stored in the index
+    /// again first (for data stored before the index existed).
+    Search {
+        /// Words (stemmed), "a phrase", -excluded.
+        #[arg(required_unless_present = "reindex")]
+        query: Option<String>,
+        /// Only this channel's videos: its id, URL or @handle.
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+        #[arg(long)]
+        reindex: bool,
     },
     /// Builds a small demo channel locally (espeak-ng speech, ffmpeg media), serves it on loopback
     /// and summarizes it: the whole pipeline, no internet.
@@ -225,6 +241,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::from_env(cli.config.as_deref())?;
             let channel = crate::app::resolve_channel(&settings.youtube, &channel_id).await?;
             summarize::summarize_channel(settings, &channel, &out, force).await
+        }
+        Command::Search { query, channel, limit, reindex } => {
+            let settings = Settings::from_env(cli.config.as_deref())?;
+            let channel = match channel {
+                Some(raw) => Some(crate::app::resolve_channel(&settings.youtube, &raw).await?),
+                None => None,
+            };
+            search::run(settings, query.as_deref(), channel, limit, reindex).await
         }
         #[cfg(feature = "demo")]
         Command::Demo { out } => demo::run(Settings::from_env(cli.config.as_deref())?, &out).await,

@@ -257,6 +257,9 @@ text_enum!(
     }
 );
 
+// After `text_enum!`, which it uses.
+pub mod search;
+
 /// A timed piece of transcript, in seconds from the start of the video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Segment {

@@ -23,6 +23,7 @@ fn video(id: &str, title: &str) -> VideoMeta {
 }
 
 pub async fn job_store(store: &dyn JobStore) {
+    search_index(store).await;
     let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
     let job = JobId::new();
     let created = store.create_job(job, &channel, true).await.expect("create");
@@ -561,4 +562,69 @@ pub async fn media_store(store: &dyn super::MediaStore) {
     assert!(store.open(&b, "source").await.unwrap().is_some());
     assert_eq!(store.delete(&a).await.unwrap(), 0, "deleting again is fine");
     assert_eq!(store.delete(&b).await.unwrap(), 1, "the replaced file is gone already");
+}
+
+/// The search index: stemmed words, phrases, exclusions, one channel, ranked hits with marked
+/// snippets; indexing a video's passages again replaces them.
+async fn search_index(store: &dyn JobStore) {
+    use crate::domain::search::{IndexedVideo, MATCH_END, MATCH_START, Passage, PassageKind, SearchQuery};
+    // A channel of this run's own: the database may hold other runs' passages.
+    let random = JobId::new().to_string().replace('-', "");
+    let channel = ChannelId::parse(&format!("UC{}", &random[random.len() - 22..])).unwrap();
+    let video = |id: &str, title: &str| IndexedVideo {
+        video_id: VideoId::parse(&format!("{id}{}", &random[..11 - id.len()])).unwrap(),
+        channel_id: channel.clone(),
+        title: title.into(),
+    };
+    let passage = |start: f64, text: &str| Passage { start, text: text.into() };
+    let (bees, bikes) = (video("bee", "Bees"), video("bike", "Bicycles"));
+    let bee_transcript = [
+        passage(0.0, "Honey bees make honey from the nectar of flowers."),
+        passage(4.5, "A hive may hold tens of thousands of bees."),
+    ];
+    store.index_passages(&bees, PassageKind::Transcript, &bee_transcript).await.unwrap();
+    let bee_summary = [passage(0.0, "Bees make honey."), passage(4.5, "A hive holds thousands of bees.")];
+    store.index_passages(&bees, PassageKind::Summary, &bee_summary).await.unwrap();
+    let bike_transcript = [
+        passage(0.0, "Bicycles were invented in the nineteenth century."),
+        passage(7.25, "Early bicycles had no pedals."),
+    ];
+    store.index_passages(&bikes, PassageKind::Transcript, &bike_transcript).await.unwrap();
+
+    let search = |text: &str, limit: u32| {
+        let query = SearchQuery { text: text.into(), channel: Some(channel.clone()), limit };
+        async move { store.search(&query).await.unwrap() }
+    };
+    let hits = search("nectar", 10).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!((&hits[0].video_id, hits[0].kind, hits[0].start), (&bees.video_id, PassageKind::Transcript, 0.0));
+    assert_eq!((hits[0].title.as_str(), &hits[0].channel_id), ("Bees", &channel));
+    let marked = format!("{MATCH_START}nectar{MATCH_END}");
+    assert!(hits[0].snippet.contains(&marked), "the match is marked: {:?}", hits[0].snippet);
+
+    let hits = search("pedal bicycle", 10).await;
+    let found: Vec<(&VideoId, f64)> = hits.iter().map(|h| (&h.video_id, h.start)).collect();
+    assert_eq!(found, [(&bikes.video_id, 7.25)], "stemmed words, all of them");
+    let hits = search("\"tens of thousands\"", 10).await;
+    assert_eq!(hits.iter().map(|h| h.start).collect::<Vec<_>>(), [4.5], "a phrase: {hits:?}");
+    let hits = search("bees -hive", 10).await;
+    assert!(hits.len() == 2 && hits.iter().all(|h| h.start == 0.0 && h.video_id == bees.video_id), "{hits:?}");
+    let hits = search("bees", 10).await;
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    assert!(hits.windows(2).all(|w| w[0].rank >= w[1].rank), "best first: {hits:?}");
+    assert_eq!(search("bees", 3).await.len(), 3, "the limit");
+    assert!(search("-- * \"", 10).await.is_empty(), "nothing to look for");
+    let elsewhere = SearchQuery {
+        text: "nectar".into(),
+        channel: Some(ChannelId::parse("UCzzzzzzzzzzzzzzzzzzzzzz").unwrap()),
+        limit: 10,
+    };
+    assert!(store.search(&elsewhere).await.unwrap().is_empty(), "another channel's");
+
+    // Indexed again: what it held is replaced, the other kind kept.
+    store.index_passages(&bees, PassageKind::Transcript, &[passage(2.0, "Wasps do not make honey.")]).await.unwrap();
+    assert!(search("nectar", 10).await.is_empty());
+    let honey: Vec<(PassageKind, f64)> = search("honey", 10).await.iter().map(|h| (h.kind, h.start)).collect();
+    assert_eq!(honey.len(), 2, "{honey:?}");
+    assert!(honey.contains(&(PassageKind::Transcript, 2.0)) && honey.contains(&(PassageKind::Summary, 0.0)));
 }

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use uuid::Uuid;
 
+use crate::domain::search::{FoundPassage, IndexedVideo, Passage, PassageKind, SearchQuery};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
     NodeRecord, Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus,
@@ -306,6 +307,30 @@ pub trait JobStore: Send + Sync + 'static {
         update: &VideoUpdate,
         fence: Option<&Fence>,
     ) -> PortResult<()>;
+
+    /// Files `passages` as what the search index holds of `video`'s `kind` (its transcript, or
+    /// its summary and key points), in place of what it held: one transaction.
+    async fn index_passages(&self, video: &IndexedVideo, kind: PassageKind, passages: &[Passage]) -> PortResult<()>;
+    /// The passages that match `query`, best first (full-text: stemmed words, `"a phrase"`,
+    /// `-excluded`); each with a snippet whose matches are marked.
+    async fn search(&self, query: &SearchQuery) -> PortResult<Vec<FoundPassage>>;
+}
+
+/// A search hit as a store's row gives it: `(video_id, channel_id, title, kind, start, snippet,
+/// rank)`; a row that does not decode is [`PortError::Corrupt`].
+pub fn found_passage(
+    (video_id, channel_id, title, kind, start, snippet, rank): (String, String, String, String, f64, String, f64),
+) -> PortResult<FoundPassage> {
+    let corrupt = |what: &str, raw: &str| PortError::Corrupt(format!("search passage: {what} {raw:?}"));
+    Ok(FoundPassage {
+        video_id: VideoId::parse(&video_id).map_err(|_| corrupt("video id", &video_id))?,
+        channel_id: ChannelId::parse(&channel_id).map_err(|_| corrupt("channel id", &channel_id))?,
+        title,
+        kind: kind.parse().map_err(|_| corrupt("kind", &kind))?,
+        start,
+        snippet,
+        rank,
+    })
 }
 
 /// Transcripts and summaries, one of each per video (the latest wins).

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{DomainEvent, JobId, Stage, StageCommand, VideoId};
+use crate::domain::search::{self, IndexedVideo, PassageKind};
+use crate::domain::{DomainEvent, JobId, Stage, StageCommand, Summary, Transcript, VideoId};
 use crate::ports::{ArtifactStore, JobStore, MediaStore, PortError};
 pub use media::Media;
 pub use settings::{StageSettings, StagesSettings};
@@ -140,6 +141,32 @@ impl StageContext {
     ) -> Self {
         let media = Media::new(&settings, store.clone(), shared);
         Self { settings: Arc::new(settings), store, artifacts, media }
+    }
+
+    /// Stores a video's transcript and files it in the search index (under the video's title and
+    /// channel, as its job knows them).
+    pub async fn store_transcript(&self, transcript: &Transcript) -> Result<(), StageError> {
+        self.artifacts.put_transcript(transcript).await?;
+        let video = self.indexed_video(transcript.job_id, &transcript.video_id).await?;
+        let passages = search::transcript_passages(&transcript.segments);
+        Ok(self.store.index_passages(&video, PassageKind::Transcript, &passages).await?)
+    }
+
+    /// Stores a video's summary and files it (and its key points) in the search index.
+    pub async fn store_summary(&self, summary: &Summary) -> Result<(), StageError> {
+        self.artifacts.put_summary(summary).await?;
+        let video = self.indexed_video(summary.job_id, &summary.video_id).await?;
+        Ok(self.store.index_passages(&video, PassageKind::Summary, &search::summary_passages(summary)).await?)
+    }
+
+    async fn indexed_video(&self, job_id: JobId, video_id: &VideoId) -> Result<IndexedVideo, StageError> {
+        let job = self
+            .store
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| StageError::Permanent(format!("job {job_id} does not exist")))?;
+        let title = self.store.get_video(job_id, video_id).await?.map_or_else(|| video_id.to_string(), |v| v.title);
+        Ok(IndexedVideo { video_id: video_id.clone(), channel_id: job.channel_id, title })
     }
 
     /// Whether a stage may report an artifact of this video that `made_by` stored instead of

@@ -90,7 +90,7 @@ impl StageWork for Transcription {
                     segments,
                     job_id: command.job_id,
                 };
-                self.ctx.artifacts.put_transcript(&transcript).await?;
+                self.ctx.store_transcript(&transcript).await?;
                 transcript
             }
         };

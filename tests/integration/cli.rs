@@ -66,6 +66,24 @@ async fn summarize_writes_markdown_for_a_channel() {
     assert!(video.contains("## Key points"), "{video}");
     assert!(video.contains("https://www.youtube.com/watch?v=cliCaption1&t="), "{video}");
 
+    // What was said is searchable from the command line, with the moment's link; the index can
+    // be rebuilt from what is stored.
+    let search = |args: &[&str]| {
+        let mut cmd = tubesum(&standin, &dir.path().join("data"));
+        cmd.arg("search").args(args);
+        cmd
+    };
+    let found = stdout_of(&mut search(&["ash cooling the planet"])).await;
+    assert!(found.contains("Volcanoes (cliCaption1, transcript)"), "{found}");
+    assert!(found.contains("https://www.youtube.com/watch?v=cliCaption1&t=6s"), "{found}");
+    assert!(found.contains("«Ash»") && found.contains("«planet»"), "the matches are marked: {found}");
+    let rebuilt = search(&["--reindex", "ooze lava"]).output().await.unwrap();
+    assert!(rebuilt.status.success());
+    assert!(String::from_utf8_lossy(&rebuilt.stderr).contains("reindexed 2 videos"), "{rebuilt:?}");
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("&t=3s"), "{rebuilt:?}");
+    let none = stdout_of(&mut search(&["submarine"])).await;
+    assert!(none.contains("no passage matches"), "{none}");
+
     // Invalid input is refused before anything runs.
     let bad = tubesum(&standin, &dir.path().join("data")).args(["summarize", "UCshort"]).output().await.unwrap();
     assert!(!bad.status.success());

@@ -425,3 +425,49 @@ async fn data_api_discovery_pages_through_the_uploads_playlist() {
     spent.shutdown().await;
     standin.shutdown().await.unwrap();
 }
+
+/// Search finds a phrase spoken in a video (whisper's transcript, real speech) and links to within
+/// 2 s of where it is spoken; the summary is searchable too.
+#[tokio::test]
+async fn search_finds_a_spoken_phrase_and_links_to_its_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let sentences = [
+        "The lighthouse keeper climbed the tower every evening.",
+        "He polished the great glass lens until it shone.",
+        "Sailors far out at sea could see the bright beam.",
+    ];
+    let wav = dir.path().join("lighthouse.wav");
+    let spoken = media::speak_script(&sentences, &wav).await.unwrap();
+    let m4a = dir.path().join("lighthouse.m4a");
+    media::encode(&wav, &m4a, Container::M4a).await.unwrap();
+    let channel = StandInChannel::new(CHANNEL, "Search test")
+        .video(StandInVideo::new("lighthouse1", "The lighthouse").media(&m4a, Container::M4a.content_type()));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let app = TestApp::builder().env(&standin_env(&standin)).spawn().await;
+    let job_id = app.submit(CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    assert_eq!(job["counts"]["summarized"], 1, "{job:#}");
+
+    // (tiny.en hears "the bright beam" as "the right mean": the words searched for are ones it gets.)
+    let (status, found) = app.get_json("/search?q=sailors%20at%20sea").await;
+    assert_eq!(status, 200, "{found}");
+    let hit = found["hits"].as_array().unwrap().iter().find(|h| h["kind"] == "transcript").cloned();
+    let hit = hit.unwrap_or_else(|| panic!("the spoken phrase is found: {found:#}"));
+    assert_eq!((hit["video_id"].as_str(), hit["title"].as_str()), (Some("lighthouse1"), Some("The lighthouse")));
+    let start = hit["start"].as_f64().unwrap();
+    assert!((start - spoken[2].start).abs() <= 2.0, "found at {start} s, spoken at {} s", spoken[2].start);
+    assert_eq!(hit["url"], format!("https://www.youtube.com/watch?v=lighthouse1&t={}s", start.floor() as u64));
+    assert!(hit["snippet_html"].as_str().unwrap().contains("<mark>"), "{hit}");
+    assert_eq!(hit["channel_id"], CHANNEL);
+
+    let (_, in_channel) = app.get_json(&format!("/search?q=tower%20evening&channel_id={CHANNEL}")).await;
+    assert!(in_channel["hits"].as_array().unwrap().iter().any(|h| h["kind"] == "summary"), "{in_channel:#}");
+    let (_, elsewhere) = app.get_json("/search?q=tower&channel_id=UCzzzzzzzzzzzzzzzzzzzzzz").await;
+    assert_eq!(elsewhere["hits"], serde_json::json!([]));
+    let (status, refused) = app.get_json("/search?q=%20").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_query")));
+    let page = app.client.get(app.url("/ui/search?q=sailors")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<mark>") && page.contains("watch?v=lighthouse1&amp;t="), "the console's search: {page}");
+    app.shutdown().await;
+    standin.shutdown().await.unwrap();
+}

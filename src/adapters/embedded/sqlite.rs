@@ -14,12 +14,15 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes};
+use crate::domain::search::{FoundPassage, IndexedVideo, Passage, PassageKind, SearchQuery, fts5_query};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
     Stage, StageCommand, Summary, Transcript, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate,
     workflow,
 };
-use crate::ports::{ArtifactStore, Fence, JobStore, PortError, PortResult, parse_stages, stages_text, write_refused};
+use crate::ports::{
+    ArtifactStore, Fence, JobStore, PortError, PortResult, found_passage, parse_stages, stages_text, write_refused,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -651,6 +654,65 @@ impl JobStore for SqliteStore {
             .map_err(translate)?;
         }
         tx.commit().await.map_err(translate)
+    }
+
+    async fn index_passages(&self, video: &IndexedVideo, kind: PassageKind, passages: &[Passage]) -> PortResult<()> {
+        let mut tx = self.writer.begin().await.map_err(translate)?;
+        sqlx::query("DELETE FROM search_passages WHERE video_id = ? AND kind = ?")
+            .bind(video.video_id.as_str())
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        for passage in passages {
+            sqlx::query(
+                "INSERT INTO search_passages (video_id, channel_id, title, kind, start, text) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(video.video_id.as_str())
+            .bind(video.channel_id.as_str())
+            .bind(&video.title)
+            .bind(kind.as_str())
+            .bind(passage.start)
+            .bind(&passage.text)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        }
+        tx.commit().await.map_err(translate)
+    }
+
+    async fn search(&self, query: &SearchQuery) -> PortResult<Vec<FoundPassage>> {
+        // FTS5's query language is not for users: their words are quoted (see `fts5_query`).
+        let Some(matching) = fts5_query(&query.text) else { return Ok(Vec::new()) };
+        let rows = sqlx::query(
+            "SELECT p.video_id, p.channel_id, p.title, p.kind, p.start, \
+                    snippet(search_fts, 0, char(2), char(3), '…', 24) AS snippet, bm25(search_fts) AS rank \
+             FROM search_fts JOIN search_passages p ON p.id = search_fts.rowid \
+             WHERE search_fts MATCH ?1 AND (?2 IS NULL OR p.channel_id = ?2) \
+             ORDER BY rank, p.video_id, p.start LIMIT ?3",
+        )
+        .bind(matching)
+        .bind(query.channel.as_ref().map(|c| c.as_str()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        rows.iter()
+            .map(|row| {
+                let [video_id, channel_id, title, kind] =
+                    ["video_id", "channel_id", "title", "kind"].map(|c| row.get::<String, _>(c));
+                // bm25 is lower for better matches: negated, higher is better as the port says.
+                found_passage((
+                    video_id,
+                    channel_id,
+                    title,
+                    kind,
+                    row.get("start"),
+                    row.get("snippet"),
+                    -row.get::<f64, _>("rank"),
+                ))
+            })
+            .collect()
     }
 
     async fn videos_page(

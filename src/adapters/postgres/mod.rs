@@ -20,13 +20,14 @@ use uuid::Uuid;
 
 use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes};
 use crate::adapters::settings::{DatabaseSettings, redact_url};
+use crate::domain::search::{FoundPassage, IndexedVideo, Passage, PassageKind, SearchQuery};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, DomainEvent, JobId, JobLease, JobRecord, JobStatus,
     NodeRecord, Stage, StageCommand, VideoCounts, VideoId, VideoMeta, VideoRecord, VideoStatus, VideoUpdate, workflow,
 };
 use crate::ports::{
-    Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, parse_stages, stages_text,
-    write_refused,
+    Fence, Finish, JobStore, PortError, PortResult, already_final, finish_status_only, found_passage, parse_stages,
+    stages_text, write_refused,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -681,6 +682,69 @@ impl JobStore for PgStore {
             .map_err(translate)?;
         }
         tx.commit().await.map_err(translate)
+    }
+
+    async fn index_passages(&self, video: &IndexedVideo, kind: PassageKind, passages: &[Passage]) -> PortResult<()> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        sqlx::query("DELETE FROM search_passages WHERE video_id = $1 AND kind = $2")
+            .bind(video.video_id.as_str())
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if !passages.is_empty() {
+            let starts: Vec<f64> = passages.iter().map(|p| p.start).collect();
+            let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO search_passages (video_id, channel_id, title, kind, start, text) \
+                 SELECT $1, $2, $3, $4, start, text FROM UNNEST($5::float8[], $6::text[]) AS p(start, text)",
+            )
+            .bind(video.video_id.as_str())
+            .bind(video.channel_id.as_str())
+            .bind(&video.title)
+            .bind(kind.as_str())
+            .bind(&starts)
+            .bind(&texts)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        }
+        tx.commit().await.map_err(translate)
+    }
+
+    async fn search(&self, query: &SearchQuery) -> PortResult<Vec<FoundPassage>> {
+        // websearch_to_tsquery takes what people type (words, "a phrase", -excluded) and never
+        // fails on it.
+        let rows = sqlx::query(
+            "SELECT p.video_id, p.channel_id, p.title, p.kind, p.start, \
+                    ts_headline('english', p.text, q, \
+                        format('StartSel=%s, StopSel=%s, MaxWords=24, MinWords=8', chr(2), chr(3))) AS snippet, \
+                    ts_rank_cd(p.tsv, q)::float8 AS rank \
+             FROM search_passages p, websearch_to_tsquery('english', $1) q \
+             WHERE p.tsv @@ q AND ($2::text IS NULL OR p.channel_id = $2) \
+             ORDER BY rank DESC, p.video_id, p.start LIMIT $3",
+        )
+        .bind(&query.text)
+        .bind(query.channel.as_ref().map(|c| c.as_str()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        rows.iter()
+            .map(|row| {
+                let [video_id, channel_id, title, kind] =
+                    ["video_id", "channel_id", "title", "kind"].map(|c| row.get::<String, _>(c));
+                found_passage((
+                    video_id,
+                    channel_id,
+                    title,
+                    kind,
+                    row.get("start"),
+                    row.get("snippet"),
+                    row.get("rank"),
+                ))
+            })
+            .collect()
     }
 
     async fn videos_page(

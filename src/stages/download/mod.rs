@@ -92,7 +92,7 @@ impl Download {
             segments,
             job_id: command.job_id,
         };
-        self.ctx.artifacts.put_transcript(&transcript).await?;
+        self.ctx.store_transcript(&transcript).await?;
         Ok(true)
     }
 }

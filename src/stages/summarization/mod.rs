@@ -44,7 +44,7 @@ impl StageWork for Summarization {
                     .ok_or_else(|| StageError::Permanent(format!("no transcript stored for {video_id}")))?;
                 let mut summary = summarize_transcript(self.summarizer.as_ref(), &transcript).await?;
                 summary.job_id = command.job_id;
-                self.ctx.artifacts.put_summary(&summary).await?;
+                self.ctx.store_summary(&summary).await?;
                 summary
             }
         };
