@@ -35,6 +35,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// For `/summarize-text`.
     pub summarizer: Arc<dyn Summarizer>,
+    /// For `/channels/{id}/ask`: the LLM that writes answers (none: the passages are the answer).
+    pub asker: Option<crate::app::ask::Asker>,
     /// `/summarize-text` requests that may run at once; the others get 429.
     pub summarize_slots: Arc<tokio::sync::Semaphore>,
     /// The longest text `/summarize-text` takes (it bounds the LLM calls one request makes).
@@ -52,11 +54,12 @@ pub struct AppState {
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         live::events, live::job_events, live::all_progress, live::ops_events, jobs::job_actors, session::sign_in, session::sign_out,
-        videos::transcript, videos::summary, search::search,
+        videos::transcript, videos::summary, search::search, search::ask,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        search::SearchResults, crate::domain::search::SearchHit, crate::domain::search::PassageKind,
+        search::SearchResults, search::Question, crate::app::ask::Answer, crate::app::ask::Citation,
+        crate::domain::search::SearchHit, crate::domain::search::PassageKind,
         live::JobProgress, live::OpsView, crate::actors::snapshot::NodeSnapshot, crate::actors::snapshot::NodeActor,
         crate::actors::snapshot::NodeJob, crate::actors::snapshot::NodePool, crate::domain::Stage, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
         misc::SummarizeText, misc::TextSummary, misc::Health, misc::ConsoleTree, misc::PoolView,
@@ -175,6 +178,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/videos/{video_id}/summary", get(videos::summary))
         .route("/summarize-text", post(misc::summarize_text))
         .route("/search", get(search::search))
+        .route("/channels/{channel_id}/ask", post(search::ask))
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))

@@ -1,9 +1,10 @@
-//! `/search`: full-text search over every transcript and summary, with moment links.
+//! `/search`: full-text search over every transcript and summary, with moment links; and
+//! `/channels/{id}/ask`: a question answered from a channel's passages.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -57,4 +58,52 @@ pub async fn search(
         .await
         .map_err(ApiError::from)?;
     Ok(Json(SearchResults { q: params.q, hits }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// At most 1,000 characters.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub question: String,
+}
+
+/// Asks a channel: the passages of its videos that best answer the question, and with an LLM
+/// configured (`llm.base_url`) an answer written from them, its citations turned into moment links.
+#[utoipa::path(post, path = "/channels/{channel_id}/ask", tag = "search", request_body = Question,
+    params(("channel_id" = String, Path, description = "The channel's id (UC…) or URL")),
+    responses((status = 200, body = crate::app::ask::Answer),
+        (status = 400, description = "No question, or nothing in it to look for", body = ErrorBody),
+        (status = 404, description = "Not a channel id", body = ErrorBody),
+        (status = 502, description = "The LLM failed", body = ErrorBody)))]
+pub async fn ask(
+    State(app): State<AppState>,
+    axum::extract::Path(channel_id): axum::extract::Path<String>,
+    body: Result<Json<Question>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::app::ask::Answer>, Response> {
+    use crate::app::ask::AskError;
+    let Json(body) = body.map_err(super::error::body_rejection)?;
+    let question = body.question.trim();
+    if question.is_empty() || question.chars().count() > 1000 {
+        let message = "question must have 1 to 1,000 characters";
+        return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_question", message));
+    }
+    let channel = crate::domain::ChannelRef::parse(&channel_id)
+        .ok()
+        .and_then(|c| match c {
+            crate::domain::ChannelRef::Id(id) => Some(id),
+            crate::domain::ChannelRef::Handle(_) => None,
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("channel {channel_id} not found: give its id (UC…)")))?;
+    let answer = crate::app::ask::ask(app.pipeline.deps.store.as_ref(), app.asker.as_ref(), &channel, question)
+        .await
+        .map_err(|e| match e {
+        AskError::NoWords => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_question", e.to_string()),
+        AskError::Store(e) => ApiError::from(e).into_response(),
+        AskError::Llm(e) => {
+            let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+            ApiError::with_code(status, "llm_failed", e.to_string())
+        }
+    })?;
+    Ok(Json(answer))
 }

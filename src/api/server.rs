@@ -40,6 +40,7 @@ impl Application {
         let state = AppState {
             pipeline: pipeline.clone(),
             summarizer: summarizer::from_settings(&settings.llm, &settings.summary),
+            asker: crate::app::ask::Asker::from_settings(&settings.llm),
             summarize_slots: Arc::new(tokio::sync::Semaphore::new(settings.server.summarize_text_concurrency)),
             summarize_max_chars: settings.server.summarize_text_max_chars,
             api_token: settings.server.api_token.clone(),

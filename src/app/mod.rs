@@ -3,6 +3,7 @@
 //! the process-level [`shutdown_signal`]. The HTTP server ([`crate::api`]) and the command line
 //! ([`crate::cli`]) sit on top.
 
+pub mod ask;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod export;

@@ -19,7 +19,7 @@ pub async fn search(
     channel: Option<ChannelId>,
     limit: u32,
 ) -> Result<Vec<SearchHit>, PortError> {
-    let query = SearchQuery { text: text.to_owned(), channel, limit: limit.clamp(1, MAX_HITS) };
+    let query = SearchQuery { text: text.to_owned(), channel, limit: limit.clamp(1, MAX_HITS), any: false };
     Ok(store.search(&query).await?.into_iter().map(SearchHit::from).collect())
 }
 

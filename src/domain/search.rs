@@ -57,12 +57,27 @@ pub fn summary_passages(summary: &Summary) -> Vec<Passage> {
 }
 
 /// A search: the words (a phrase in quotes, `-word` to exclude; as people type them), the channel
-/// it is limited to, and how many hits at most.
+/// it is limited to, and how many hits at most. `any`: a passage matches with any of the words
+/// (ranked by how well), not only with all of them — for finding passages that answer a question.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
     pub text: String,
     pub channel: Option<ChannelId>,
     pub limit: u32,
+    pub any: bool,
+}
+
+impl SearchQuery {
+    /// The words of the query alone, each once, as `websearch_to_tsquery` reads "any of them".
+    pub fn any_of(&self) -> String {
+        let mut seen = Vec::new();
+        for word in words(&self.text) {
+            if !seen.contains(&word) {
+                seen.push(word);
+            }
+        }
+        seen.join(" or ")
+    }
 }
 
 /// A hit as a store finds it: the passage, its snippet (matches between [`MATCH_START`] and
@@ -130,7 +145,11 @@ impl From<FoundPassage> for SearchHit {
 
 /// The words of a query, for a store whose query language must not see the user's syntax
 /// (SQLite FTS5): each word quoted, `-word` kept as an exclusion, a quoted phrase kept whole.
-pub fn fts5_query(text: &str) -> Option<String> {
+pub fn fts5_query(text: &str, any: bool) -> Option<String> {
+    if any {
+        let terms: Vec<String> = words(text).into_iter().map(|w| format!("\"{w}\"")).collect();
+        return (!terms.is_empty()).then(|| terms.join(" OR "));
+    }
     let mut terms = Vec::new();
     let mut excluded = Vec::new();
     let mut rest = text;
@@ -174,10 +193,14 @@ mod tests {
 
     #[test]
     fn queries_are_quoted_for_fts5() {
-        assert_eq!(fts5_query("honey  bees").as_deref(), Some(r#""honey" "bees""#));
-        assert_eq!(fts5_query(r#""nectar of flowers" -wasp"#).as_deref(), Some(r#""nectar of flowers" NOT "wasp""#));
-        assert_eq!(fts5_query(r#"a"b OR c*"#).as_deref(), Some(r#""a" "b" "or" "c""#));
-        assert_eq!(fts5_query("  -- * "), None);
+        assert_eq!(fts5_query("honey  bees", false).as_deref(), Some(r#""honey" "bees""#));
+        assert_eq!(
+            fts5_query(r#""nectar of flowers" -wasp"#, false).as_deref(),
+            Some(r#""nectar of flowers" NOT "wasp""#)
+        );
+        assert_eq!(fts5_query(r#"a"b OR c*"#, false).as_deref(), Some(r#""a" "b" "or" "c""#));
+        assert_eq!(fts5_query("  -- * ", false), None);
+        assert_eq!(fts5_query("bees -hive", true).as_deref(), Some(r#""bees" OR "hive""#));
     }
 
     #[test]

@@ -592,7 +592,7 @@ async fn search_index(store: &dyn JobStore) {
     store.index_passages(&bikes, PassageKind::Transcript, &bike_transcript).await.unwrap();
 
     let search = |text: &str, limit: u32| {
-        let query = SearchQuery { text: text.into(), channel: Some(channel.clone()), limit };
+        let query = SearchQuery { text: text.into(), channel: Some(channel.clone()), limit, any: false };
         async move { store.search(&query).await.unwrap() }
     };
     let hits = search("nectar", 10).await;
@@ -618,7 +618,12 @@ async fn search_index(store: &dyn JobStore) {
         text: "nectar".into(),
         channel: Some(ChannelId::parse("UCzzzzzzzzzzzzzzzzzzzzzz").unwrap()),
         limit: 10,
+        any: false,
     };
+    // Any of the words: passages with either, those with more of them first.
+    let any = SearchQuery { text: "pedals nectar".into(), channel: Some(channel.clone()), limit: 10, any: true };
+    let either: Vec<f64> = store.search(&any).await.unwrap().iter().map(|h| h.start).collect();
+    assert!(either.len() == 2 && either.contains(&7.25) && either.contains(&0.0), "{either:?}");
     assert!(store.search(&elsewhere).await.unwrap().is_empty(), "another channel's");
 
     // Indexed again: what it held is replaced, the other kind kept.

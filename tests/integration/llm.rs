@@ -26,7 +26,15 @@ async fn chat(State(requests): State<Arc<Mutex<Vec<Value>>>>, Json(body): Json<V
     requests.lock().unwrap().push(body.clone());
     let user =
         body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-    let content = if user.starts_with("Part 1:") {
+    let content = if user.starts_with("Question:") {
+        // An answer citing the passage that talks of pruning, and one that does not exist.
+        let cited = user
+            .lines()
+            .find(|l| l.starts_with('[') && l.contains("prune"))
+            .and_then(|l| l.split(']').next())
+            .unwrap_or("[0");
+        format!("Gardeners prune in autumn {cited}]. Nothing else says so [99].")
+    } else if user.starts_with("Part 1:") {
         json!({"summary": "MERGED SUMMARY of the whole video."}).to_string()
     } else {
         let first = user.split(']').next().unwrap_or("[0").trim_start_matches('[').trim().parse::<u64>().unwrap_or(0);
@@ -276,4 +284,70 @@ async fn summarize_text_answers_429_beyond_its_concurrency() {
     assert_eq!(first.status(), 200);
     assert_eq!(*asked.lock().unwrap(), 1, "the refused request never reached the model");
     app.shutdown().await;
+}
+
+/// A channel answers a question from its passages: offline the passages themselves (the one that
+/// answers first); with the LLM, its answer's citations become links to their moments.
+#[tokio::test]
+async fn a_channel_answers_from_its_passages_and_the_llms_citations_become_moment_links() {
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("q.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let captions = [
+        (0.0, "Trees begin with a single seed in the spring."),
+        (4.0, "Most trees need water, light and patience to grow tall."),
+        (9.5, "Gardeners prune the trees in autumn so they flower again."),
+        (15.0, "Old trees can live for hundreds of years in a quiet park."),
+    ]
+    .map(|(start, text)| Segment { start, end: start + 4.0, text: text.into() })
+    .to_vec();
+    let channel = StandInChannel::new(CHANNEL, "Ask")
+        .video(StandInVideo::new("askTrees001", "How trees grow").media(&quiet, "audio/mp4").captions(captions));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let question = json!({"question": "When do gardeners prune their trees?"});
+    let ask = |app: &TestApp| {
+        let request = app.client.post(app.url(&format!("/channels/{CHANNEL}/ask"))).json(&question);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let mut env = crate::helpers::standin_env(&standin);
+    let offline = TestApp::builder().env(&env).spawn().await;
+    let job_id = offline.submit(CHANNEL, false).await;
+    offline.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    let (status, answer) = ask(&offline).await;
+    assert_eq!((status, answer["answered_by"].as_str()), (200, Some("passages")), "{answer:#}");
+    let best = &answer["passages"][0];
+    assert!(best["snippet"].as_str().unwrap().contains("prune"), "the passage that answers comes first: {answer:#}");
+    assert_eq!(best["url"], "https://www.youtube.com/watch?v=askTrees001&t=9s");
+    assert!(answer["answer"].is_null() && answer["citations"] == json!([]));
+    let empty = offline
+        .client
+        .post(offline.url(&format!("/channels/{CHANNEL}/ask")))
+        .json(&json!({"question": "the of and"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400, "nothing to look for");
+    let data = offline.stop_keeping_data().await;
+
+    // The same data, now with an LLM.
+    env.extend([("TUBESUM_LLM__BASE_URL", llm.base_url.clone()), ("TUBESUM_LLM__MODEL", "test-model".into())]);
+    let online = TestApp::builder().env(&env).data(data).spawn().await;
+    let (status, answer) = ask(&online).await;
+    assert_eq!((status, answer["answered_by"].as_str()), (200, Some("llm:test-model")), "{answer:#}");
+    let cited = &answer["citations"];
+    assert_eq!(cited.as_array().map(Vec::len), Some(1), "the made-up [99] is dropped: {answer:#}");
+    assert_eq!((cited[0]["video_id"].as_str(), cited[0]["start"].as_f64()), (Some("askTrees001"), Some(9.5)));
+    let n = cited[0]["n"].as_u64().unwrap();
+    let markdown = answer["answer_markdown"].as_str().unwrap();
+    let link = format!("[{n}](https://www.youtube.com/watch?v=askTrees001&t=9s)");
+    assert!(markdown.contains(&link) && !markdown.contains("[99]"), "{markdown}");
+    let asked = llm.user_messages().into_iter().find(|m| m.starts_with("Question:")).unwrap();
+    assert!(asked.contains("When do gardeners prune their trees?") && !asked.contains("http"), "{asked}");
+    online.shutdown().await;
+    standin.shutdown().await.unwrap();
 }

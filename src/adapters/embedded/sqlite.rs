@@ -683,7 +683,7 @@ impl JobStore for SqliteStore {
 
     async fn search(&self, query: &SearchQuery) -> PortResult<Vec<FoundPassage>> {
         // FTS5's query language is not for users: their words are quoted (see `fts5_query`).
-        let Some(matching) = fts5_query(&query.text) else { return Ok(Vec::new()) };
+        let Some(matching) = fts5_query(&query.text, query.any) else { return Ok(Vec::new()) };
         let rows = sqlx::query(
             "SELECT p.video_id, p.channel_id, p.title, p.kind, p.start, \
                     snippet(search_fts, 0, char(2), char(3), '…', 24) AS snippet, bm25(search_fts) AS rank \

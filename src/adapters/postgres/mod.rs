@@ -724,7 +724,7 @@ impl JobStore for PgStore {
              WHERE p.tsv @@ q AND ($2::text IS NULL OR p.channel_id = $2) \
              ORDER BY rank DESC, p.video_id, p.start LIMIT $3",
         )
-        .bind(&query.text)
+        .bind(if query.any { query.any_of() } else { query.text.clone() })
         .bind(query.channel.as_ref().map(|c| c.as_str()))
         .bind(i64::from(query.limit))
         .fetch_all(&self.pool)

@@ -40,6 +40,33 @@ pub fn openai_client(base_url: &str, api_key: Option<&SecretString>, timeout_sec
     Client::with_config(config).with_http_client(http)
 }
 
+/// One chat completion: a system and a user message, the answer's text.
+pub async fn chat(
+    client: &Client<OpenAIConfig>,
+    model: &str,
+    temperature: f32,
+    system: &str,
+    user: String,
+) -> Result<String, StageError> {
+    let messages: Vec<ChatCompletionRequestMessage> = vec![
+        ChatCompletionRequestSystemMessage::from(ChatCompletionRequestSystemMessageContent::from(system)).into(),
+        ChatCompletionRequestUserMessage::from(ChatCompletionRequestUserMessageContent::from(user)).into(),
+    ];
+    let request = CreateChatCompletionRequest {
+        model: model.to_owned(),
+        messages,
+        temperature: Some(temperature),
+        ..Default::default()
+    };
+    let response = client.chat().create(request).await.map_err(classify_openai_error)?;
+    response
+        .choices
+        .into_iter()
+        .find_map(|c| c.message.content)
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| StageError::Retryable("the model answered with no content".into()))
+}
+
 /// Classifies an API failure for the retry policy.
 pub fn classify_openai_error(e: OpenAIError) -> StageError {
     match &e {
@@ -81,23 +108,7 @@ impl LlmSummarizer {
     }
 
     async fn chat(&self, system: &str, user: String) -> Result<String, StageError> {
-        let messages: Vec<ChatCompletionRequestMessage> = vec![
-            ChatCompletionRequestSystemMessage::from(ChatCompletionRequestSystemMessageContent::from(system)).into(),
-            ChatCompletionRequestUserMessage::from(ChatCompletionRequestUserMessageContent::from(user)).into(),
-        ];
-        let request = CreateChatCompletionRequest {
-            model: self.model.clone(),
-            messages,
-            temperature: Some(self.temperature),
-            ..Default::default()
-        };
-        let response = self.client.chat().create(request).await.map_err(classify_openai_error)?;
-        response
-            .choices
-            .into_iter()
-            .find_map(|c| c.message.content)
-            .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| StageError::Retryable("the model answered with no content".into()))
+        chat(&self.client, &self.model, self.temperature, system, user).await
     }
 
     async fn map(&self, chunk: &Chunk, segments: &[Segment]) -> Result<Draft, StageError> {

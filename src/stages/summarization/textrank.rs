@@ -284,7 +284,8 @@ const STOP_WORDS: &[&str] = &[
     "youd", "youll", "your", "youre", "yours", "yourself", "yourselves", "youve",
 ];
 
-fn is_stop_word(token: &str) -> bool {
+/// Whether `token` (lower case, no apostrophes) is a word too common to say what a text is about.
+pub fn is_stop_word(token: &str) -> bool {
     STOP_WORDS.binary_search(&token).is_ok()
 }
 
