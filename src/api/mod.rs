@@ -54,11 +54,12 @@ pub struct AppState {
     paths(
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         live::events, live::job_events, live::all_progress, live::ops_events, jobs::job_actors, session::sign_in, session::sign_out,
-        videos::transcript, videos::summary, search::search, search::ask,
+        videos::transcript, videos::summary, search::search, search::ask, search::digest,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
-        search::SearchResults, search::Question, crate::app::ask::Answer, crate::app::ask::Citation,
+        videos::SummaryFormat, videos::TranscriptFormat, search::SearchResults, search::Question, crate::app::ask::Answer, crate::app::ask::Citation,
+        crate::app::digest::Digest, crate::app::digest::Topic, crate::app::digest::Moment,
         crate::domain::search::SearchHit, crate::domain::search::PassageKind,
         live::JobProgress, live::OpsView, crate::actors::snapshot::NodeSnapshot, crate::actors::snapshot::NodeActor,
         crate::actors::snapshot::NodeJob, crate::actors::snapshot::NodePool, crate::domain::Stage, session::SignIn, jobs::JobActorsView, crate::actors::job::VideoActorLine, jobs::CreateJob, jobs::JobCreated, jobs::JobView, jobs::VideoView, jobs::JobList, jobs::JobSummaryView,
@@ -179,6 +180,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/summarize-text", post(misc::summarize_text))
         .route("/search", get(search::search))
         .route("/channels/{channel_id}/ask", post(search::ask))
+        .route("/channels/{channel_id}/digest", get(search::digest))
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))

@@ -88,13 +88,7 @@ pub async fn ask(
         let message = "question must have 1 to 1,000 characters";
         return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_question", message));
     }
-    let channel = crate::domain::ChannelRef::parse(&channel_id)
-        .ok()
-        .and_then(|c| match c {
-            crate::domain::ChannelRef::Id(id) => Some(id),
-            crate::domain::ChannelRef::Handle(_) => None,
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("channel {channel_id} not found: give its id (UC…)")))?;
+    let channel = channel_of(&channel_id)?;
     let answer = crate::app::ask::ask(app.pipeline.deps.store.as_ref(), app.asker.as_ref(), &channel, question)
         .await
         .map_err(|e| match e {
@@ -106,4 +100,67 @@ pub async fn ask(
         }
     })?;
     Ok(Json(answer))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DigestParams {
+    /// Only videos published since then (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `json` (the default) or `md` (a Markdown document, as a download).
+    pub format: Option<super::videos::SummaryFormat>,
+}
+
+/// A channel's digest: the topics that recur across its summarized videos, each with links to
+/// the moments that discuss it (offline: the words their key points share; with an LLM: topics
+/// the model names from the numbered key points).
+#[utoipa::path(get, path = "/channels/{channel_id}/digest", tag = "search",
+    params(("channel_id" = String, Path, description = "The channel's id (UC…) or URL"), DigestParams),
+    responses((status = 200, body = crate::app::digest::Digest, description = "The digest",
+            content((crate::app::digest::Digest = "application/json"), (String = "text/markdown"))),
+        (status = 404, description = "Not a channel id", body = ErrorBody),
+        (status = 502, description = "The LLM failed", body = ErrorBody)))]
+pub async fn digest(
+    State(app): State<AppState>,
+    axum::extract::Path(channel_id): axum::extract::Path<String>,
+    ApiQuery(params): ApiQuery<DigestParams>,
+) -> Result<Response, Response> {
+    use crate::app::digest::DigestError;
+    let channel = channel_of(&channel_id)?;
+    let deps = &app.pipeline.deps;
+    let digest = crate::app::digest::digest(
+        deps.store.as_ref(),
+        deps.artifacts.as_ref(),
+        app.asker.as_ref(),
+        &channel,
+        params.since,
+    )
+    .await
+    .map_err(|e| match e {
+        DigestError::Store(e) => ApiError::from(e).into_response(),
+        DigestError::Llm(e) => {
+            let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+            ApiError::with_code(status, "llm_failed", e.to_string())
+        }
+    })?;
+    Ok(match params.format.unwrap_or_default() {
+        super::videos::SummaryFormat::Json => Json(digest).into_response(),
+        super::videos::SummaryFormat::Md => {
+            let disposition = format!("attachment; filename=\"{channel}.digest.md\"");
+            let headers = [
+                (axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()),
+                (axum::http::header::CONTENT_DISPOSITION, disposition),
+            ];
+            (headers, crate::app::digest::markdown(&digest)).into_response()
+        }
+    })
+}
+
+/// The channel a path names by its id (or URL); a handle is not resolved here.
+fn channel_of(raw: &str) -> Result<crate::domain::ChannelId, ApiError> {
+    match crate::domain::ChannelRef::parse(raw) {
+        Ok(crate::domain::ChannelRef::Id(id)) => Ok(id),
+        _ => Err(ApiError::NotFound(format!("channel {raw} not found: give its id (UC…)"))),
+    }
 }

@@ -75,6 +75,16 @@ pub struct Asker {
 }
 
 impl Asker {
+    /// `llm:<model>`.
+    pub fn name(&self) -> String {
+        format!("llm:{}", self.model)
+    }
+
+    /// One exchange with the model.
+    pub async fn chat(&self, system: &str, user: String) -> Result<String, StageError> {
+        chat(&self.client, &self.model, self.temperature, system, user).await
+    }
+
     pub fn from_settings(llm: &LlmSettings) -> Option<Asker> {
         llm.enabled().then(|| Asker {
             client: Arc::new(openai_client(&llm.base_url, llm.api_key.as_ref(), llm.timeout_secs)),
@@ -135,12 +145,12 @@ pub async fn ask(
     for (i, p) in passages.iter().enumerate() {
         user.push_str(&format!("[{}] ({}, at {}) {}\n", i + 1, p.title, timestamp(p.start), p.snippet));
     }
-    let text = chat(&asker.client, &asker.model, asker.temperature, PROMPT, user).await.map_err(AskError::Llm)?;
+    let text = asker.chat(PROMPT, user).await.map_err(AskError::Llm)?;
     let (markdown, cited) = link_citations(&text, &passages);
     let citations = cited.into_iter().map(|n| Citation { n, passage: passages[n - 1].clone() }).collect();
     Ok(Answer {
         question: question.to_owned(),
-        answered_by: format!("llm:{}", asker.model),
+        answered_by: asker.name(),
         answer: Some(text),
         answer_markdown: Some(markdown),
         citations,

@@ -6,6 +6,7 @@
 pub mod ask;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod digest;
 pub mod export;
 pub mod pipeline;
 pub mod search;

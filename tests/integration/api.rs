@@ -350,6 +350,25 @@ async fn openapi_describes_the_routes() {
             }
         }
     }
+    // Every `$ref` names a schema the document has (a dangling one makes it invalid OpenAPI).
+    fn refs<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for target in found {
+        let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target}"));
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{target} is not in the document");
+    }
     let links = &doc["paths"]["/jobs"]["post"]["responses"]["202"]["links"];
     assert_eq!(links["GetJob"]["operationId"], "get_job", "{links}");
     assert_eq!(links["GetJob"]["parameters"]["job_id"], "$response.body#/job_id");

@@ -26,7 +26,10 @@ async fn chat(State(requests): State<Arc<Mutex<Vec<Value>>>>, Json(body): Json<V
     requests.lock().unwrap().push(body.clone());
     let user =
         body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-    let content = if user.starts_with("Question:") {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let content = if system.contains("recurring topics") {
+        json!({"topics": [{"topic": "Bees and honey", "points": [1, 2, 999]}]}).to_string()
+    } else if user.starts_with("Question:") {
         // An answer citing the passage that talks of pruning, and one that does not exist.
         let cited = user
             .lines()
@@ -348,6 +351,76 @@ async fn a_channel_answers_from_its_passages_and_the_llms_citations_become_momen
     assert!(markdown.contains(&link) && !markdown.contains("[99]"), "{markdown}");
     let asked = llm.user_messages().into_iter().find(|m| m.starts_with("Question:")).unwrap();
     assert!(asked.contains("When do gardeners prune their trees?") && !asked.contains("http"), "{asked}");
+    online.shutdown().await;
+    standin.shutdown().await.unwrap();
+}
+
+/// A channel's digest: offline, the words its videos' key points share, with moment links (and
+/// as Markdown); with the LLM, the topics it names, its point numbers turned into moment links.
+#[tokio::test]
+async fn a_channels_digest_names_its_recurring_topics_with_moment_links() {
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("q.m4a");
+    media::silence(1.0, &quiet).await.unwrap();
+    let captions = |lines: [(f64, &str); 3]| {
+        lines.map(|(start, text)| Segment { start, end: start + 4.0, text: text.into() }).to_vec()
+    };
+    let channel = StandInChannel::new(CHANNEL, "Digest")
+        .video(StandInVideo::new("digestBees1", "Bees").media(&quiet, "audio/mp4").captions(captions([
+            (0.0, "Honey bees collect nectar from flowers."),
+            (5.0, "The hive turns nectar into honey over the summer."),
+            (11.0, "Beekeepers take only the extra honey."),
+        ])))
+        .video(StandInVideo::new("digestHony2", "Breakfast").media(&quiet, "audio/mp4").captions(captions([
+            (0.0, "Toast tastes better with butter."),
+            (6.0, "A spoon of honey sweetens the porridge."),
+            (12.0, "Raw honey keeps for years in the cupboard."),
+        ])));
+    let standin = StandIn::start(vec![channel]).await.unwrap();
+    let mut env = crate::helpers::standin_env(&standin);
+    let offline = TestApp::builder().env(&env).spawn().await;
+    let job_id = offline.submit(CHANNEL, false).await;
+    offline.wait_for_job(&job_id, Duration::from_secs(120)).await;
+
+    let (status, digest) = offline.get_json(&format!("/channels/{CHANNEL}/digest")).await;
+    assert_eq!(
+        (status, digest["made_by"].as_str(), digest["videos"].as_u64()),
+        (200, Some("keywords"), Some(2)),
+        "{digest:#}"
+    );
+    let honey = digest["topics"].as_array().unwrap().iter().find(|t| t["topic"].as_str().unwrap().contains("honey"));
+    let honey = honey.unwrap_or_else(|| panic!("honey recurs: {digest:#}"));
+    assert_eq!(honey["videos"], 2, "{honey:#}");
+    let moments = honey["moments"].as_array().unwrap();
+    assert!(
+        moments
+            .iter()
+            .any(|m| m["video_id"] == "digestHony2" && m["url"] == "https://www.youtube.com/watch?v=digestHony2&t=6s"),
+        "{honey:#}"
+    );
+    assert!(moments.iter().all(|m| m["text"].as_str().unwrap().to_lowercase().contains("honey")), "{honey:#}");
+
+    let md = offline.client.get(offline.url(&format!("/channels/{CHANNEL}/digest?format=md"))).send().await.unwrap();
+    assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
+    let md = md.text().await.unwrap();
+    assert!(md.contains("(2 videos)") && md.contains("(https://www.youtube.com/watch?v=digestHony2&t=6s)"), "{md}");
+    let (_, later) = offline.get_json(&format!("/channels/{CHANNEL}/digest?since=2100-01-01T00:00:00Z")).await;
+    assert_eq!((later["videos"].as_u64(), later["topics"].as_array().map(Vec::len)), (Some(0), Some(0)), "{later:#}");
+    let data = offline.stop_keeping_data().await;
+
+    env.extend([("TUBESUM_LLM__BASE_URL", llm.base_url.clone()), ("TUBESUM_LLM__MODEL", "test-model".into())]);
+    let online = TestApp::builder().env(&env).data(data).spawn().await;
+    let (status, digest) = online.get_json(&format!("/channels/{CHANNEL}/digest")).await;
+    assert_eq!((status, digest["made_by"].as_str()), (200, Some("llm:test-model")), "{digest:#}");
+    let topic = &digest["topics"][0];
+    assert_eq!(topic["topic"], "Bees and honey");
+    let urls: Vec<&str> = topic["moments"].as_array().unwrap().iter().map(|m| m["url"].as_str().unwrap()).collect();
+    assert_eq!(urls.len(), 2, "the made-up point 999 is dropped: {digest:#}");
+    assert!(
+        urls.iter().all(|u| u.starts_with("https://www.youtube.com/watch?v=digest") && u.contains("&t=")),
+        "{urls:?}"
+    );
     online.shutdown().await;
     standin.shutdown().await.unwrap();
 }
