@@ -20,6 +20,8 @@ log() { printf '\033[1m[api-fuzz]\033[0m %s\n' "$*" >&2; }
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  # The servers are started inside $(…) (a subshell): their pids come back through files.
+  for file in "$work"/*.pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -56,7 +58,7 @@ serve() {
     TUBESUM_YOUTUBE__HANDLE_URL="$youtube/@{handle}" \
     TUBESUM_STAGES__MAX_ATTEMPTS=1 \
     "$@" "$bin" serve --listen 127.0.0.1:0 >"$work/$name.log" 2>&1 &
-  pids+=($!)
+  echo $! >"$work/$name.pid"
   await_line "$work/$name.log" 'listening on http://[0-9.:]+' | sed 's|.*http://||'
 }
 

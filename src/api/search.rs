@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, ErrorBody};
-use crate::app::ChannelError;
 use crate::app::search::MAX_HITS;
 use crate::domain::search::SearchHit;
 
@@ -21,7 +20,10 @@ pub struct SearchParams {
     /// What to look for: words (stemmed: `pedal` finds `pedals`), `"a phrase"`, `-excluded`.
     #[param(min_length = 1)]
     pub q: String,
-    /// Only this channel's videos: its id or URL.
+    /// Only this channel's videos: its id (`UC…`) or URL.
+    #[param(
+        pattern = r"^[ \t\r\n]*(UC[A-Za-z0-9_-]{22}|(https?://)?((www|m)\.)?youtube\.com/channel/UC[A-Za-z0-9_-]{22}([/?#].*)?)[ \t\r\n]*$"
+    )]
     pub channel_id: Option<String>,
     /// At most 100; default 20.
     #[param(minimum = 1, maximum = 100)]
@@ -43,15 +45,21 @@ pub async fn search(
     State(app): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResults>, Response> {
-    if params.q.trim().is_empty() {
-        return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_query", "q must not be empty"));
+    // (A `q` with nothing to look for, blank or all operators, finds nothing: not an error.)
+    if params.q.is_empty() {
+        return Err(ApiError::InvalidQuery("q must not be empty".into()).into());
     }
     let limit = super::jobs::page_limit(params.limit, 20, MAX_HITS)?;
     let channel = match params.channel_id.as_deref() {
-        Some(raw) => Some(app.pipeline.resolve_channel(raw).await.map_err(|e| match e {
-            ChannelError::Invalid(e) => ApiError::InvalidQuery(format!("channel_id: {e}")),
-            ChannelError::Handle(e) => ApiError::InvalidQuery(format!("channel_id: {e}")),
-        })?),
+        Some(raw) => match crate::domain::ChannelRef::parse(raw) {
+            Ok(crate::domain::ChannelRef::Id(id)) => Some(id),
+            Ok(crate::domain::ChannelRef::Handle(_)) => {
+                return Err(
+                    ApiError::InvalidQuery("channel_id: give the channel's id or URL, not its handle".into()).into()
+                );
+            }
+            Err(e) => return Err(ApiError::InvalidQuery(format!("channel_id: {e}")).into()),
+        },
         None => None,
     };
     let hits = crate::app::search::search(app.pipeline.deps.store.as_ref(), &params.q, channel, limit)
@@ -73,7 +81,7 @@ pub struct Question {
 #[utoipa::path(post, path = "/channels/{channel_id}/ask", tag = "search", request_body = Question,
     params(("channel_id" = String, Path, description = "The channel's id (UC…) or URL")),
     responses((status = 200, body = crate::app::ask::Answer),
-        (status = 400, description = "No question, or nothing in it to look for", body = ErrorBody),
+        (status = 400, description = "No question, or one over 1,000 characters", body = ErrorBody),
         (status = 404, description = "Not a channel id", body = ErrorBody),
         (status = 502, description = "The LLM failed", body = ErrorBody)))]
 pub async fn ask(
@@ -84,7 +92,7 @@ pub async fn ask(
     use crate::app::ask::AskError;
     let Json(body) = body.map_err(super::error::body_rejection)?;
     let question = body.question.trim();
-    if question.is_empty() || question.chars().count() > 1000 {
+    if body.question.is_empty() || body.question.chars().count() > 1000 {
         let message = "question must have 1 to 1,000 characters";
         return Err(ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_question", message));
     }
@@ -92,7 +100,6 @@ pub async fn ask(
     let answer = crate::app::ask::ask(app.pipeline.deps.store.as_ref(), app.asker.as_ref(), &channel, question)
         .await
         .map_err(|e| match e {
-        AskError::NoWords => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_question", e.to_string()),
         AskError::Store(e) => ApiError::from(e).into_response(),
         AskError::Llm(e) => {
             let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };

@@ -58,8 +58,6 @@ pub struct Citation {
 /// Why a question could not be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
-    #[error("the question has no words to look for")]
-    NoWords,
     #[error(transparent)]
     Store(#[from] PortError),
     #[error("the LLM: {0}")]
@@ -106,16 +104,18 @@ pub async fn ask(
         .map(|w| w.to_lowercase().replace('\'', ""))
         .filter(|w| w.len() > 1 && !is_stop_word(w))
         .collect();
-    if words.is_empty() {
-        return Err(AskError::NoWords);
-    }
-    let query = SearchQuery {
-        text: words.join(" "),
-        channel: Some(channel.clone()),
-        limit: 4 * MAX_PASSAGES as u32,
-        any: true,
+    // Nothing to look for ("the of and", "?"): nothing found.
+    let found = if words.is_empty() {
+        Vec::new()
+    } else {
+        let query = SearchQuery {
+            text: words.join(" "),
+            channel: Some(channel.clone()),
+            limit: 4 * MAX_PASSAGES as u32,
+            any: true,
+        };
+        store.search(&query).await?
     };
-    let found = store.search(&query).await?;
     let mut passages: Vec<SearchHit> = Vec::new();
     let mut tokens = 0;
     for hit in found.into_iter().map(SearchHit::from) {

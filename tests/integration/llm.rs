@@ -330,11 +330,21 @@ async fn a_channel_answers_from_its_passages_and_the_llms_citations_become_momen
     let empty = offline
         .client
         .post(offline.url(&format!("/channels/{CHANNEL}/ask")))
-        .json(&json!({"question": "the of and"}))
+        .json(&json!({"question": "the of and?"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(empty.status(), 400, "nothing to look for");
+    let empty: Value = empty.json().await.unwrap();
+    assert_eq!(empty["passages"], json!([]), "nothing to look for, nothing found: {empty:#}");
+    let long = "why ".repeat(250) + "?";
+    let refused = offline
+        .client
+        .post(offline.url(&format!("/channels/{CHANNEL}/ask")))
+        .json(&json!({"question": long}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "over 1,000 characters");
     let data = offline.stop_keeping_data().await;
 
     // The same data, now with an LLM.

@@ -464,7 +464,9 @@ async fn search_finds_a_spoken_phrase_and_links_to_its_moment() {
     assert!(in_channel["hits"].as_array().unwrap().iter().any(|h| h["kind"] == "summary"), "{in_channel:#}");
     let (_, elsewhere) = app.get_json("/search?q=tower&channel_id=UCzzzzzzzzzzzzzzzzzzzzzz").await;
     assert_eq!(elsewhere["hits"], serde_json::json!([]));
-    let (status, refused) = app.get_json("/search?q=%20").await;
+    let (status, blank) = app.get_json("/search?q=%20").await;
+    assert_eq!((status, &blank["hits"]), (200, &serde_json::json!([])), "nothing to look for, nothing found");
+    let (status, refused) = app.get_json("/search?q=tower&channel_id=@handle").await;
     assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_query")));
     let page = app.client.get(app.url("/ui/search?q=sailors")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<mark>") && page.contains("watch?v=lighthouse1&amp;t="), "the console's search: {page}");
