@@ -2,8 +2,9 @@
 //! WebDriver (`chromedriver`) by fantoccini. One server with an API token and the real stages on
 //! the YouTube stand-in; the browser is refused without the token and signs in, submits a channel
 //! through the form and watches its progress reach 100 % without reloading, follows the jobs
-//! list's live progress, opens a video and checks its key points' moment links, looks at the ops
-//! page and one job's VideoActors, and cancels a job through the confirmation dialog.
+//! list's live progress, opens a video and checks its key points' moment links, searches what was
+//! said, looks at the ops page and one job's VideoActors, and cancels a job through the
+//! confirmation dialog.
 //! Screenshots of each page go to `$CARGO_TARGET_TMPDIR/browser/` (the README's come from there).
 
 use std::collections::HashMap;
@@ -245,6 +246,13 @@ async fn the_console_in_a_browser_signs_in_submits_watches_reads_and_cancels() {
     let vtt = b.client.find(Locator::Css("a[href$='format=vtt']")).await.unwrap();
     assert_eq!(vtt.attr("href").await.unwrap().unwrap(), "/videos/quickTrees1/transcript?format=vtt");
     b.screenshot("video").await;
+
+    // Search: what was said, highlighted, linking to its moment.
+    b.client.goto(&app.url("/ui/search?q=gardeners+prune")).await.unwrap();
+    let first = b.client.find(Locator::Css("#hits li a.moment")).await.unwrap();
+    assert_eq!(first.attr("href").await.unwrap().unwrap(), "https://www.youtube.com/watch?v=quickTrees1&t=9s");
+    assert!(b.text("#hits li .snippet mark").await.to_lowercase().starts_with("garden"), "the match is highlighted");
+    b.screenshot("search").await;
 
     // The jobs list follows a job to 100 % live.
     let watched_id = app.submit_with(WATCHED, TOKEN).await;
