@@ -106,6 +106,12 @@ pub async fn json_errors(request: axum::extract::Request, next: axum::middleware
     json
 }
 
+/// A model's (summarizer's, LLM's) failure: 503 when trying again may work, else 502, with `code`.
+pub fn model_failed(code: &str, e: &crate::stages::StageError) -> Response {
+    let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+    ApiError::with_code(status, code, e.to_string())
+}
+
 impl From<ApiError> for Response {
     fn from(e: ApiError) -> Response {
         e.into_response()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, body_rejection};
+use super::error::{ApiError, ErrorBody, body_rejection, model_failed};
 use crate::app::pipeline::ActorNode;
 use crate::domain::Segment;
 use crate::observability::AnalyticsReport;
@@ -63,10 +63,7 @@ pub async fn summarize_text(
         return Err(ApiError::with_code(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message));
     };
     let segments = vec![Segment { start: 0.0, end: 0.0, text: body.text }];
-    let draft = app.summarizer.summarize(&segments).await.map_err(|e| {
-        let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-        ApiError::with_code(status, "summarizer_failed", e.to_string())
-    })?;
+    let draft = app.summarizer.summarize(&segments).await.map_err(|e| model_failed("summarizer_failed", &e))?;
     Ok(Json(TextSummary { summary: draft.summary }))
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody, model_failed};
 use crate::app::search::MAX_HITS;
 use crate::domain::search::SearchHit;
 
@@ -101,10 +101,7 @@ pub async fn ask(
         .await
         .map_err(|e| match e {
         AskError::Store(e) => ApiError::from(e).into_response(),
-        AskError::Llm(e) => {
-            let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-            ApiError::with_code(status, "llm_failed", e.to_string())
-        }
+        AskError::Llm(e) => model_failed("llm_failed", &e),
     })?;
     Ok(Json(answer))
 }
@@ -146,21 +143,15 @@ pub async fn digest(
     .await
     .map_err(|e| match e {
         DigestError::Store(e) => ApiError::from(e).into_response(),
-        DigestError::Llm(e) => {
-            let status = if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-            ApiError::with_code(status, "llm_failed", e.to_string())
-        }
+        DigestError::Llm(e) => model_failed("llm_failed", &e),
     })?;
     Ok(match params.format.unwrap_or_default() {
         super::videos::SummaryFormat::Json => Json(digest).into_response(),
-        super::videos::SummaryFormat::Md => {
-            let disposition = format!("attachment; filename=\"{channel}.digest.md\"");
-            let headers = [
-                (axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()),
-                (axum::http::header::CONTENT_DISPOSITION, disposition),
-            ];
-            (headers, crate::app::digest::markdown(&digest)).into_response()
-        }
+        super::videos::SummaryFormat::Md => super::videos::download(
+            &format!("{channel}.digest.md"),
+            "text/markdown; charset=utf-8",
+            crate::app::digest::markdown(&digest),
+        ),
     })
 }
 

@@ -77,8 +77,12 @@ pub async fn transcript(
     let transcript = found.ok_or_else(|| ApiError::NotFound(format!("no transcript for video {id}")))?;
     Ok(match query.format.unwrap_or_default() {
         TranscriptFormat::Json => Json(transcript).into_response(),
-        TranscriptFormat::Srt => download(&id, "srt", "application/x-subrip", export::srt(&transcript.segments)),
-        TranscriptFormat::Vtt => download(&id, "vtt", "text/vtt; charset=utf-8", export::webvtt(&transcript.segments)),
+        TranscriptFormat::Srt => {
+            download(&format!("{id}.srt"), "application/x-subrip", export::srt(&transcript.segments))
+        }
+        TranscriptFormat::Vtt => {
+            download(&format!("{id}.vtt"), "text/vtt; charset=utf-8", export::webvtt(&transcript.segments))
+        }
     })
 }
 
@@ -111,14 +115,14 @@ pub async fn summary(
                 None => None,
             };
             let markdown = export::video_markdown(video.as_ref(), &summary);
-            download(&id, "md", "text/markdown; charset=utf-8", markdown)
+            download(&format!("{id}.md"), "text/markdown; charset=utf-8", markdown)
         }
     })
 }
 
-/// A file to save: `{video_id}.{extension}`.
-fn download(id: &VideoId, extension: &str, content_type: &'static str, body: String) -> Response {
-    let disposition = format!("attachment; filename=\"{id}.{extension}\"");
+/// A file to save, named `file_name`.
+pub fn download(file_name: &str, content_type: &'static str, body: String) -> Response {
+    let disposition = format!("attachment; filename=\"{file_name}\"");
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
