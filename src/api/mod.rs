@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -226,25 +226,34 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     let Some(expected) = &state.api_token else {
         return next.run(request).await;
     };
-    let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    match given {
-        Some(token) if session::constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => {
-            next.run(request).await
+    match credentials(expected, request.method(), request.headers()) {
+        Some(Ok(())) => next.run(request).await,
+        Some(Err(refused)) => refused,
+        None => {
+            let missing = "missing `Authorization: Bearer <token>` header (or a session: POST /session)";
+            ApiError::Unauthorized(missing.into()).into_response()
         }
-        Some(_) => ApiError::Unauthorized("invalid bearer token".into()).into_response(),
-        None => match session::check_cookie(expected, request.method(), request.headers()) {
-            Some(Ok(())) => next.run(request).await,
-            Some(Err(refused)) => refused,
-            None => {
-                let missing = "missing `Authorization: Bearer <token>` header (or a session: POST /session)";
-                ApiError::Unauthorized(missing.into()).into_response()
-            }
-        },
+    }
+}
+
+/// How a request's credentials fare against the API token: its bearer token, else its session
+/// cookie ([`session::check_cookie`]); `None` when it has neither, `Some(Err(refusal))` when they
+/// do not let it in.
+pub(crate) fn credentials(
+    expected: &SecretString,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Result<(), Response>> {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    match given {
+        Some(token) if session::constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()) => Some(Ok(())),
+        Some(_) => Some(Err(ApiError::Unauthorized("invalid bearer token".into()).into_response())),
+        None => session::check_cookie(expected, method, headers),
     }
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110).
-pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }

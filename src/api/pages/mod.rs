@@ -70,13 +70,7 @@ async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Re
     let Some(expected) = &state.api_token else {
         return next.run(request).await;
     };
-    let headers = request.headers();
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::bearer_token);
-    let allowed = match bearer {
-        Some(token) => session::constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes()),
-        None => matches!(session::check_cookie(expected, request.method(), headers), Some(Ok(()))),
-    };
-    if allowed {
+    if matches!(super::credentials(expected, request.method(), request.headers()), Some(Ok(()))) {
         return next.run(request).await;
     }
     if changes {
