@@ -76,28 +76,18 @@ async fn summarized(
     channel: &ChannelId,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<(VideoRecord, Summary)>, PortError> {
-    const PAGE: u32 = 100;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (jobs, total) = store.list_jobs(Some(channel), PAGE, offset).await?;
-        for job in &jobs {
-            for video in store.list_videos(job.job_id).await? {
-                let recent = since.is_none_or(|since| video.published_at.is_some_and(|at| at >= since));
-                if video.status != VideoStatus::Summarized || !recent || !seen.insert(video.video_id.clone()) {
-                    continue;
-                }
-                if let Some(summary) = artifacts.get_summary(&video.video_id).await? {
-                    out.push((video, summary));
-                }
-            }
+    for (_, video) in super::search::job_videos(store, Some(channel)).await? {
+        let recent = since.is_none_or(|since| video.published_at.is_some_and(|at| at >= since));
+        if video.status != VideoStatus::Summarized || !recent || !seen.insert(video.video_id.clone()) {
+            continue;
         }
-        offset += PAGE;
-        if jobs.is_empty() || u64::from(offset) >= total {
-            return Ok(out);
+        if let Some(summary) = artifacts.get_summary(&video.video_id).await? {
+            out.push((video, summary));
         }
     }
+    Ok(out)
 }
 
 /// The channel's digest.

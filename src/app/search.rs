@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 
-use crate::domain::ChannelId;
 use crate::domain::search::{IndexedVideo, PassageKind, SearchHit, SearchQuery, summary_passages, transcript_passages};
+use crate::domain::{ChannelId, VideoRecord};
 use crate::ports::{ArtifactStore, JobStore, PortError};
 
 /// The most hits one search returns.
@@ -34,40 +34,47 @@ pub struct Reindexed {
 /// Files every stored transcript and summary of every job's videos in the search index again
 /// (each video once, under its newest job's channel and title).
 pub async fn reindex(store: &dyn JobStore, artifacts: &dyn ArtifactStore) -> Result<Reindexed, PortError> {
-    const PAGE: u32 = 100;
     let mut done = Reindexed::default();
     let mut seen = HashSet::new();
+    for (channel_id, video) in job_videos(store, None).await? {
+        if !seen.insert(video.video_id.clone()) {
+            continue;
+        }
+        let filed = IndexedVideo { video_id: video.video_id.clone(), channel_id, title: video.title.clone() };
+        let mut any = false;
+        if let Some(transcript) = artifacts.get_transcript(&video.video_id).await? {
+            let passages = transcript_passages(&transcript.segments);
+            store.index_passages(&filed, PassageKind::Transcript, &passages).await?;
+            done.transcripts += 1;
+            any = true;
+        }
+        if let Some(summary) = artifacts.get_summary(&video.video_id).await? {
+            store.index_passages(&filed, PassageKind::Summary, &summary_passages(&summary)).await?;
+            done.summaries += 1;
+            any = true;
+        }
+        done.videos += usize::from(any);
+    }
+    Ok(done)
+}
+
+/// Every job's record of every video, with the job's channel: the newest jobs' first (all jobs,
+/// or `channel`'s). A video that several jobs hold comes once per job.
+pub async fn job_videos(
+    store: &dyn JobStore,
+    channel: Option<&ChannelId>,
+) -> Result<Vec<(ChannelId, VideoRecord)>, PortError> {
+    const PAGE: u32 = 100;
+    let mut out = Vec::new();
     let mut offset = 0;
     loop {
-        let (jobs, total) = store.list_jobs(None, PAGE, offset).await?;
+        let (jobs, total) = store.list_jobs(channel, PAGE, offset).await?;
         for job in &jobs {
-            for video in store.list_videos(job.job_id).await? {
-                if !seen.insert(video.video_id.clone()) {
-                    continue;
-                }
-                let filed = IndexedVideo {
-                    video_id: video.video_id.clone(),
-                    channel_id: job.channel_id.clone(),
-                    title: video.title.clone(),
-                };
-                let mut any = false;
-                if let Some(transcript) = artifacts.get_transcript(&video.video_id).await? {
-                    let passages = transcript_passages(&transcript.segments);
-                    store.index_passages(&filed, PassageKind::Transcript, &passages).await?;
-                    done.transcripts += 1;
-                    any = true;
-                }
-                if let Some(summary) = artifacts.get_summary(&video.video_id).await? {
-                    store.index_passages(&filed, PassageKind::Summary, &summary_passages(&summary)).await?;
-                    done.summaries += 1;
-                    any = true;
-                }
-                done.videos += usize::from(any);
-            }
+            out.extend(store.list_videos(job.job_id).await?.into_iter().map(|v| (job.channel_id.clone(), v)));
         }
         offset += PAGE;
         if jobs.is_empty() || u64::from(offset) >= total {
-            return Ok(done);
+            return Ok(out);
         }
     }
 }
