@@ -213,28 +213,45 @@ pub struct OpsView {
     responses((status = 200, content_type = "text/event-stream",
         description = "`event: ops` (data: OpsView) every second")))]
 pub async fn ops_events(State(app): State<AppState>) -> Response {
+    ticking(app, OPS_EVERY, |app| async move {
+        match ops_view(&app).await {
+            Ok(view) => ("ops", serde_json::to_string(&view).unwrap_or_default()),
+            Err(e) => ("ops_error", e.to_string()),
+        }
+    })
+}
+
+/// A stream that sends `make`'s event (its type and data) now and every `every` while it is
+/// open, unless it is the same as the one sent last. Nothing is made while nobody listens.
+pub(crate) fn ticking<F, Fut>(app: AppState, every: Duration, make: F) -> Response
+where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (&'static str, String)> + Send,
+{
     let (tx, rx) = mpsc::channel(2);
-    let state = app.clone();
+    let closing = app.pipeline.deps.feed.closing();
+    let response = stream(&app, rx);
     tokio::spawn(async move {
-        let closing = state.pipeline.deps.feed.closing();
-        let mut every = tokio::time::interval(OPS_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
         loop {
             tokio::select! {
                 () = closing.cancelled() => return,
                 () = tx.closed() => return,
-                _ = every.tick() => {}
+                _ = ticks.tick() => {}
             }
-            let event = match ops_view(&state).await {
-                Ok(view) => Event::default().event("ops").json_data(&view).unwrap_or_else(|_| Event::default()),
-                Err(e) => Event::default().event("ops_error").data(e.to_string()),
-            };
-            if tx.send(event).await.is_err() {
+            let made = make(app.clone()).await;
+            if last.as_ref() == Some(&made) {
+                continue;
+            }
+            if tx.send(Event::default().event(made.0).data(&made.1)).await.is_err() {
                 return;
             }
+            last = Some(made);
         }
     });
-    stream(&app, rx)
+    response
 }
 
 /// What `GET /ops/events` sends.

@@ -2,26 +2,21 @@
 //! jobs whose actors run here, refreshed every second while the page is open; and the drill-down
 //! into one job's VideoActors.
 //!
-//! The live parts are rendered here, once, and streamed as HTML (`/ui/ops/live`,
+//! The live parts are rendered here, once, and streamed as HTML ([`ticking`]: `/ui/ops/live`,
 //! `/ui/ops/jobs/{id}/live`: `event: fragment`, the section's new content) — the page's script
 //! swaps them in. Each update is bounded whatever the jobs hold: counts per kind and one line per
 //! job (at most `MAX_JOBS`), never one line per video. Nothing is collected while nobody watches.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use maud::{Markup, html};
-use tokio::sync::mpsc;
 
 use super::{Nav, failure, page, short};
 use crate::actors::job::JobActors;
 use crate::api::AppState;
-use crate::api::live::{OPS_EVERY, OpsView, ops_view};
+use crate::api::live::{OPS_EVERY, OpsView, ops_view, ticking};
 use crate::domain::JobId;
 
 /// How often the drill-down into one job's VideoActors is refreshed.
@@ -53,11 +48,12 @@ pub async fn ops_page(State(app): State<AppState>) -> Response {
 
 /// `GET /ui/ops/live`: the ops sections, rendered, every second.
 pub async fn ops_live(State(app): State<AppState>) -> Response {
-    fragments(app, OPS_EVERY, |app| async move {
-        match ops_view(&app).await {
+    ticking(app, OPS_EVERY, |app| async move {
+        let html = match ops_view(&app).await {
             Ok(view) => ops_sections(&view),
             Err(e) => html! { p.error role="alert" { "Cannot read the deployment's state: " (e.to_string()) } },
-        }
+        };
+        ("fragment", html.into_string())
     })
 }
 
@@ -183,7 +179,7 @@ pub async fn job_actors_live(State(app): State<AppState>, Path(raw): Path<String
         Ok(job_id) => job_id,
         Err(e) => return failure(e),
     };
-    fragments(app, ACTORS_EVERY, move |app| async move { actors_section(&app, job_id).await })
+    ticking(app, ACTORS_EVERY, move |app| async move { ("fragment", actors_section(&app, job_id).await.into_string()) })
 }
 
 async fn actors_section(app: &AppState, job_id: JobId) -> Markup {
@@ -204,38 +200,4 @@ async fn actors_section(app: &AppState, job_id: JobId) -> Markup {
             } }
         } }
     }
-}
-
-/// A stream of `event: fragment` (a section's new HTML) every `every` while the page is open.
-fn fragments<F, Fut>(app: AppState, every: Duration, render: F) -> Response
-where
-    F: Fn(AppState) -> Fut + Send + 'static,
-    Fut: Future<Output = Markup> + Send,
-{
-    let (tx, rx) = mpsc::channel::<Event>(2);
-    let closing = app.pipeline.deps.feed.closing();
-    let keep_alive = KeepAlive::new().interval(app.events_keep_alive);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = String::new();
-        loop {
-            tokio::select! {
-                () = closing.cancelled() => return,
-                () = tx.closed() => return,
-                _ = ticks.tick() => {}
-            }
-            let html = render(app.clone()).await.into_string();
-            // Unchanged: nothing to send.
-            if html == last {
-                continue;
-            }
-            if tx.send(Event::default().event("fragment").data(&html)).await.is_err() {
-                return;
-            }
-            last = html;
-        }
-    });
-    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    Sse::new(events).keep_alive(keep_alive).into_response()
 }
