@@ -14,6 +14,8 @@ use serde_json::json;
 
 use crate::routes::Shared;
 
+const PLAYLIST_NOT_FOUND: &str = "The playlist identified with the request's playlistId parameter cannot be found.";
+
 /// The key whose every call answers `quotaExceeded`.
 pub const QUOTA_EXCEEDED_KEY: &str = "stand-in-quota-exceeded";
 
@@ -83,11 +85,7 @@ pub(crate) async fn playlist_items(
     }
     let playlist = query.playlist_id.unwrap_or_default();
     let Some(channel_id) = playlist.strip_prefix("UU").map(|rest| format!("UC{rest}")) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "playlistNotFound",
-            "The playlist identified with the request's playlistId parameter cannot be found.",
-        );
+        return error(StatusCode::NOT_FOUND, "playlistNotFound", PLAYLIST_NOT_FOUND);
     };
     let per_page = query.max_results.unwrap_or(5).clamp(1, 50);
     let start: usize = match query.page_token.as_deref() {
@@ -105,11 +103,7 @@ pub(crate) async fn playlist_items(
     };
     let channels = shared.channels();
     let Some(channel) = channels.iter().find(|c| c.id == channel_id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "playlistNotFound",
-            "The playlist identified with the request's playlistId parameter cannot be found.",
-        );
+        return error(StatusCode::NOT_FOUND, "playlistNotFound", PLAYLIST_NOT_FOUND);
     };
     let items: Vec<_> = channel
         .videos
