@@ -252,6 +252,12 @@ impl JobSupervisor {
                 Err(e) => tracing::warn!(%job_id, error = %e, "could not check a job whose lease was not renewed"),
             }
         }
+        // Held here but not running: created for this process (a submission, a subscription's
+        // poll) while its start did not arrive, or before this supervisor restarted.
+        let idle: Vec<JobId> = held.into_iter().filter(|id| !state.jobs.contains_key(id)).collect();
+        for job_id in idle {
+            self.start(myself, state, job_id).await;
+        }
         match store.claimable_jobs().await {
             Ok(jobs) => {
                 for job_id in jobs {

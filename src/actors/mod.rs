@@ -6,11 +6,13 @@
 //! ├─ StagePool{stage} × 5               consumes its stage's queue, N workers, publishes results
 //! │    discovery | download | audio_extraction | transcription | summarization
 //! ├─ EventConsumer{analytics, event-log} its own consumer group each, feeding an [`EventSink`]
-//! └─ JobSupervisor                      one JobActor per job it holds a lease on; restarts a failed one
-//!    └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
-//!       │                               ends the job when every video is final
-//!       └─ VideoActor{job_id,video_id}  drives `domain::workflow` through the stage pools;
-//!                                       restarted alone, from its persisted state, when it fails
+//! ├─ JobSupervisor                      one JobActor per job it holds a lease on; restarts a failed one
+//! │  └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
+//! │     │                               ends the job when every video is final
+//! │     └─ VideoActor{job_id,video_id}  drives `domain::workflow` through the stage pools;
+//! │                                     restarted alone, from its persisted state, when it fails
+//! └─ SubscriptionSupervisor             one SubscriptionActor per subscription it holds a lease on
+//!    └─ SubscriptionActor{id}           polls its channel's feed; a job for each batch of new uploads
 //! ```
 //!
 //! Every state transition is persisted before the next stage's command is sent. A stage failure
@@ -39,6 +41,7 @@ pub mod router;
 pub mod snapshot;
 pub mod stage_pool;
 pub mod steps;
+pub mod subscriptions;
 #[cfg(test)]
 mod testing;
 pub mod video;

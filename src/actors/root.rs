@@ -11,6 +11,7 @@ use super::job_supervisor::{JobSupervisor, JobSupervisorArgs, JobSupervisorMsg};
 use super::restarts::Restarts;
 use super::router::EventRouter;
 use super::stage_pool::{PoolStats, StagePool, StagePoolArgs, StagePoolMsg};
+use super::subscriptions::{SubscriptionSupervisor, SubscriptionSupervisorArgs, SubscriptionSupervisorMsg, Watch};
 use super::{Deps, fail};
 use crate::domain::{JobId, Stage};
 
@@ -29,6 +30,8 @@ pub struct RootArgs {
     pub node: String,
     /// The decoupled event consumers (analytics, event log).
     pub consumers: Vec<EventConsumerArgs>,
+    /// Watching channels for new uploads (none: this process polls no subscription).
+    pub watch: Option<Watch>,
 }
 
 /// The root's children.
@@ -39,6 +42,7 @@ pub enum Child {
     Jobs,
     /// An event consumer, by its index in [`RootArgs::consumers`].
     Consumer(usize),
+    Subscriptions,
 }
 
 pub struct RootState {
@@ -48,6 +52,7 @@ pub struct RootState {
     instance: String,
     node: String,
     consumers: Vec<EventConsumerArgs>,
+    watch: Option<Watch>,
 }
 
 #[derive(Debug)]
@@ -59,7 +64,8 @@ pub enum RootMsg {
     /// Counters of every running pool.
     PoolStats(RpcReplyPort<Vec<PoolStats>>),
     Respawn(Child),
-    /// Renew leases and look for claimable jobs now, not at the next tick (a peer went away).
+    /// Renew leases and look for claimable jobs and subscriptions now, not at the next tick (a
+    /// peer went away, a subscription was made).
     CheckLeases,
     /// Stops every child (jobs first, then pools, then the router) and replies when done.
     Shutdown(RpcReplyPort<()>),
@@ -78,6 +84,7 @@ impl Actor for RootSupervisor {
             instance: args.instance.clone(),
             node: args.node.clone(),
             consumers: args.consumers.clone(),
+            watch: args.watch.clone(),
         };
         // Attempts whose process died while they ran (this one before a restart, or another).
         let silent_since = chrono::Utc::now() - self.deps.settings.silence();
@@ -96,6 +103,9 @@ impl Actor for RootSupervisor {
             self.spawn_child(&myself, &mut state, Child::Consumer(index)).await?;
         }
         self.spawn_child(&myself, &mut state, Child::Jobs).await?;
+        if state.watch.is_some() {
+            self.spawn_child(&myself, &mut state, Child::Subscriptions).await?;
+        }
         Ok(state)
     }
 
@@ -126,6 +136,11 @@ impl Actor for RootSupervisor {
                 if let Ok(jobs) = jobs_ref(state) {
                     jobs.cast(JobSupervisorMsg::Tick)?;
                 }
+                for (child, cell) in state.children.values() {
+                    if *child == Child::Subscriptions {
+                        let _ = cell.send_message(SubscriptionSupervisorMsg::Tick);
+                    }
+                }
             }
             RootMsg::RunningJobs(reply) => match jobs_ref(state) {
                 Ok(jobs) => jobs.cast(JobSupervisorMsg::Running(reply))?,
@@ -149,7 +164,7 @@ impl Actor for RootSupervisor {
             RootMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let timeout = Some(std::time::Duration::from_secs(10));
-                for kind in [Child::Jobs, Child::Router] {
+                for kind in [Child::Subscriptions, Child::Jobs, Child::Router] {
                     for (child, cell) in state.children.values() {
                         let with_router = matches!(child, Child::Pool(_) | Child::Consumer(_));
                         if *child == kind || (kind == Child::Router && with_router) {
@@ -241,6 +256,13 @@ impl RootSupervisor {
                 let args = state.consumers[index].clone();
                 let name = format!("{}/consumer:{}", state.instance, args.sink.name());
                 Actor::spawn_linked(Some(name), EventConsumer { deps }, args, supervisor).await?.0.get_cell()
+            }
+            Child::Subscriptions => {
+                let name = format!("{}/subscription-supervisor", state.instance);
+                let watch = state.watch.clone().ok_or_else(|| fail("watching is not configured"))?;
+                let args = SubscriptionSupervisorArgs { node: state.node.clone(), root: myself.clone() };
+                let actor = SubscriptionSupervisor { deps, watch };
+                Actor::spawn_linked(Some(name), actor, args, supervisor).await?.0.get_cell()
             }
         };
         // A new JobSupervisor resumes the unfinished jobs nobody holds by itself.

@@ -81,7 +81,7 @@ impl TestPorts {
     pub async fn job_with_video(&self, video: &str) -> (JobId, VideoId) {
         let job = JobId::new();
         let channel = ChannelId::parse("UCactorsactorsactorsacto").unwrap();
-        self.deps.store.create_job(job, &channel, false).await.unwrap();
+        self.deps.store.create_job(job, &channel, false, None).await.unwrap();
         let video_id = VideoId::parse(video).unwrap();
         let meta = VideoMeta { video_id: video_id.clone(), title: "t".into(), published_at: None };
         self.deps.store.add_videos(job, &[meta]).await.unwrap();

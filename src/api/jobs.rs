@@ -204,15 +204,7 @@ pub async fn create_job(
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<Response, Response> {
     let Json(body) = body.map_err(body_rejection)?;
-    let channel = app.pipeline.resolve_channel(&body.channel_id).await.map_err(|e| match e {
-        ChannelError::Invalid(e) => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()),
-        ChannelError::Handle(e @ HandleError::NotFound(_)) => {
-            ApiError::with_code(StatusCode::NOT_FOUND, "channel_not_found", e.to_string())
-        }
-        ChannelError::Handle(e @ HandleError::Unavailable { .. }) => {
-            ApiError::with_code(StatusCode::BAD_GATEWAY, "youtube_unavailable", e.to_string())
-        }
-    })?;
+    let channel = app.pipeline.resolve_channel(&body.channel_id).await.map_err(channel_error)?;
     let job = app.pipeline.submit(&channel, body.force).await.map_err(|e| ApiError::from(e).into_response())?;
     let location = format!("/jobs/{}", job.job_id);
     let mut response = (StatusCode::ACCEPTED, Json(JobCreated { job_id: job.job_id.to_string() })).into_response();
@@ -220,6 +212,20 @@ pub async fn create_job(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// The answer to a channel a user named that cannot be run: 400 `invalid_channel_id`, 404
+/// `channel_not_found` (no such handle), 502 `youtube_unavailable`.
+pub fn channel_error(e: ChannelError) -> Response {
+    match e {
+        ChannelError::Invalid(e) => ApiError::with_code(StatusCode::BAD_REQUEST, "invalid_channel_id", e.to_string()),
+        ChannelError::Handle(e @ HandleError::NotFound(_)) => {
+            ApiError::with_code(StatusCode::NOT_FOUND, "channel_not_found", e.to_string())
+        }
+        ChannelError::Handle(e @ HandleError::Unavailable { .. }) => {
+            ApiError::with_code(StatusCode::BAD_GATEWAY, "youtube_unavailable", e.to_string())
+        }
+    }
 }
 
 /// A page's start: `offset` up to `i32::MAX` (what the schema states); beyond it, a 400.

@@ -9,6 +9,7 @@ pub mod pages;
 pub mod search;
 pub mod server;
 pub mod session;
+pub mod subscriptions;
 pub mod videos;
 
 pub use server::Application;
@@ -55,6 +56,8 @@ pub struct AppState {
         jobs::create_job, jobs::get_job, jobs::list_jobs, jobs::cancel_job, jobs::list_attempts,
         live::events, live::job_events, live::all_progress, live::ops_events, jobs::job_actors, session::sign_in, session::sign_out,
         videos::transcript, videos::summary, search::search, search::ask, search::digest,
+        subscriptions::create_subscription, subscriptions::list_subscriptions, subscriptions::get_subscription,
+        subscriptions::delete_subscription, subscriptions::websub_verify, subscriptions::websub_notify,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
     ),
     components(schemas(
@@ -67,6 +70,8 @@ pub struct AppState {
         jobs::AttemptPage, crate::domain::AttemptRecord, crate::observability::AnalyticsReport,
         error::ErrorBody, error::ErrorDetail, crate::app::pipeline::ClusterView, crate::app::pipeline::ClusterNode,
         crate::app::pipeline::OrphanedJob, crate::domain::NodeRecord,
+        subscriptions::CreateSubscription, subscriptions::SubscriptionList,
+        crate::domain::subscriptions::Subscription, crate::domain::subscriptions::PollOutcome,
     )),
     modifiers(&BearerAuth, &Responses),
     // Every route takes the token when `server.api_token` is set; /healthz overrides this.
@@ -95,7 +100,7 @@ impl utoipa::Modify for BearerAuth {
 struct Responses;
 
 /// The routes the token does not guard.
-const OPEN: &[&str] = &["/healthz", "/session"];
+const OPEN: &[&str] = &["/healthz", "/session", "/websub/{subscription_id}"];
 
 impl utoipa::Modify for Responses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -181,6 +186,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/search", get(search::search))
         .route("/channels/{channel_id}/ask", post(search::ask))
         .route("/channels/{channel_id}/digest", get(search::digest))
+        .route("/subscriptions", post(subscriptions::create_subscription).get(subscriptions::list_subscriptions))
+        .route(
+            "/subscriptions/{subscription_id}",
+            get(subscriptions::get_subscription).delete(subscriptions::delete_subscription),
+        )
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
         .route("/openapi.json", get(openapi))
@@ -188,6 +198,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(misc::healthz))
         .route("/session", post(session::sign_in).delete(session::sign_out))
+        .route("/websub/{subscription_id}", get(subscriptions::websub_verify).post(subscriptions::websub_notify))
         .merge(protected)
         .merge(pages::routes(state.clone()))
         .fallback(not_found)

@@ -14,15 +14,19 @@ use super::wiring::Wiring;
 use crate::actors::job::{JobActors, JobMsg};
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::actors::snapshot::{NodeFacts, NodeSnapshot};
+use crate::actors::subscriptions::Watch;
 use crate::actors::{Deps, EventConsumerArgs, PoolStats, job_actor_name};
 use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
-use crate::ports::PortError;
+use crate::ports::{PortError, SubscriptionStore};
+use crate::stages::discovery::UploadsFeed;
 use crate::stages::settings::YoutubeSettings;
 
 pub struct Pipeline {
     pub settings: Arc<Settings>,
     pub deps: Deps,
+    /// Watched channels.
+    pub subscriptions: Arc<dyn SubscriptionStore>,
     /// This process's name in job leases and stage attempts (`{name}#{incarnation}`).
     pub node: String,
     /// How this process registered among the nodes.
@@ -62,7 +66,7 @@ pub struct ActorNode {
 impl Pipeline {
     /// Starts the actor tree with the given stage pools; unfinished jobs resume.
     pub async fn start(wiring: Wiring, stages: Vec<Stage>) -> anyhow::Result<Pipeline> {
-        let Wiring { settings, deps, background } = wiring;
+        let Wiring { settings, deps, subscriptions, background } = wiring;
         static INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let instance = format!("p{}", INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let name = node_name(&settings.cluster.node_name, &instance);
@@ -93,7 +97,15 @@ impl Pipeline {
         ];
         let root = RootSupervisor { deps: deps.clone() };
         let name = format!("{instance}/root-supervisor");
-        let args = RootArgs { stages, instance, node: node.clone(), consumers };
+        let watch = match settings.subscriptions.enabled {
+            true => Some(Watch {
+                store: subscriptions.clone(),
+                feed: UploadsFeed::new(&settings.youtube).map_err(|e| anyhow::anyhow!("{e}"))?,
+                settings: settings.subscriptions.clone(),
+            }),
+            false => None,
+        };
+        let args = RootArgs { stages, instance, node: node.clone(), consumers, watch };
         let (root, handle) =
             Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
         #[cfg(feature = "cluster")]
@@ -101,6 +113,7 @@ impl Pipeline {
         Ok(Pipeline {
             settings,
             deps,
+            subscriptions,
             node,
             record,
             analytics,
@@ -121,11 +134,19 @@ impl Pipeline {
     }
 
     pub async fn submit(&self, channel_id: &ChannelId, force: bool) -> Result<JobRecord, PortError> {
-        let job = self.deps.store.create_job(JobId::new(), channel_id, force).await?;
+        // Held by this process from the start: no other claims it before this one's first claim.
+        let holder = Some((self.node.as_str(), self.deps.settings.job_lease()));
+        let job = self.deps.store.create_job(JobId::new(), channel_id, force, holder).await?;
         self.root
             .cast(RootMsg::StartJob(job.job_id))
             .map_err(|e| PortError::Unavailable(format!("actor tree: {e}")))?;
         Ok(job)
+    }
+
+    /// Looks for claimable jobs and subscriptions now (a subscription was just made), not at the
+    /// next lease round.
+    pub fn check_leases(&self) {
+        let _ = self.root.cast(RootMsg::CheckLeases);
     }
 
     /// Cancels a job: the cancel is recorded first (the job ends `cancelled`, and from then on its

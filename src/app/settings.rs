@@ -14,6 +14,7 @@ use figment::value::Value;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::actors::subscriptions::SubscriptionSettings;
 use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings};
 use crate::stages::settings::{
     AudioSettings, DiscoverySettings, DownloadSettings, LlmSettings, OpenAiTranscriptionSettings, StageSettings,
@@ -47,6 +48,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub kafka: KafkaSettings,
     pub cluster: ClusterSettings,
+    pub subscriptions: SubscriptionSettings,
 }
 
 /// How this process names itself among the deployment's nodes.

@@ -1,4 +1,4 @@
-//! The command line (clap): `serve`, `summarize`, `demo` (with the `demo` feature), `models fetch`,
+//! The command line (clap): `serve`, `summarize`, `search`, `watch`, `demo` (with the `demo` feature), `models fetch`,
 //! `models import-ct2`, `bench pipeline`. The top layer: it reads the settings and drives the
 //! HTTP application ([`crate::api`]) or an in-process pipeline ([`crate::app`]).
 
@@ -8,6 +8,7 @@ pub mod demo;
 pub mod report;
 pub mod search;
 pub mod summarize;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,22 @@ pub enum Command {
         limit: u32,
         #[arg(long)]
         reindex: bool,
+    },
+    /// Watches a channel for new uploads: subscribes to it in the configured store (an existing
+    /// subscription is kept), then runs the pipeline here, summarizing each new upload its feed
+    /// shows, until Ctrl-C. `tubesum serve` polls the store's subscriptions as well.
+    Watch {
+        /// The channel: its id (UC…), its URL, or its handle (@name).
+        channel: String,
+        /// Seconds between polls (default: subscriptions.default_interval_secs).
+        #[arg(long)]
+        interval: Option<u64>,
+        /// Summarize the uploads already in the feed too (default: only those that appear later).
+        #[arg(long)]
+        backfill: bool,
+        /// Only record the subscription (a running `tubesum serve` on the same store polls it).
+        #[arg(long)]
+        add_only: bool,
     },
     /// Builds a small demo channel locally (espeak-ng speech, ffmpeg media), serves it on loopback
     /// and summarizes it: the whole pipeline, no internet.
@@ -249,6 +266,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             search::run(settings, query.as_deref(), channel, limit, reindex).await
+        }
+        Command::Watch { channel, interval, backfill, add_only } => {
+            let settings = Settings::from_env(cli.config.as_deref())?;
+            watch::run(settings, watch::Watch { channel, interval_secs: interval, backfill, add_only }).await
         }
         #[cfg(feature = "demo")]
         Command::Demo { out } => demo::run(Settings::from_env(cli.config.as_deref())?, &out).await,

@@ -259,6 +259,7 @@ text_enum!(
 
 // After `text_enum!`, which it uses.
 pub mod search;
+pub mod subscriptions;
 
 /// A timed piece of transcript, in seconds from the start of the video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

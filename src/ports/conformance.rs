@@ -26,10 +26,10 @@ pub async fn job_store(store: &dyn JobStore) {
     search_index(store).await;
     let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
     let job = JobId::new();
-    let created = store.create_job(job, &channel, true).await.expect("create");
+    let created = store.create_job(job, &channel, true, None).await.expect("create");
     assert_eq!(created.status, JobStatus::Pending);
     assert!(created.force);
-    assert!(store.create_job(job, &channel, false).await.is_err(), "duplicate job id accepted");
+    assert!(store.create_job(job, &channel, false, None).await.is_err(), "duplicate job id accepted");
     assert!(store.get_job(JobId::new()).await.unwrap().is_none());
 
     store.set_job_status(job, JobStatus::Discovering, Some("feed unavailable")).await.unwrap();
@@ -90,7 +90,7 @@ pub async fn job_store(store: &dyn JobStore) {
 
     // Listing: newest first, paginated, with the total.
     let second = JobId::new();
-    store.create_job(second, &channel, false).await.unwrap();
+    store.create_job(second, &channel, false, None).await.unwrap();
     let (page, total) = store.list_jobs(None, 1, 0).await.unwrap();
     assert!(total >= 2);
     assert_eq!(page.len(), 1);
@@ -100,7 +100,7 @@ pub async fn job_store(store: &dyn JobStore) {
     // One channel's jobs only.
     let elsewhere = ChannelId::parse(&format!("UC{}", &JobId::new().to_string().replace('-', "")[..22])).unwrap();
     let third = JobId::new();
-    store.create_job(third, &elsewhere, false).await.unwrap();
+    store.create_job(third, &elsewhere, false, None).await.unwrap();
     let (theirs, counted) = store.list_jobs(Some(&elsewhere), 100, 0).await.unwrap();
     assert_eq!((theirs.iter().map(|j| j.job_id).collect::<Vec<_>>(), counted), (vec![third], 1));
     let (ours, counted) = store.list_jobs(Some(&channel), 100, 0).await.unwrap();
@@ -119,7 +119,7 @@ async fn media_users(store: &dyn JobStore, channel: &ChannelId) {
     let id = &shared.video_id;
     let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
     for job in [a, b, c] {
-        store.create_job(job, channel, false).await.unwrap();
+        store.create_job(job, channel, false, None).await.unwrap();
         store.set_job_status(job, JobStatus::Running, None).await.unwrap();
         store.add_videos(job, std::slice::from_ref(&shared)).await.unwrap();
     }
@@ -141,7 +141,7 @@ async fn media_users(store: &dyn JobStore, channel: &ChannelId) {
 /// A job ends once: its final status is never overwritten, by a status or by another ending.
 async fn final_statuses_stay(store: &dyn JobStore, channel: &ChannelId) {
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     let ending = |status| DomainEvent::new(job, None, EventPayload::JobFinished { status });
     let first = store.finish_job(job, JobStatus::Completed, None, &ending(JobStatus::Completed)).await.unwrap();
     assert!(matches!(first, Finish::WithEvent | Finish::StatusOnly), "{first:?}");
@@ -160,7 +160,7 @@ async fn final_statuses_stay(store: &dyn JobStore, channel: &ChannelId) {
 async fn leases(store: &dyn JobStore, channel: &ChannelId) {
     let long = Duration::from_secs(600);
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     assert!(store.claimable_jobs().await.unwrap().contains(&job), "a new job is claimable");
     let a1 = store.claim_job(job, "node-a", long).await.unwrap().expect("claimed");
     assert_eq!(a1.owner, "node-a");
@@ -171,6 +171,15 @@ async fn leases(store: &dyn JobStore, channel: &ChannelId) {
     assert!(store.claim_job(JobId::new(), "node-a", long).await.unwrap().is_none(), "a missing job");
     assert_eq!(store.renew_leases("node-a", long).await.unwrap(), vec![job]);
     assert!(store.renew_leases("node-b", long).await.unwrap().is_empty());
+
+    // Created held (submitted to node-a): nobody else claims it, and node-a's claim keeps its epoch.
+    let held = JobId::new();
+    store.create_job(held, channel, false, Some(("node-a", long))).await.unwrap();
+    assert!(!store.claimable_jobs().await.unwrap().contains(&held), "a job created held is not claimable");
+    assert!(store.claim_job(held, "node-b", long).await.unwrap().is_none(), "created held is exclusive");
+    let first = store.claim_job(held, "node-a", long).await.unwrap().expect("its holder claims it");
+    assert_eq!(store.claim_job(held, "node-a", long).await.unwrap(), Some(first));
+    store.set_job_status(held, JobStatus::Cancelled, None).await.unwrap();
 
     // Released: another node takes it at once, at a new epoch.
     store.release_job(job, "node-b").await.unwrap();
@@ -228,7 +237,7 @@ async fn membership(store: &dyn JobStore, channel: &ChannelId) {
     assert!(now >= alpha.heartbeat_at - chrono::Duration::seconds(1), "the store's clock ages heartbeats");
 
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     store.claim_job(job, &first.node, long).await.unwrap().expect("unheld");
     assert!(store.claim_job(job, &other.node, long).await.unwrap().is_none(), "alpha#one holds it");
     assert!(!store.claimable_jobs().await.unwrap().contains(&job));
@@ -287,7 +296,7 @@ async fn fencing(store: &dyn JobStore, job: JobId, a1: &super::Fence, b2: &super
 /// Stage attempts: who took a command and how it ended; a redelivery overwrites.
 async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     let first = StageCommand::new(job, None, Stage::Discovery, 1);
     store.attempt_started(&first, "node-a").await.unwrap();
     let second = StageCommand::new(job, Some(VideoId::parse("ddddddddddd").unwrap()), Stage::Download, 2);
@@ -320,7 +329,7 @@ async fn attempts(store: &dyn JobStore, channel: &ChannelId) {
 /// A worker takes a command only while it is wanted, and records its attempt in the same step.
 async fn taking(store: &dyn JobStore, channel: &ChannelId) {
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     let (a, b) = (VideoId::parse("jjjjjjjjjjj").unwrap(), VideoId::parse("kkkkkkkkkkk").unwrap());
     let discovery = StageCommand::new(job, None, Stage::Discovery, 1);
     assert!(!store.take_command(&discovery, "node-a").await.unwrap(), "discovery of a job not discovering");
@@ -356,7 +365,7 @@ async fn taking(store: &dyn JobStore, channel: &ChannelId) {
 /// Attempts left open are closed as interrupted: those of a stopping process, and silent ones.
 async fn interrupted(store: &dyn JobStore, channel: &ChannelId) {
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     let started = |id: &str| StageCommand::new(job, Some(VideoId::parse(id).unwrap()), Stage::Download, 1);
     let (stopping, silent, live, done) =
         (started("fffffffffff"), started("ggggggggggg"), started("hhhhhhhhhhh"), started("iiiiiiiiiii"));
@@ -391,7 +400,7 @@ async fn interrupted(store: &dyn JobStore, channel: &ChannelId) {
 /// silent when they stop, finished once it ended a while ago.
 async fn progress(store: &dyn JobStore, channel: &ChannelId) {
     let job = JobId::new();
-    store.create_job(job, channel, false).await.unwrap();
+    store.create_job(job, channel, false, None).await.unwrap();
     let video = VideoId::parse("eeeeeeeeeee").unwrap();
     let (long, none) = (Duration::from_secs(600), Duration::ZERO);
     let of = |attempt, silence| store.attempt_progress(job, Some(&video), Stage::Transcription, attempt, silence);
@@ -632,4 +641,91 @@ async fn search_index(store: &dyn JobStore) {
     let honey: Vec<(PassageKind, f64)> = search("honey", 10).await.iter().map(|h| (h.kind, h.start)).collect();
     assert_eq!(honey.len(), 2, "{honey:?}");
     assert!(honey.contains(&(PassageKind::Transcript, 2.0)) && honey.contains(&(PassageKind::Summary, 0.0)));
+}
+
+/// Subscriptions: one per channel; one poller at a time (leased); a poll and its job are one write,
+/// refused to a process that does not hold the lease.
+pub async fn subscription_store<S: JobStore + super::SubscriptionStore>(store: &S) {
+    use crate::domain::subscriptions::{PollOutcome, Validators};
+    let channel = ChannelId::parse("UCsubscribedsubscribedsu").unwrap();
+    let long = Duration::from_secs(600);
+    let sub = store.create_subscription(&channel, Duration::from_secs(300), false).await.unwrap();
+    assert_eq!((sub.interval_secs, sub.backfill, sub.polls), (300, false, 0));
+    assert!(sub.last_polled_at.is_none() && sub.seen.is_empty() && sub.owner.is_none());
+    let err = store.create_subscription(&channel, Duration::from_secs(60), true).await.unwrap_err();
+    assert!(matches!(err, PortError::AlreadyExists(_)), "{err}");
+    let id = sub.subscription_id;
+    assert_eq!(store.list_subscriptions().await.unwrap().len(), 1);
+
+    // Leased: one holder at a time; a poll is recorded only by the holder.
+    assert!(store.claimable_subscriptions().await.unwrap().contains(&id));
+    assert!(store.claim_subscription(id, "node-a", long).await.unwrap());
+    assert!(!store.claim_subscription(id, "node-b", long).await.unwrap(), "a live lease is exclusive");
+    assert!(!store.claimable_subscriptions().await.unwrap().contains(&id));
+    let first = sub.read_feed(
+        vec![video("aaaaaaaaaaa", "old")],
+        Validators { etag: Some("\"v1\"".into()), last_modified: Some("Wed, 01 May 2024 12:00:00 GMT".into()) },
+        JobId::new(),
+    );
+    let err = store.record_poll(id, "node-b", long, &first).await.unwrap_err();
+    assert!(matches!(err, PortError::OwnershipLost(_)), "{err}");
+    store.record_poll(id, "node-a", long, &first).await.unwrap();
+    let sub = store.get_subscription(id).await.unwrap().unwrap();
+    assert_eq!(sub.last_outcome, Some(PollOutcome::Baseline));
+    assert_eq!(sub.validators.etag.as_deref(), Some("\"v1\""));
+    assert_eq!(sub.seen, [VideoId::parse("aaaaaaaaaaa").unwrap()]);
+    assert!(sub.last_polled_at.is_some() && sub.polls == 1 && sub.jobs == 0);
+    assert_eq!(sub.owner.as_deref(), Some("node-a"));
+
+    // New uploads: the job, running, held by the poller, with exactly those videos.
+    let job = JobId::new();
+    let second = sub.read_feed(
+        vec![video("bbbbbbbbbbb", "new"), video("aaaaaaaaaaa", "old")],
+        Validators { etag: Some("\"v2\"".into()), last_modified: None },
+        job,
+    );
+    store.record_poll(id, "node-a", long, &second).await.unwrap();
+    let record = store.get_job(job).await.unwrap().expect("the poll's job");
+    assert_eq!((record.status, record.force, &record.channel_id), (JobStatus::Running, false, &channel));
+    let videos = store.list_videos(job).await.unwrap();
+    assert_eq!(videos.iter().map(|v| v.video_id.as_str()).collect::<Vec<_>>(), ["bbbbbbbbbbb"]);
+    let leases = store.job_leases(Some(job)).await.unwrap();
+    assert_eq!(leases[0].owner.as_deref(), Some("node-a"), "the poller holds the job");
+    let sub = store.get_subscription(id).await.unwrap().unwrap();
+    assert_eq!((sub.polls, sub.jobs, sub.last_job_id), (2, 1, Some(job)));
+    assert_eq!(sub.seen.len(), 2);
+
+    // A failure counts up and keeps what was seen; a success clears it.
+    store.record_poll(id, "node-a", long, &sub.unchanged(PollOutcome::Failed, Some("boom".into()))).await.unwrap();
+    let failed = store.get_subscription(id).await.unwrap().unwrap();
+    assert_eq!((failed.failures, failed.last_error.as_deref()), (1, Some("boom")));
+    assert_eq!((failed.seen.len(), failed.validators.etag.as_deref()), (2, Some("\"v2\"")));
+    store.record_poll(id, "node-a", long, &failed.unchanged(PollOutcome::NotModified, None)).await.unwrap();
+    let ok = store.get_subscription(id).await.unwrap().unwrap();
+    assert_eq!((ok.failures, ok.last_error.as_deref(), ok.last_outcome), (0, None, Some(PollOutcome::NotModified)));
+
+    // A poll asked for is reported once by the holder's renewal.
+    assert!(store.request_poll(id).await.unwrap());
+    assert_eq!(store.renew_subscription_leases("node-a", long).await.unwrap(), [(id, true)]);
+    assert_eq!(store.renew_subscription_leases("node-a", long).await.unwrap(), [(id, false)]);
+    assert!(store.renew_subscription_leases("node-b", long).await.unwrap().is_empty());
+
+    // Released, then run out: another takes it; the old holder's polls are refused.
+    store.release_subscription(id, "node-a").await.unwrap();
+    assert!(store.claim_subscription(id, "node-b", Duration::ZERO).await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.claimable_subscriptions().await.unwrap().contains(&id) {
+        assert!(std::time::Instant::now() < deadline, "a zero-length lease never ran out");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let err = store.record_poll(id, "node-b", long, &ok.unchanged(PollOutcome::Unchanged, None)).await.unwrap_err();
+    assert!(matches!(err, PortError::OwnershipLost(_)), "a run-out lease records nothing: {err}");
+    assert!(store.claim_subscription(id, "node-a", long).await.unwrap());
+
+    assert!(store.delete_subscription(id).await.unwrap());
+    assert!(!store.delete_subscription(id).await.unwrap());
+    assert!(store.get_subscription(id).await.unwrap().is_none());
+    assert!(!store.request_poll(id).await.unwrap());
+    let err = store.record_poll(id, "node-a", long, &ok.unchanged(PollOutcome::Unchanged, None)).await.unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err}");
 }

@@ -17,6 +17,7 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub mod subscriptions;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::Stream;
 use uuid::Uuid;
+
+pub use subscriptions::SubscriptionStore;
 
 use crate::domain::search::{FoundPassage, IndexedVideo, Passage, PassageKind, SearchQuery};
 use crate::domain::{
@@ -162,7 +165,15 @@ pub fn job_is_final(job_id: JobId, status: &str) -> PortError {
 /// Job and video state.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord>;
+    /// Records a pending job; with `holder`, already leased to that process for that long, so that
+    /// the process it was submitted to runs it and no other claims it before that one's first claim.
+    async fn create_job(
+        &self,
+        job_id: JobId,
+        channel_id: &ChannelId,
+        force: bool,
+        holder: Option<(&str, Duration)>,
+    ) -> PortResult<JobRecord>;
     async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>>;
     /// Newest first: every job, or `channel`'s; with how many there are in all.
     async fn list_jobs(

@@ -263,7 +263,7 @@ async fn a_dead_process_job_resumes_when_its_lease_runs_out() {
         .await
         .unwrap();
     let job_id = tubesum::domain::JobId::new();
-    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false, None).await.unwrap();
     let claimed_at = chrono::Utc::now();
     assert!(store.claim_job(job_id, "dead-node", Duration::from_secs(3)).await.unwrap().is_some());
 
@@ -391,7 +391,7 @@ async fn cancelling_a_job_run_elsewhere_reports_its_end() {
         .await
         .unwrap();
     let job_id = tubesum::domain::JobId::new();
-    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    store.create_job(job_id, &tubesum::domain::ChannelId::parse(CHANNEL).unwrap(), false, None).await.unwrap();
     assert!(store.claim_job(job_id, "elsewhere", Duration::from_secs(600)).await.unwrap().is_some());
     let app = TestApp::builder().data(data).noop_stages(&["aaaaaaaaaaa"]).spawn().await;
 
@@ -509,7 +509,7 @@ async fn interrupted_attempts_are_closed_at_shutdown_and_at_the_next_start() {
 
     // A process that died (no shutdown) left an attempt open; the next start closes it.
     let job = JobId::new();
-    store.create_job(job, &ChannelId::parse(CHANNEL).unwrap(), false).await.unwrap();
+    store.create_job(job, &ChannelId::parse(CHANNEL).unwrap(), false, None).await.unwrap();
     store.set_job_status(job, JobStatus::Completed, None).await.unwrap();
     let left_open = StageCommand::new(job, Some(VideoId::parse("bbbbbbbbbbb").unwrap()), Stage::Download, 1);
     store.attempt_started(&left_open, "a-process-that-died").await.unwrap();

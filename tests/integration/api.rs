@@ -322,6 +322,9 @@ async fn openapi_describes_the_routes() {
         "/videos/{video_id}/transcript",
         "/videos/{video_id}/summary",
         "/summarize-text",
+        "/subscriptions",
+        "/subscriptions/{subscription_id}",
+        "/websub/{subscription_id}",
         "/healthz",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
@@ -336,8 +339,12 @@ async fn openapi_describes_the_routes() {
                 assert!(described, "{method} {path} {status} has no description");
             }
             let unauthorized = operation["responses"].get("401").is_some();
-            // Open: /healthz, and signing in and out (a wrong token at sign-in is its own 401).
-            let guarded = path != "/healthz" && !(path == "/session" && method == "delete");
+            // Open: /healthz, signing in and out (a wrong token at sign-in is its own 401), and the
+            // WebSub callback (hubs cannot send the token; their notifications are signed).
+            let open = ["/healthz", "/websub/{subscription_id}"].contains(&path.as_str());
+            let guarded = !(open || (path == "/session" && method == "delete"));
+            let no_token = open || path == "/session";
+            assert_eq!(operation.get("security") == Some(&json!([{}])), no_token, "{method} {path}: security");
             assert_eq!(unauthorized, guarded, "{method} {path}: 401 documented where the token guards");
             let takes_query = operation["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
             if takes_query || operation.get("requestBody").is_some() {

@@ -254,6 +254,21 @@ async fn the_console_in_a_browser_signs_in_submits_watches_reads_and_cancels() {
     assert!(b.text("#hits li .snippet mark").await.to_lowercase().starts_with("garden"), "the match is highlighted");
     b.screenshot("search").await;
 
+    // Subscriptions: watch a channel through the form; it is listed, and its first poll only
+    // notes the feed (shown once the page is loaded again).
+    b.client.goto(&app.url("/ui/subscriptions")).await.unwrap();
+    b.fill("#watch-channel", QUICK).await;
+    b.click("#watch button[type=submit]").await;
+    b.wait_path(|p| p == "/ui/subscriptions").await;
+    b.wait_text("#subscriptions tbody td code", QUICK).await.unwrap();
+    let noted = poll_until(Duration::from_secs(30), || async {
+        b.client.refresh().await.unwrap();
+        b.text("#subscriptions tbody td:nth-child(3) .badge").await == "baseline"
+    })
+    .await;
+    assert!(noted, "the first poll is shown: {}", b.text("#subscriptions tbody").await);
+    b.screenshot("subscriptions").await;
+
     // The jobs list follows a job to 100 % live.
     let watched_id = app.submit_with(WATCHED, TOKEN).await;
     b.client.goto(&app.url("/ui")).await.unwrap();

@@ -55,7 +55,7 @@ impl TwoNodes {
 
 async fn job_with(store: &dyn JobStore, videos: &[&VideoId]) -> JobId {
     let job = JobId::new();
-    store.create_job(job, &ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap(), false).await.unwrap();
+    store.create_job(job, &ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap(), false, None).await.unwrap();
     store.set_job_status(job, JobStatus::Running, None).await.unwrap();
     let metas: Vec<_> =
         videos.iter().map(|v| VideoMeta { video_id: (*v).clone(), title: "t".into(), published_at: None }).collect();

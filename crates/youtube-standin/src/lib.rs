@@ -5,7 +5,7 @@
 //!
 //! | route                                | answer                                                          |
 //! |--------------------------------------|-----------------------------------------------------------------|
-//! | `GET /feeds/videos.xml?channel_id=X` | YouTube-style Atom feed (`application/atom+xml`), 404 if unknown |
+//! | `GET /feeds/videos.xml?channel_id=X` | YouTube-style Atom feed (`application/atom+xml`) with `ETag` and `Last-Modified`, `304` to a matching conditional request, 404 if unknown |
 //! | `GET /watch?v=ID`                    | captioned video: an HTML5 `<video>` page with a `<track>`; otherwise the media bytes (Content-Type, Range); 404 if unknown or without media |
 //! | `GET /media/{ID.ext}`                | the media bytes (Range supported)                               |
 //! | `GET /captions/{ID}.en.vtt`          | the captions as WebVTT                                          |

@@ -81,11 +81,18 @@ async fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
-async fn feed(State(shared): State<Arc<Shared>>, Query(query): Query<FeedQuery>) -> Response {
+/// The channel's Atom feed, with an `ETag` (of the body) and a `Last-Modified` (its newest upload's
+/// date); `304 Not Modified` when the request's `If-None-Match` (or, without one, its
+/// `If-Modified-Since`) matches, as YouTube answers pollers.
+async fn feed(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<FeedQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let Some(channel_id) = query.channel_id else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let body = {
+    let (body, newest) = {
         let channels = shared.channels();
         let Some(channel) = channels.iter().find(|c| c.id == channel_id) else {
             return StatusCode::NOT_FOUND.into_response();
@@ -100,9 +107,33 @@ async fn feed(State(shared): State<Arc<Shared>>, Query(query): Query<FeedQuery>)
                 description: v.description.clone(),
             })
             .collect();
-        render_feed(&channel.id, &channel.title, &entries, |id| shared.video_url(id))
+        let newest = channel.videos.iter().filter_map(|v| v.published_at).max();
+        (render_feed(&channel.id, &channel.title, &entries, |id| shared.video_url(id)), newest)
     };
-    ([(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")], body).into_response()
+    let etag = format!("\"{:016x}\"", {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut hasher);
+        hasher.finish()
+    });
+    let modified = newest.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+    let asked = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let unchanged = match (asked(header::IF_NONE_MATCH), asked(header::IF_MODIFIED_SINCE)) {
+        (Some(tags), _) => tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"),
+        (None, Some(since)) => modified.as_deref() == Some(since),
+        (None, None) => false,
+    };
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")], body).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("a hex etag"));
+    if let Some(modified) = modified.and_then(|m| HeaderValue::from_str(&m).ok()) {
+        headers.insert(header::LAST_MODIFIED, modified);
+    }
+    response
 }
 
 async fn watch(State(shared): State<Arc<Shared>>, Query(query): Query<WatchQuery>, request: Request) -> Response {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use uuid::Uuid;
 
@@ -23,6 +23,8 @@ use crate::domain::{
 use crate::ports::{
     ArtifactStore, Fence, JobStore, PortError, PortResult, found_passage, parse_stages, stages_text, write_refused,
 };
+
+mod subscriptions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -243,6 +245,55 @@ fn after(lease: Duration) -> String {
     timestamp(Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::days(1)))
 }
 
+/// Inserts a job row; with `holder`, leased to that process for that long.
+async fn insert_job(
+    conn: &mut SqliteConnection,
+    job_id: JobId,
+    channel_id: &ChannelId,
+    force: bool,
+    status: JobStatus,
+    holder: Option<(&str, Duration)>,
+) -> PortResult<()> {
+    let at = now();
+    sqlx::query(
+        "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at, owner, lease_until) \
+         VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+    )
+    .bind(job_id.to_string())
+    .bind(channel_id.as_str())
+    .bind(i64::from(force))
+    .bind(status.as_str())
+    .bind(&at)
+    .bind(&at)
+    .bind(holder.map(|(owner, _)| owner))
+    .bind(holder.map(|(_, lease)| after(lease)))
+    .execute(&mut *conn)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+/// Inserts a job's discovered videos, in their listing's order; known ones are left as they are.
+async fn insert_videos(conn: &mut SqliteConnection, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
+    let at = now();
+    for (position, video) in videos.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
+        )
+        .bind(job_id.to_string())
+        .bind(video.video_id.as_str())
+        .bind(&video.title)
+        .bind(video.published_at.map(|t| t.to_rfc3339()))
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(&at)
+        .execute(&mut *conn)
+        .await
+        .map_err(translate)?;
+    }
+    Ok(())
+}
+
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -285,21 +336,16 @@ fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> PortResult<VideoRecord> {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord> {
-        let at = now();
-        sqlx::query(
-            "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, NULL, ?, ?)",
-        )
-        .bind(job_id.to_string())
-        .bind(channel_id.as_str())
-        .bind(i64::from(force))
-        .bind(JobStatus::Pending.as_str())
-        .bind(&at)
-        .bind(&at)
-        .execute(&self.writer)
-        .await
-        .map_err(translate)?;
+    async fn create_job(
+        &self,
+        job_id: JobId,
+        channel_id: &ChannelId,
+        force: bool,
+        holder: Option<(&str, Duration)>,
+    ) -> PortResult<JobRecord> {
+        let mut conn = self.writer.acquire().await.map_err(translate)?;
+        insert_job(&mut conn, job_id, channel_id, force, JobStatus::Pending, holder).await?;
+        drop(conn);
         self.get_job(job_id).await?.ok_or_else(|| PortError::NotFound(format!("job {job_id}")))
     }
 
@@ -637,22 +683,7 @@ impl JobStore for SqliteStore {
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
         let mut tx = self.writer.begin().await.map_err(translate)?;
-        let at = now();
-        for (position, video) in videos.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
-            )
-            .bind(job_id.to_string())
-            .bind(video.video_id.as_str())
-            .bind(&video.title)
-            .bind(video.published_at.map(|t| t.to_rfc3339()))
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        }
+        insert_videos(&mut tx, job_id, videos).await?;
         tx.commit().await.map_err(translate)
     }
 
@@ -908,6 +939,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_subscription_store_conforms() {
+        let (_dir, store) = store().await;
+        conformance::subscription_store(&store).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_artifact_store_conforms() {
         let (_dir, store) = store().await;
         conformance::artifact_store(&store).await;
@@ -919,7 +956,7 @@ mod tests {
         let path = dir.path().join("t.sqlite");
         let id = JobId::new();
         let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
-        SqliteStore::open(&path).await.unwrap().create_job(id, &channel, false).await.unwrap();
+        SqliteStore::open(&path).await.unwrap().create_job(id, &channel, false, None).await.unwrap();
         let again = SqliteStore::open(&path).await.unwrap();
         assert_eq!(again.get_job(id).await.unwrap().unwrap().channel_id, channel);
     }

@@ -4,6 +4,7 @@
 //! `Unavailable`.
 
 pub mod outbox;
+mod subscriptions;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row, postgres::PgConnectOptions};
 use uuid::Uuid;
 
@@ -316,21 +317,61 @@ fn video_from_row(row: &PgRow) -> PortResult<VideoRecord> {
     })
 }
 
-#[async_trait]
-impl JobStore for PgStore {
-    async fn create_job(&self, job_id: JobId, channel_id: &ChannelId, force: bool) -> PortResult<JobRecord> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, NULL, now(), now()) RETURNING *",
+/// Inserts a job row; with `holder`, leased to that process for that long.
+async fn insert_job(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    channel_id: &ChannelId,
+    force: bool,
+    status: JobStatus,
+    holder: Option<(&str, Duration)>,
+) -> PortResult<JobRecord> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (job_id, channel_id, force, status, error, created_at, updated_at, owner, lease_until) \
+         VALUES ($1, $2, $3, $4, NULL, now(), now(), $5, now() + make_interval(secs => $6)) RETURNING *",
+    )
+    .bind(job_id.0)
+    .bind(channel_id.as_str())
+    .bind(force)
+    .bind(status.as_str())
+    .bind(holder.map(|(owner, _)| owner))
+    .bind(holder.map(|(_, lease)| lease.as_secs_f64()))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(translate)?;
+    job_from_row(&row)
+}
+
+/// Inserts a job's discovered videos, in their listing's order; known ones are left as they are.
+async fn insert_videos(conn: &mut PgConnection, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
+    for (position, video) in videos.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
         )
         .bind(job_id.0)
-        .bind(channel_id.as_str())
-        .bind(force)
-        .bind(JobStatus::Pending.as_str())
-        .fetch_one(&self.pool)
+        .bind(video.video_id.as_str())
+        .bind(&video.title)
+        .bind(video.published_at)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
         .await
         .map_err(translate)?;
-        job_from_row(&row)
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn create_job(
+        &self,
+        job_id: JobId,
+        channel_id: &ChannelId,
+        force: bool,
+        holder: Option<(&str, Duration)>,
+    ) -> PortResult<JobRecord> {
+        let mut conn = self.pool.acquire().await.map_err(translate)?;
+        insert_job(&mut conn, job_id, channel_id, force, JobStatus::Pending, holder).await
     }
 
     async fn get_job(&self, job_id: JobId) -> PortResult<Option<JobRecord>> {
@@ -667,20 +708,7 @@ impl JobStore for PgStore {
 
     async fn add_videos(&self, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
-        for (position, video) in videos.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
-            )
-            .bind(job_id.0)
-            .bind(video.video_id.as_str())
-            .bind(&video.title)
-            .bind(video.published_at)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        }
+        insert_videos(&mut tx, job_id, videos).await?;
         tx.commit().await.map_err(translate)
     }
 

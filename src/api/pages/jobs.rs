@@ -37,11 +37,11 @@ fn done(status: JobStatus, counts: &[(VideoStatus, u64)]) -> (u64, u64, u64) {
     (finished, total, percent)
 }
 
-fn when(at: DateTime<Utc>) -> Markup {
+pub(super) fn when(at: DateTime<Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M UTC")) } }
 }
 
-fn status_badge(status: &str) -> Markup {
+pub(super) fn status_badge(status: &str) -> Markup {
     html! { span.badge data-status=(status) { (status.replace('_', " ")) } }
 }
 

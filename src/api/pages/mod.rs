@@ -6,6 +6,7 @@
 //! - `/ui/jobs/{id}`: a job's videos (stage, attempts, errors), live; cancel, confirmed first.
 //! - `/ui/videos/{id}`: the summary with key points linking to their moment, the transcript with
 //!   clickable timestamps, downloads (Markdown, JSON, SRT, WebVTT).
+//! - `/ui/subscriptions`: the watched channels with their last poll; watch one more, stop watching.
 //! - `/ui/search`: every transcript and summary, hits linking to their moment.
 //! - `/ui/ops`: nodes, stage pools, the actor tree aggregated by kind, live; `/ui/ops/jobs/{id}`
 //!   drills into one job's VideoActors.
@@ -19,6 +20,7 @@
 mod jobs;
 mod ops;
 mod search;
+mod subscriptions;
 mod video;
 
 use axum::Router;
@@ -44,6 +46,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/jobs/{job_id}/cancel", axum::routing::post(jobs::cancel))
         .route("/ui/videos/{video_id}", get(video::video_page))
         .route("/ui/search", get(search::search_page))
+        .route("/ui/subscriptions", get(subscriptions::subscriptions_page).post(subscriptions::create))
+        .route("/ui/subscriptions/{subscription_id}/delete", axum::routing::post(subscriptions::delete))
         .route("/ui/ops", get(ops::ops_page))
         .route("/ui/ops/live", get(ops::ops_live))
         .route("/ui/ops/jobs/{job_id}", get(ops::job_actors_page))
@@ -187,6 +191,7 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 #[derive(Clone, Copy, PartialEq)]
 enum Nav {
     Jobs,
+    Subscriptions,
     Search,
     Ops,
     None,
@@ -218,6 +223,7 @@ fn page(title: &str, nav: Nav, state: &AppState, content: Markup) -> Markup {
                     nav aria-label="Console" {
                         a.brand href="/ui" { "tubesum" }
                         a href="/ui" aria-current=[current(Nav::Jobs)] { "Jobs" }
+                        a href="/ui/subscriptions" aria-current=[current(Nav::Subscriptions)] { "Subscriptions" }
                         a href="/ui/search" aria-current=[current(Nav::Search)] { "Search" }
                         a href="/ui/ops" aria-current=[current(Nav::Ops)] { "Ops" }
                     }

@@ -165,7 +165,7 @@ impl<'a> Bench<'a> {
         for i in 0..self.nodes.len() {
             self.wait_until_seen(i).await?;
         }
-        let job = self.store.create_job(JobId::new(), &ChannelId::parse(CHANNEL)?, true).await?.job_id;
+        let job = self.store.create_job(JobId::new(), &ChannelId::parse(CHANNEL)?, true, None).await?.job_id;
         let mut owner = self.owner_other_than(job, None).await?;
         let mut rounds = Vec::new();
         for round in 1..=self.plan.kills {

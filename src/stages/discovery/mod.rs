@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{StageContext, StageError, StageResult, StageWork, fill, process};
+use crate::domain::subscriptions::Validators;
 use crate::domain::{ChannelId, DomainEvent, EventPayload, StageCommand, VideoId, VideoMeta};
 use crate::stages::settings::{DiscoveryMode, YoutubeSettings};
 
@@ -28,11 +29,7 @@ pub enum HandleError {
 pub async fn resolve_handle(youtube: &YoutubeSettings, handle: &str) -> Result<ChannelId, HandleError> {
     let unavailable = |reason: String| HandleError::Unavailable { handle: handle.to_owned(), reason };
     let url = fill(&youtube.handle_url, "handle", handle);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(youtube.request_timeout_secs))
-        .user_agent(concat!("tubesum/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| unavailable(format!("http client: {e}")))?;
+    let http = http_client(youtube).map_err(|e| unavailable(e.to_string()))?;
     let response = http.get(&url).send().await.map_err(|e| unavailable(format!("fetching {url}: {e}")))?;
     match response.status() {
         reqwest::StatusCode::NOT_FOUND => return Err(HandleError::NotFound(handle.to_owned())),
@@ -53,6 +50,96 @@ fn channel_id_in_page(page: &str) -> Option<ChannelId> {
     PATTERNS.iter().find_map(|re| re.captures(page)).and_then(|c| ChannelId::parse(&c[1]).ok())
 }
 
+/// What a (conditional) request for a channel's feed answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedAnswer {
+    /// `304 Not Modified`: nothing changed since the validators were given.
+    NotModified,
+    /// The feed's uploads, newest first, and its validators for the next request.
+    Listed { videos: Vec<VideoMeta>, validators: Validators },
+}
+
+/// Requests channel `channel`'s feed (`template`: `youtube.feed_url`), conditionally when
+/// `validators` has any (`If-None-Match`, `If-Modified-Since`). 404 is a permanent error (no such
+/// channel), 5xx and 429 retryable ones.
+pub async fn fetch_feed(
+    http: &reqwest::Client,
+    template: &str,
+    channel: &ChannelId,
+    validators: &Validators,
+) -> Result<FeedAnswer, StageError> {
+    let url = fill(template, "channel_id", channel.as_str());
+    let mut request = http.get(&url);
+    if let Some(etag) = &validators.etag {
+        request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+    }
+    if let Some(modified) = &validators.last_modified {
+        request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
+    }
+    let response =
+        request.send().await.map_err(|e| StageError::Retryable(format!("fetching the channel feed {url}: {e}")))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(FeedAnswer::NotModified);
+    }
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(StageError::Permanent(format!("channel {channel} not found: its feed {url} answered 404")));
+    }
+    if !status.is_success() {
+        let msg = format!("the channel feed {url} answered {status}");
+        return Err(if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            StageError::Retryable(msg)
+        } else {
+            StageError::Permanent(msg)
+        });
+    }
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let validators =
+        Validators { etag: header(reqwest::header::ETAG), last_modified: header(reqwest::header::LAST_MODIFIED) };
+    let body =
+        response.text().await.map_err(|e| StageError::Retryable(format!("reading the channel feed {url}: {e}")))?;
+    let parsed = feed::parse_feed(&body)
+        .map_err(|e| StageError::Permanent(format!("the channel feed {url} is not a valid feed: {e}")))?;
+    let videos = parsed
+        .entries
+        .into_iter()
+        .filter_map(|entry| match VideoId::parse(&entry.video_id) {
+            Ok(video_id) => Some(VideoMeta { video_id, title: entry.title, published_at: entry.published_at }),
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "skipping feed entry with an invalid video id");
+                None
+            }
+        })
+        .collect();
+    Ok(FeedAnswer::Listed { videos, validators })
+}
+
+/// A client for channels' feeds (subscriptions poll with it).
+#[derive(Clone)]
+pub struct UploadsFeed {
+    http: reqwest::Client,
+    template: String,
+}
+
+impl UploadsFeed {
+    pub fn new(youtube: &YoutubeSettings) -> Result<Self, StageError> {
+        Ok(Self { http: http_client(youtube)?, template: youtube.feed_url.clone() })
+    }
+
+    /// Channel `channel`'s feed, conditionally on `validators`.
+    pub async fn poll(&self, channel: &ChannelId, validators: &Validators) -> Result<FeedAnswer, StageError> {
+        fetch_feed(&self.http, &self.template, channel, validators).await
+    }
+}
+
+fn http_client(youtube: &YoutubeSettings) -> Result<reqwest::Client, StageError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(youtube.request_timeout_secs))
+        .user_agent(concat!("tubesum/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StageError::Permanent(format!("http client: {e}")))
+}
+
 pub struct Discovery {
     ctx: StageContext,
     http: reqwest::Client,
@@ -60,49 +147,18 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn new(ctx: StageContext) -> Result<Self, StageError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(ctx.settings.youtube.request_timeout_secs))
-            .user_agent(concat!("tubesum/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StageError::Permanent(format!("http client: {e}")))?;
+        let http = http_client(&ctx.settings.youtube)?;
         Ok(Self { ctx, http })
     }
 
     async fn list_feed(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {
-        let url = fill(&self.ctx.settings.youtube.feed_url, "channel_id", channel.as_str());
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| StageError::Retryable(format!("fetching the channel feed {url}: {e}")))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(StageError::Permanent(format!("channel {channel} not found: its feed {url} answered 404")));
+        let template = &self.ctx.settings.youtube.feed_url;
+        match fetch_feed(&self.http, template, channel, &Validators::default()).await? {
+            FeedAnswer::Listed { videos, .. } => Ok(videos),
+            FeedAnswer::NotModified => Err(StageError::Retryable(format!(
+                "the feed of {channel} answered 304 Not Modified to an unconditional request"
+            ))),
         }
-        if !status.is_success() {
-            let msg = format!("the channel feed {url} answered {status}");
-            return Err(if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                StageError::Retryable(msg)
-            } else {
-                StageError::Permanent(msg)
-            });
-        }
-        let body =
-            response.text().await.map_err(|e| StageError::Retryable(format!("reading the channel feed {url}: {e}")))?;
-        let parsed = feed::parse_feed(&body)
-            .map_err(|e| StageError::Permanent(format!("the channel feed {url} is not a valid feed: {e}")))?;
-        Ok(parsed
-            .entries
-            .into_iter()
-            .filter_map(|entry| match VideoId::parse(&entry.video_id) {
-                Ok(video_id) => Some(VideoMeta { video_id, title: entry.title, published_at: entry.published_at }),
-                Err(e) => {
-                    tracing::warn!(%channel, error = %e, "skipping feed entry with an invalid video id");
-                    None
-                }
-            })
-            .collect())
     }
 
     async fn list_yt_dlp(&self, channel: &ChannelId) -> Result<Vec<VideoMeta>, StageError> {

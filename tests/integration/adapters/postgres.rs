@@ -18,6 +18,13 @@ async fn postgres_job_store_conforms() {
 }
 
 #[tokio::test]
+async fn postgres_subscription_store_conforms() {
+    let db = TestDatabase::create().await;
+    conformance::subscription_store(&db.store().await).await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
 async fn a_job_ends_with_its_event_in_one_transaction() {
     use tubesum::adapters::postgres::outbox;
     use tubesum::domain::EventPayload;
@@ -27,14 +34,14 @@ async fn a_job_ends_with_its_event_in_one_transaction() {
 
     let plain = db.store().await;
     let job = JobId::new();
-    plain.create_job(job, &channel, false).await.unwrap();
+    plain.create_job(job, &channel, false, None).await.unwrap();
     let ended = plain.finish_job(job, JobStatus::Completed, None, &finished(job)).await.unwrap();
     assert_eq!(ended, Finish::StatusOnly, "no outbox");
     assert_eq!(outbox::pending(plain.pool()).await.unwrap(), 0);
 
     let store = db.store().await.with_outbox(&["fanout", "kafka"]);
     let job = JobId::new();
-    store.create_job(job, &channel, false).await.unwrap();
+    store.create_job(job, &channel, false, None).await.unwrap();
     let event = finished(job);
     assert_eq!(store.finish_job(job, JobStatus::Failed, Some("gone"), &event).await.unwrap(), Finish::WithEvent);
     let record = store.get_job(job).await.unwrap().unwrap();
@@ -59,8 +66,8 @@ async fn migrations_are_idempotent_and_duplicates_translate() {
     let again = db.store().await;
     let job = JobId::new();
     let channel = ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap();
-    store.create_job(job, &channel, false).await.unwrap();
-    let err = again.create_job(job, &channel, false).await.unwrap_err();
+    store.create_job(job, &channel, false, None).await.unwrap();
+    let err = again.create_job(job, &channel, false, None).await.unwrap_err();
     assert!(matches!(err, PortError::AlreadyExists(_)), "{err}");
     db.drop_now().await;
 }
