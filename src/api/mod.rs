@@ -212,6 +212,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// the document declares no security requirement and no 401.
 async fn openapi(State(state): State<AppState>) -> axum::Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
+    subscriptions::state_min_interval(&mut doc, state.pipeline.settings.subscriptions.min_interval_secs);
     if state.api_token.is_none() {
         doc.security = None;
         if let Some(components) = doc.components.as_mut() {

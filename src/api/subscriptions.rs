@@ -25,9 +25,10 @@ pub struct CreateSubscription {
         pattern = r"^[ \t\r\n]*(UC[A-Za-z0-9_-]{22}|(https?://)?((www|m)\.)?youtube\.com/(channel/UC[A-Za-z0-9_-]{22}|@[A-Za-z0-9._-]{3,30})([/?#].*)?|@[A-Za-z0-9._-]{3,30})[ \t\r\n]*$"
     )]
     pub channel_id: String,
-    /// Seconds between polls: at least `subscriptions.min_interval_secs`; default
-    /// `subscriptions.default_interval_secs`.
-    #[schema(minimum = 1)]
+    /// Seconds between polls: at least `subscriptions.min_interval_secs` (the served document
+    /// states this server's), at most a year; default `subscriptions.default_interval_secs`.
+    #[schema(minimum = 1, maximum = 31536000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub interval_secs: Option<u64>,
     /// Whether the first poll summarizes the uploads already in the feed (default: it only notes
     /// them, and later polls submit what is new).
@@ -35,10 +36,33 @@ pub struct CreateSubscription {
     pub backfill: bool,
 }
 
+/// A whole number, also when written with a fraction of zero (`60.0`: JSON Schema's integers
+/// include it).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Ok(Some(n)),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!("expected a whole number of seconds, not {number}"))),
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionList {
     /// Oldest first.
     pub subscriptions: Vec<Subscription>,
+}
+
+/// Puts this server's `subscriptions.min_interval_secs` in the document as `interval_secs`'s
+/// minimum (what it refuses below).
+pub fn state_min_interval(doc: &mut utoipa::openapi::OpenApi, min: u64) {
+    use utoipa::Number;
+    use utoipa::openapi::{RefOr, Schema};
+    let schema = doc.components.as_mut().and_then(|c| c.schemas.get_mut("CreateSubscription"));
+    let Some(RefOr::T(Schema::Object(object))) = schema else { return };
+    if let Some(RefOr::T(Schema::Object(interval))) = object.properties.get_mut("interval_secs") {
+        interval.minimum = Some(Number::UInt(min.max(1) as usize));
+    }
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -49,7 +73,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 #[utoipa::path(post, path = "/subscriptions", request_body = CreateSubscription, tag = "subscriptions",
     responses(
         (status = 201, description = "Subscribed; it is polled from now on", body = Subscription),
-        (status = 400, description = "Invalid channel (`invalid_channel_id`) or interval (`interval_too_short`)", body = ErrorBody),
+        (status = 400, description = "Invalid channel (`invalid_channel_id`) or interval (`interval_too_short`, `interval_too_long`)", body = ErrorBody),
         (status = 404, description = "No channel has this handle (`channel_not_found`)", body = ErrorBody),
         (status = 409, description = "The channel has a subscription already (`subscription_exists`; its id is in the message)", body = ErrorBody),
         (status = 502, description = "YouTube could not resolve the handle (`youtube_unavailable`)", body = ErrorBody),
@@ -67,6 +91,9 @@ pub async fn create_subscription(
         .map_err(|e| match e {
             e @ SubscribeError::IntervalTooShort { .. } => {
                 ApiError::with_code(StatusCode::BAD_REQUEST, "interval_too_short", e.to_string())
+            }
+            e @ SubscribeError::IntervalTooLong(_) => {
+                ApiError::with_code(StatusCode::BAD_REQUEST, "interval_too_long", e.to_string())
             }
             e @ SubscribeError::Exists(_) => {
                 ApiError::with_code(StatusCode::CONFLICT, "subscription_exists", e.to_string())
@@ -171,7 +198,7 @@ pub async fn websub_verify(
 #[utoipa::path(post, path = "/websub/{subscription_id}", tag = "subscriptions", security(()),
     params(("subscription_id" = String, Path, description = "The subscription's id"),
         ("X-Hub-Signature" = Option<String>, Header, description = "`sha1=<hex HMAC of the body>` (or `sha256=`)")),
-    request_body(content = String, content_type = "application/atom+xml"),
+    request_body(content = Option<String>, content_type = "application/atom+xml"),
     responses((status = 202, description = "Received"), (status = 404, body = ErrorBody)))]
 pub async fn websub_notify(
     State(app): State<AppState>,

@@ -11,11 +11,16 @@ use crate::domain::ChannelId;
 use crate::domain::subscriptions::Subscription;
 use crate::ports::{PortError, SubscriptionStore};
 
+/// The longest interval a subscription may ask for: a year.
+pub const MAX_INTERVAL_SECS: u64 = 365 * 24 * 3600;
+
 /// Why a subscription was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
     #[error("interval_secs must be at least {min} (subscriptions.min_interval_secs), not {given}")]
     IntervalTooShort { min: u64, given: u64 },
+    #[error("interval_secs must be at most {MAX_INTERVAL_SECS} (a year), not {0}")]
+    IntervalTooLong(u64),
     #[error("channel {} already has a subscription ({})", .0.channel_id, .0.subscription_id)]
     Exists(Box<Subscription>),
     #[error(transparent)]
@@ -34,6 +39,9 @@ pub async fn subscribe(
     let interval = interval.unwrap_or(settings.default_interval_secs);
     if interval < settings.min_interval_secs {
         return Err(SubscribeError::IntervalTooShort { min: settings.min_interval_secs, given: interval });
+    }
+    if interval > MAX_INTERVAL_SECS {
+        return Err(SubscribeError::IntervalTooLong(interval));
     }
     match store.create_subscription(channel, Duration::from_secs(interval), backfill).await {
         Ok(subscription) => {

@@ -72,6 +72,11 @@ async fn a_subscription_submits_exactly_the_new_uploads_and_keeps_what_it_saw_ac
 
     let (status, body) = subscribe(&app, CHANNEL, 0).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("interval_too_short")), "{body:#}");
+    let (status, body) = subscribe(&app, CHANNEL, 40_000_000).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("interval_too_long")), "{body:#}");
+    let (_, doc) = app.get_json("/openapi.json").await;
+    let interval = &doc["components"]["schemas"]["CreateSubscription"]["properties"]["interval_secs"];
+    assert_eq!(interval["minimum"], 1, "the document states this server's minimum: {interval:#}");
     let (status, created) = subscribe(&app, CHANNEL, 1).await;
     assert_eq!(status, 201, "{created:#}");
     let id = created["subscription_id"].as_str().unwrap().to_owned();
