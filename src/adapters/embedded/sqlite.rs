@@ -24,6 +24,8 @@ use crate::ports::{
     ArtifactStore, Fence, JobStore, PortError, PortResult, found_passage, parse_stages, stages_text, write_refused,
 };
 
+mod webhooks;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Jobs, videos, transcripts and summaries in one SQLite database. Every write goes through one
@@ -911,6 +913,12 @@ mod tests {
     async fn sqlite_artifact_store_conforms() {
         let (_dir, store) = store().await;
         conformance::artifact_store(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_webhook_store_conforms() {
+        let (_dir, store) = store().await;
+        conformance::webhook_store(&store).await;
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 pub mod outbox;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod webhooks;
 
 use std::collections::HashSet;
 use std::sync::Arc;
