@@ -11,6 +11,7 @@ pub mod export;
 pub mod pipeline;
 pub mod search;
 pub mod settings;
+pub mod webhooks;
 pub mod wiring;
 
 pub use pipeline::{ChannelError, Pipeline, resolve_channel};

@@ -14,7 +14,9 @@ use super::wiring::Wiring;
 use crate::actors::job::{JobActors, JobMsg};
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::actors::snapshot::{NodeFacts, NodeSnapshot};
+use crate::actors::webhooks::{WebhookDispatcherArgs, WebhookSink};
 use crate::actors::{Deps, EventConsumerArgs, PoolStats, job_actor_name};
+use crate::adapters::webhooks::HttpWebhookSender;
 use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
 use crate::ports::PortError;
@@ -32,6 +34,8 @@ pub struct Pipeline {
     cluster: Option<super::cluster::Cluster>,
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
+    /// The registered webhooks (`/webhooks`).
+    pub webhooks: super::webhooks::Webhooks,
     root: ActorRef<RootMsg>,
     /// When the tree started (the node's uptime).
     started: std::time::Instant,
@@ -62,7 +66,7 @@ pub struct ActorNode {
 impl Pipeline {
     /// Starts the actor tree with the given stage pools; unfinished jobs resume.
     pub async fn start(wiring: Wiring, stages: Vec<Stage>) -> anyhow::Result<Pipeline> {
-        let Wiring { settings, deps, background } = wiring;
+        let Wiring { settings, deps, webhooks, background } = wiring;
         static INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let instance = format!("p{}", INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let name = node_name(&settings.cluster.node_name, &instance);
@@ -82,7 +86,7 @@ impl Pipeline {
         let analytics = Arc::new(Analytics::new());
         // Groups are namespaced like the topics, so deployments sharing a broker stay apart.
         let prefix = &settings.kafka.topic_prefix;
-        let consumers = vec![
+        let mut consumers = vec![
             // This process's own group, from the oldest retained event: complete totals here.
             EventConsumerArgs { group: format!("{prefix}tubesum-analytics-{node}"), sink: analytics.clone() },
             // One group for the cluster: each event is logged once.
@@ -91,9 +95,21 @@ impl Pipeline {
                 sink: Arc::new(EventLog::new(settings.event_log_path())),
             },
         ];
+        let sender = HttpWebhookSender::new(&settings.webhooks).map_err(|e| anyhow::anyhow!(e))?;
+        let dispatcher = WebhookDispatcherArgs {
+            store: webhooks.clone(),
+            sender: Arc::new(sender),
+            settings: Arc::new(settings.webhooks.clone()),
+            wake: Arc::default(),
+        };
+        // One group for the cluster: each event makes its deliveries once (and they are unique
+        // per webhook and event anyway).
+        let sink = Arc::new(WebhookSink::new(webhooks.clone(), dispatcher.wake.clone()));
+        consumers.push(EventConsumerArgs { group: format!("{prefix}tubesum-webhooks"), sink });
+        let webhooks = super::webhooks::Webhooks::new(webhooks, settings.webhooks.allow_private_addresses);
         let root = RootSupervisor { deps: deps.clone() };
         let name = format!("{instance}/root-supervisor");
-        let args = RootArgs { stages, instance, node: node.clone(), consumers };
+        let args = RootArgs { stages, instance, node: node.clone(), consumers, webhooks: dispatcher };
         let (root, handle) =
             Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
         #[cfg(feature = "cluster")]
@@ -104,6 +120,7 @@ impl Pipeline {
             node,
             record,
             analytics,
+            webhooks,
             root,
             started: std::time::Instant::now(),
             handle: std::sync::Mutex::new(Some(handle)),

@@ -14,13 +14,15 @@ use super::settings::{Backends, PortBackends, Settings};
 use crate::actors::Deps;
 use crate::actors::feed::Feed;
 use crate::adapters::embedded::{InProcessCommandBus, InProcessEventBus, SqliteStore};
-use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore};
+use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, WebhookStore};
 use crate::stages::{StageContext, Stages};
 
 /// The ports and stage work, ready for a pipeline.
 pub struct Wiring {
     pub settings: Arc<Settings>,
     pub deps: Deps,
+    /// Webhooks and their deliveries: in the job store's database.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// Adapter tasks that live as long as the adapters (the outbox relay); aborted on drop.
     pub(super) background: Vec<AbortOnDropHandle<()>>,
 }
@@ -46,6 +48,10 @@ impl Wiring {
         let store: Arc<dyn JobStore> = match &production {
             None => embedded(),
             Some(pg) => pg.port(),
+        };
+        let webhooks: Arc<dyn WebhookStore> = match &production {
+            None => embedded(),
+            Some(pg) => pg.webhooks(),
         };
         let (artifacts, media): (Arc<dyn ArtifactStore>, _) = match ports.artifacts {
             Backends::Embedded => (embedded(), None),
@@ -77,7 +83,7 @@ impl Wiring {
             feed: Arc::new(Feed::new(settings.server.event_history)),
             steps: Arc::default(),
         };
-        Ok(Wiring { settings, deps, background })
+        Ok(Wiring { settings, deps, webhooks, background })
     }
 
     /// What the stage work is built from (tests and the benchmark build their own stages on it).
@@ -166,7 +172,7 @@ mod production {
     use tokio_util::task::AbortOnDropHandle;
 
     use super::super::settings::{Backends, Settings};
-    use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, MediaStore};
+    use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, MediaStore, WebhookStore};
 
     /// What a production port was asked for that this build lacks (never reached: checked first).
     #[cfg(not(all(feature = "postgres", feature = "rabbitmq", feature = "kafka", feature = "mongodb")))]
@@ -207,6 +213,13 @@ mod production {
         }
 
         pub fn port(&self) -> Arc<dyn JobStore> {
+            #[cfg(feature = "postgres")]
+            return Arc::new(self.pg.clone());
+            #[cfg(not(feature = "postgres"))]
+            unreachable!("a Store exists only with the postgres feature")
+        }
+
+        pub fn webhooks(&self) -> Arc<dyn WebhookStore> {
             #[cfg(feature = "postgres")]
             return Arc::new(self.pg.clone());
             #[cfg(not(feature = "postgres"))]
