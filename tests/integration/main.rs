@@ -25,3 +25,4 @@ mod models;
 mod pipeline;
 #[cfg(feature = "production")]
 mod production;
+mod webhooks;
