@@ -68,7 +68,7 @@ fuzz() {
   # GET /events, /progress and /ops/events never end by design (live streams of everything);
   # tests/integration/live.rs and console.rs cover them. A job's stream ends with its job, which
   # fails at once here: it is fuzzed.
-  "$st" run "http://$address/openapi.json" --checks all --max-examples 100 --seed 20261130 \
+  "$st" --config-file scripts/api-fuzz.toml run "http://$address/openapi.json" --checks all --max-examples 100 --seed 20261130 \
     --exclude-path /events --exclude-path /progress --exclude-path /ops/events --request-timeout 20 \
     --generation-database none --no-color --report-dir "$work/reports" "$@"
 }

@@ -1,4 +1,4 @@
-//! EventConsumer: one per decoupled event consumer (analytics, the event log). Subscribes to the
+//! EventConsumer: one per decoupled event consumer (analytics, the event log, webhooks). Subscribes to the
 //! event bus in its own consumer group and feeds every event to its [`EventSink`]; if the
 //! subscription breaks the consumer fails and the RootSupervisor restarts it (the sink keeps its
 //! state and drops the events it sees again).
@@ -13,13 +13,14 @@ use crate::domain::DomainEvent;
 
 /// Something fed every event a consumer group delivers (delivery is at-least-once: a sink sees
 /// duplicates and drops them by `event_id`).
+#[async_trait::async_trait]
 pub trait EventSink: Send + Sync + 'static {
     /// A short name for logs and the actor tree.
     fn name(&self) -> &'static str;
     /// Handles one delivery (possibly a duplicate). Only once it returns `Ok` is the event
     /// acknowledged to the bus; an error fails the consumer, which the RootSupervisor restarts, and
-    /// the event is delivered again.
-    fn accept(&self, event: &DomainEvent) -> Result<(), String>;
+    /// the event is delivered again. It may wait on a durable write (the next event waits too).
+    async fn accept(&self, event: &DomainEvent) -> Result<(), String>;
 }
 
 /// Feeds a sink, one event at a time.
@@ -28,7 +29,7 @@ struct SinkDrain(Arc<dyn EventSink>);
 #[async_trait::async_trait]
 impl super::pump::Drain<DomainEvent> for SinkDrain {
     async fn take(&mut self, event: DomainEvent) -> Result<(), String> {
-        self.0.accept(&event)
+        self.0.accept(&event).await
     }
 }
 
@@ -93,11 +94,12 @@ mod tests {
     #[derive(Default)]
     struct Recorder(Mutex<Vec<DomainEvent>>);
 
+    #[async_trait::async_trait]
     impl EventSink for Recorder {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn accept(&self, event: &DomainEvent) -> Result<(), String> {
+        async fn accept(&self, event: &DomainEvent) -> Result<(), String> {
             self.0.lock().unwrap().push(event.clone());
             Ok(())
         }
@@ -106,11 +108,12 @@ mod tests {
     /// A sink whose disk is full.
     struct Refuser;
 
+    #[async_trait::async_trait]
     impl EventSink for Refuser {
         fn name(&self) -> &'static str {
             "refuser"
         }
-        fn accept(&self, _: &DomainEvent) -> Result<(), String> {
+        async fn accept(&self, _: &DomainEvent) -> Result<(), String> {
             Err("no space left on device".into())
         }
     }

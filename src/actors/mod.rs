@@ -5,7 +5,11 @@
 //! ├─ EventRouter                        event bus → the JobActor / VideoActor an event is about
 //! ├─ StagePool{stage} × 5               consumes its stage's queue, N workers, publishes results
 //! │    discovery | download | audio_extraction | transcription | summarization
-//! ├─ EventConsumer{analytics, event-log} its own consumer group each, feeding an [`EventSink`]
+//! ├─ EventConsumer{analytics, event-log, webhooks}
+//! │                                     its own consumer group each, feeding an [`EventSink`]
+//! │                                     (webhooks: a pending delivery per interested webhook)
+//! ├─ WebhookDispatcher                  claims due webhook deliveries, POSTs them signed (bounded
+//! │                                     concurrency, own tasks), retries with backoff
 //! ├─ JobSupervisor                      one JobActor per job it holds a lease on; restarts a failed one
 //! │  └─ JobActor{job_id}                runs discovery, then one VideoActor per video;
 //! │     │                               ends the job when every video is final
@@ -24,7 +28,8 @@
 //!
 //! The ports (stores, buses) are shared `Arc<dyn Port>`s in [`Deps`]; the actors that hold a
 //! long-lived subscription (EventRouter, StagePools, EventConsumers) pump it with [`pump`] and fail
-//! when it breaks, and the RootSupervisor re-creates them with backoff. The runtime knows nothing
+//! when it breaks, and the RootSupervisor re-creates them with backoff (the WebhookDispatcher too,
+//! when the store fails it). The runtime knows nothing
 //! of which adapters are behind the ports, nor of what the event sinks do with events.
 
 pub mod board;
@@ -45,6 +50,7 @@ pub mod subscriptions;
 #[cfg(test)]
 mod testing;
 pub mod video;
+pub mod webhooks;
 
 use std::sync::Arc;
 

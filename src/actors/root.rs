@@ -1,5 +1,5 @@
-//! RootSupervisor: owns the EventRouter, the stage pools this process runs, and the
-//! JobSupervisor. A child that fails is re-spawned alone after a capped backoff with jitter; callers
+//! RootSupervisor: owns the EventRouter, the stage pools this process runs, the event consumers,
+//! the WebhookDispatcher, and the JobSupervisor. A child that fails is re-spawned alone after a capped backoff with jitter; callers
 //! reach the current JobSupervisor through the root, so they never hold a stale reference.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use super::restarts::Restarts;
 use super::router::EventRouter;
 use super::stage_pool::{PoolStats, StagePool, StagePoolArgs, StagePoolMsg};
 use super::subscriptions::{SubscriptionSupervisor, SubscriptionSupervisorArgs, SubscriptionSupervisorMsg, Watch};
+use super::webhooks::{WebhookDispatcher, WebhookDispatcherArgs};
 use super::{Deps, fail};
 use crate::domain::{JobId, Stage};
 
@@ -28,10 +29,12 @@ pub struct RootArgs {
     pub instance: String,
     /// This process's name in job leases and stage attempts (unique per running tree).
     pub node: String,
-    /// The decoupled event consumers (analytics, event log).
+    /// The decoupled event consumers (analytics, event log, webhooks).
     pub consumers: Vec<EventConsumerArgs>,
     /// Watching channels for new uploads (none: this process polls no subscription).
     pub watch: Option<Watch>,
+    /// What the webhook dispatcher sends with.
+    pub webhooks: WebhookDispatcherArgs,
 }
 
 /// The root's children.
@@ -43,6 +46,7 @@ pub enum Child {
     /// An event consumer, by its index in [`RootArgs::consumers`].
     Consumer(usize),
     Subscriptions,
+    Webhooks,
 }
 
 pub struct RootState {
@@ -53,6 +57,7 @@ pub struct RootState {
     node: String,
     consumers: Vec<EventConsumerArgs>,
     watch: Option<Watch>,
+    webhooks: WebhookDispatcherArgs,
 }
 
 #[derive(Debug)]
@@ -85,6 +90,7 @@ impl Actor for RootSupervisor {
             node: args.node.clone(),
             consumers: args.consumers.clone(),
             watch: args.watch.clone(),
+            webhooks: args.webhooks.clone(),
         };
         // Attempts whose process died while they ran (this one before a restart, or another).
         let silent_since = chrono::Utc::now() - self.deps.settings.silence();
@@ -102,6 +108,7 @@ impl Actor for RootSupervisor {
         for index in 0..state.consumers.len() {
             self.spawn_child(&myself, &mut state, Child::Consumer(index)).await?;
         }
+        self.spawn_child(&myself, &mut state, Child::Webhooks).await?;
         self.spawn_child(&myself, &mut state, Child::Jobs).await?;
         if state.watch.is_some() {
             self.spawn_child(&myself, &mut state, Child::Subscriptions).await?;
@@ -166,7 +173,7 @@ impl Actor for RootSupervisor {
                 let timeout = Some(std::time::Duration::from_secs(10));
                 for kind in [Child::Subscriptions, Child::Jobs, Child::Router] {
                     for (child, cell) in state.children.values() {
-                        let with_router = matches!(child, Child::Pool(_) | Child::Consumer(_));
+                        let with_router = matches!(child, Child::Pool(_) | Child::Consumer(_) | Child::Webhooks);
                         if *child == kind || (kind == Child::Router && with_router) {
                             cell.stop_and_wait(Some("shutdown".into()), timeout).await?;
                         }
@@ -263,6 +270,11 @@ impl RootSupervisor {
                 let args = SubscriptionSupervisorArgs { node: state.node.clone(), root: myself.clone() };
                 let actor = SubscriptionSupervisor { deps, watch };
                 Actor::spawn_linked(Some(name), actor, args, supervisor).await?.0.get_cell()
+            }
+            Child::Webhooks => {
+                let name = format!("{}/webhook-dispatcher", state.instance);
+                let args = state.webhooks.clone();
+                Actor::spawn_linked(Some(name), WebhookDispatcher, args, supervisor).await?.0.get_cell()
             }
         };
         // A new JobSupervisor resumes the unfinished jobs nobody holds by itself.

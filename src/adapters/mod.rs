@@ -9,6 +9,8 @@
 //! | [`MediaStore`](crate::ports::MediaStore)       | none: `data_dir/media` only | MongoDB, chunked (`mongodb::media`)       | `mongodb`  |
 //! | [`CommandBus`](crate::ports::CommandBus)       | bounded in-process queues | RabbitMQ queues + retry/DLQ (`rabbitmq`)    | `rabbitmq` |
 //! | [`EventBus`](crate::ports::EventBus)           | in-process fan-out       | PostgreSQL outbox → RabbitMQ fanout + Kafka (`kafka`) | `postgres`, `rabbitmq`, `kafka` |
+//! | [`WebhookStore`](crate::ports::WebhookStore)   | SQLite                   | PostgreSQL (follows `ports.store`)           | `postgres` |
+//! | [`WebhookSender`](crate::ports::WebhookSender) | HTTP ([`webhooks`]), the same everywhere |                          |            |
 //!
 //! Every adapter translates its driver's errors into [`PortError`](crate::ports::PortError) here,
 //! once, and passes the port's conformance suite (`ports::conformance`).
@@ -16,6 +18,7 @@
 pub mod embedded;
 pub mod group_commit;
 pub mod settings;
+pub mod webhooks;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -26,4 +29,4 @@ pub mod postgres;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 
-pub use settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings, redact_url};
+pub use settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings, WebhookSettings, redact_url};

@@ -1,6 +1,7 @@
 //! The production adapters' settings (`[database]`, `[mongodb]`, `[amqp]`, `[kafka]`), compiled
 //! whatever features are on: a configuration stays valid for every build, and asking a build for a
-//! backend it lacks is refused when the adapters are wired, naming the feature.
+//! backend it lacks is refused when the adapters are wired, naming the feature. Also `[webhooks]`:
+//! how deliveries are sent (the HTTP adapter) and retried (the dispatcher).
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -38,6 +39,40 @@ pub struct AmqpSettings {
 pub struct KafkaSettings {
     pub brokers: String,
     pub topic_prefix: String,
+}
+
+/// `[webhooks]`: outgoing webhook deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Let webhook URLs reach loopback, private, link-local and other non-public addresses
+    /// (checked after DNS resolution, when a webhook is registered and at every delivery).
+    pub allow_private_addresses: bool,
+    /// Attempts at a delivery before it is `failed`.
+    pub max_attempts: u32,
+    /// Retries wait a capped exponential backoff with jitter: from this …
+    pub backoff_initial_ms: u64,
+    /// … up to this.
+    pub backoff_max_ms: u64,
+    /// One attempt's limit (connect, send, answer).
+    pub timeout_secs: u64,
+    /// Deliveries sent at once by each process.
+    pub concurrency: usize,
+    /// How often each process looks for due deliveries (it also looks at once when it enqueued some).
+    pub poll_interval_ms: u64,
+}
+
+impl WebhookSettings {
+    pub fn backoff(&self) -> crate::domain::Backoff {
+        crate::domain::Backoff {
+            initial: std::time::Duration::from_millis(self.backoff_initial_ms),
+            max: std::time::Duration::from_millis(self.backoff_max_ms.max(self.backoff_initial_ms)),
+        }
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
 }
 
 /// Query parameters whose values are secrets (compared without case).

@@ -11,6 +11,7 @@ pub mod server;
 pub mod session;
 pub mod subscriptions;
 pub mod videos;
+pub mod webhooks;
 
 pub use server::Application;
 
@@ -59,6 +60,8 @@ pub struct AppState {
         subscriptions::create_subscription, subscriptions::list_subscriptions, subscriptions::get_subscription,
         subscriptions::delete_subscription, subscriptions::websub_verify, subscriptions::websub_notify,
         misc::healthz, misc::summarize_text, misc::console_tree, misc::cluster, misc::analytics, misc::metrics,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook,
+        webhooks::list_deliveries,
     ),
     components(schemas(
         videos::SummaryFormat, videos::TranscriptFormat, search::SearchResults, search::Question, crate::app::ask::Answer, crate::app::ask::Citation,
@@ -72,6 +75,8 @@ pub struct AppState {
         crate::app::pipeline::OrphanedJob, crate::domain::NodeRecord,
         subscriptions::CreateSubscription, subscriptions::SubscriptionList,
         crate::domain::subscriptions::Subscription, crate::domain::subscriptions::PollOutcome,
+        webhooks::CreateWebhook, webhooks::WebhookList, webhooks::DeliveryPage, crate::domain::webhooks::Webhook,
+        crate::domain::webhooks::WebhookDelivery, crate::domain::webhooks::DeliveryStatus,
     )),
     modifiers(&BearerAuth, &Responses),
     // Every route takes the token when `server.api_token` is set; /healthz overrides this.
@@ -145,25 +150,48 @@ impl utoipa::Modify for Responses {
                 }
             }
         }
-        link_created_jobs(openapi);
+        link_created(openapi);
     }
 }
 
-/// `POST /jobs`'s 202 links to the routes that take the new job's id.
-fn link_created_jobs(openapi: &mut utoipa::openapi::OpenApi) {
+/// `POST /jobs`'s 202 links to the routes that take the new job's id; `POST /webhooks`'s 201 to
+/// those that take the new webhook's.
+fn link_created(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::link::LinkBuilder;
-    let created = openapi
-        .paths
-        .paths
-        .get_mut("/jobs")
-        .and_then(|item| item.post.as_mut())
-        .and_then(|post| post.responses.responses.get_mut("202"));
-    if let Some(RefOr::T(created)) = created {
-        for (name, operation) in [("GetJob", "get_job"), ("ListAttempts", "list_attempts"), ("CancelJob", "cancel_job")]
-        {
-            let link = LinkBuilder::new().operation_id(operation).parameter("job_id", "$response.body#/job_id").build();
-            created.links.insert(name.into(), RefOr::T(link));
+    // (the creating route, its status, the id in its body, [(link, operation that takes the id)])
+    type Created = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+    let resources: [Created; 2] = [
+        (
+            "/jobs",
+            "202",
+            "job_id",
+            &[("GetJob", "get_job"), ("ListAttempts", "list_attempts"), ("CancelJob", "cancel_job")],
+        ),
+        (
+            "/webhooks",
+            "201",
+            "webhook_id",
+            &[
+                ("GetWebhook", "get_webhook"),
+                ("ListDeliveries", "list_deliveries"),
+                ("DeleteWebhook", "delete_webhook"),
+            ],
+        ),
+    ];
+    for (path, status, id, links) in resources {
+        let created = openapi
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|post| post.responses.responses.get_mut(status));
+        if let Some(RefOr::T(created)) = created {
+            for (name, operation) in links {
+                let value = format!("$response.body#/{id}");
+                let link = LinkBuilder::new().operation_id(*operation).parameter(id, value).build();
+                created.links.insert((*name).into(), RefOr::T(link));
+            }
         }
     }
 }
@@ -193,6 +221,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/console/tree", get(misc::console_tree))
         .route("/cluster", get(misc::cluster))
+        .route("/webhooks", post(webhooks::create_webhook).get(webhooks::list_webhooks))
+        .route("/webhooks/{webhook_id}", get(webhooks::get_webhook).delete(webhooks::delete_webhook))
+        .route("/webhooks/{webhook_id}/deliveries", get(webhooks::list_deliveries))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod search;
 pub mod settings;
 pub mod subscriptions;
+pub mod webhooks;
 pub mod wiring;
 
 pub use pipeline::{ChannelError, Pipeline, resolve_channel};

@@ -15,7 +15,9 @@ use crate::actors::job::{JobActors, JobMsg};
 use crate::actors::root::{RootArgs, RootMsg, RootSupervisor};
 use crate::actors::snapshot::{NodeFacts, NodeSnapshot};
 use crate::actors::subscriptions::Watch;
+use crate::actors::webhooks::{WebhookDispatcherArgs, WebhookSink};
 use crate::actors::{Deps, EventConsumerArgs, PoolStats, job_actor_name};
+use crate::adapters::webhooks::HttpWebhookSender;
 use crate::domain::{ChannelId, ChannelRef, JobId, JobRecord, JobStatus, NodeRecord, Stage};
 use crate::observability::{Analytics, EventLog};
 use crate::ports::{PortError, SubscriptionStore};
@@ -36,6 +38,8 @@ pub struct Pipeline {
     cluster: Option<super::cluster::Cluster>,
     /// The analytics consumer's aggregates (`/analytics`, `/metrics`).
     pub analytics: Arc<Analytics>,
+    /// The registered webhooks (`/webhooks`).
+    pub webhooks: super::webhooks::Webhooks,
     root: ActorRef<RootMsg>,
     /// When the tree started (the node's uptime).
     started: std::time::Instant,
@@ -66,7 +70,7 @@ pub struct ActorNode {
 impl Pipeline {
     /// Starts the actor tree with the given stage pools; unfinished jobs resume.
     pub async fn start(wiring: Wiring, stages: Vec<Stage>) -> anyhow::Result<Pipeline> {
-        let Wiring { settings, deps, subscriptions, background } = wiring;
+        let Wiring { settings, deps, subscriptions, webhooks, background } = wiring;
         static INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let instance = format!("p{}", INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let name = node_name(&settings.cluster.node_name, &instance);
@@ -86,7 +90,7 @@ impl Pipeline {
         let analytics = Arc::new(Analytics::new());
         // Groups are namespaced like the topics, so deployments sharing a broker stay apart.
         let prefix = &settings.kafka.topic_prefix;
-        let consumers = vec![
+        let mut consumers = vec![
             // This process's own group, from the oldest retained event: complete totals here.
             EventConsumerArgs { group: format!("{prefix}tubesum-analytics-{node}"), sink: analytics.clone() },
             // One group for the cluster: each event is logged once.
@@ -95,6 +99,18 @@ impl Pipeline {
                 sink: Arc::new(EventLog::new(settings.event_log_path())),
             },
         ];
+        let sender = HttpWebhookSender::new(&settings.webhooks).map_err(|e| anyhow::anyhow!(e))?;
+        let dispatcher = WebhookDispatcherArgs {
+            store: webhooks.clone(),
+            sender: Arc::new(sender),
+            settings: Arc::new(settings.webhooks.clone()),
+            wake: Arc::default(),
+        };
+        // One group for the cluster: each event makes its deliveries once (and they are unique
+        // per webhook and event anyway).
+        let sink = Arc::new(WebhookSink::new(webhooks.clone(), dispatcher.wake.clone()));
+        consumers.push(EventConsumerArgs { group: format!("{prefix}tubesum-webhooks"), sink });
+        let webhooks = super::webhooks::Webhooks::new(webhooks, settings.webhooks.allow_private_addresses);
         let root = RootSupervisor { deps: deps.clone() };
         let name = format!("{instance}/root-supervisor");
         let watch = match settings.subscriptions.enabled {
@@ -105,7 +121,7 @@ impl Pipeline {
             }),
             false => None,
         };
-        let args = RootArgs { stages, instance, node: node.clone(), consumers, watch };
+        let args = RootArgs { stages, instance, node: node.clone(), consumers, watch, webhooks: dispatcher };
         let (root, handle) =
             Actor::spawn(Some(name), root, args).await.map_err(|e| anyhow::anyhow!("starting the actor tree: {e}"))?;
         #[cfg(feature = "cluster")]
@@ -117,6 +133,7 @@ impl Pipeline {
             node,
             record,
             analytics,
+            webhooks,
             root,
             started: std::time::Instant::now(),
             handle: std::sync::Mutex::new(Some(handle)),

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::actors::subscriptions::SubscriptionSettings;
-use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings};
+use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings, WebhookSettings};
 use crate::stages::settings::{
     AudioSettings, DiscoverySettings, DownloadSettings, LlmSettings, OpenAiTranscriptionSettings, StageSettings,
     StagesSettings, SummarySettings, TranscriptionSettings, WhisperSettings, YoutubeSettings,
@@ -49,6 +49,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub cluster: ClusterSettings,
     pub subscriptions: SubscriptionSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// How this process names itself among the deployment's nodes.
@@ -272,6 +273,11 @@ impl Settings {
         rule(self.server.summarize_text_concurrency >= 1, "server.summarize_text_concurrency must be at least 1")?;
         rule(self.server.event_history >= 1, "server.event_history must be at least 1")?;
         rule(self.server.events_keep_alive_ms >= 10, "server.events_keep_alive_ms must be at least 10")?;
+        rule(self.webhooks.max_attempts >= 1, "webhooks.max_attempts must be at least 1")?;
+        rule(self.webhooks.concurrency >= 1, "webhooks.concurrency must be at least 1")?;
+        rule(self.webhooks.timeout_secs >= 1, "webhooks.timeout_secs must be at least 1")?;
+        rule(self.webhooks.backoff_initial_ms >= 1, "webhooks.backoff_initial_ms must be at least 1")?;
+        rule(self.webhooks.poll_interval_ms >= 10, "webhooks.poll_interval_ms must be at least 10")?;
         let ports = self.port_backends();
         rule(
             ports.events == Backends::Embedded || ports.store == Backends::Production,
@@ -420,6 +426,17 @@ mod tests {
         let on_purpose = [("TUBESUM_SERVER__LISTEN", "[::]:8080"), ("TUBESUM_SERVER__ALLOW_UNAUTHENTICATED", "true")];
         assert!(load(&on_purpose).check_exposure().is_ok());
         assert!(load(&[("TUBESUM_SERVER__LISTEN", "[::1]:8080")]).check_exposure().is_ok());
+    }
+
+    #[test]
+    fn webhooks_refuse_private_addresses_unless_told_and_retry_within_bounds() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert!(!s.webhooks.allow_private_addresses, "private addresses are refused by default");
+        assert!(s.webhooks.max_attempts > 1 && s.webhooks.concurrency >= 1);
+        let s = Settings::load(None, env(&[("TUBESUM_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")])).unwrap();
+        assert!(s.webhooks.allow_private_addresses);
+        let err = Settings::load(None, env(&[("TUBESUM_WEBHOOKS__MAX_ATTEMPTS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("webhooks.max_attempts"), "{err}");
     }
 
     #[test]

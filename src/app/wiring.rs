@@ -14,8 +14,11 @@ use super::settings::{Backends, PortBackends, Settings};
 use crate::actors::Deps;
 use crate::actors::feed::Feed;
 use crate::adapters::embedded::{InProcessCommandBus, InProcessEventBus, SqliteStore};
-use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, SubscriptionStore};
+use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, SubscriptionStore, WebhookStore};
 use crate::stages::{StageContext, Stages};
+
+/// The ports one database serves: the job store, subscriptions, webhooks.
+type Stores = (Arc<dyn JobStore>, Arc<dyn SubscriptionStore>, Arc<dyn WebhookStore>);
 
 /// The ports and stage work, ready for a pipeline.
 pub struct Wiring {
@@ -23,6 +26,8 @@ pub struct Wiring {
     pub deps: Deps,
     /// Watched channels (the job store's database).
     pub subscriptions: Arc<dyn SubscriptionStore>,
+    /// Webhooks and their deliveries: in the job store's database.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// Adapter tasks that live as long as the adapters (the outbox relay); aborted on drop.
     pub(super) background: Vec<AbortOnDropHandle<()>>,
 }
@@ -45,9 +50,9 @@ impl Wiring {
             Backends::Embedded => None,
             Backends::Production => Some(production::Store::connect(&settings, ports.events).await?),
         };
-        let (store, subscriptions): (Arc<dyn JobStore>, Arc<dyn SubscriptionStore>) = match &production {
-            None => (embedded(), embedded()),
-            Some(pg) => (pg.port(), pg.subscriptions()),
+        let (store, subscriptions, webhooks): Stores = match &production {
+            None => (embedded(), embedded(), embedded()),
+            Some(pg) => pg.ports(),
         };
         let (artifacts, media): (Arc<dyn ArtifactStore>, _) = match ports.artifacts {
             Backends::Embedded => (embedded(), None),
@@ -79,7 +84,7 @@ impl Wiring {
             feed: Arc::new(Feed::new(settings.server.event_history)),
             steps: Arc::default(),
         };
-        Ok(Wiring { settings, deps, subscriptions, background })
+        Ok(Wiring { settings, deps, subscriptions, webhooks, background })
     }
 
     /// What the stage work is built from (tests and the benchmark build their own stages on it).
@@ -168,7 +173,7 @@ mod production {
     use tokio_util::task::AbortOnDropHandle;
 
     use super::super::settings::{Backends, Settings};
-    use crate::ports::{ArtifactStore, CommandBus, EventBus, JobStore, MediaStore, SubscriptionStore};
+    use crate::ports::{ArtifactStore, CommandBus, EventBus, MediaStore};
 
     /// What a production port was asked for that this build lacks (never reached: checked first).
     #[cfg(not(all(feature = "postgres", feature = "rabbitmq", feature = "kafka", feature = "mongodb")))]
@@ -208,16 +213,10 @@ mod production {
             Err(compiled_out("postgres"))
         }
 
-        pub fn port(&self) -> Arc<dyn JobStore> {
+        /// The ports the job store's database serves: jobs, subscriptions, webhooks.
+        pub fn ports(&self) -> super::Stores {
             #[cfg(feature = "postgres")]
-            return Arc::new(self.pg.clone());
-            #[cfg(not(feature = "postgres"))]
-            unreachable!("a Store exists only with the postgres feature")
-        }
-
-        pub fn subscriptions(&self) -> Arc<dyn SubscriptionStore> {
-            #[cfg(feature = "postgres")]
-            return Arc::new(self.pg.clone());
+            return (Arc::new(self.pg.clone()), Arc::new(self.pg.clone()), Arc::new(self.pg.clone()));
             #[cfg(not(feature = "postgres"))]
             unreachable!("a Store exists only with the postgres feature")
         }

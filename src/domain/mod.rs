@@ -1,7 +1,7 @@
 //! The domain, shared by every layer and depending on none: identifiers (validated once, at the
 //! edge), statuses, the artifacts a video produces, the [`messages`] that cross processes, the
-//! [`records`] the job store keeps, the video [`workflow`] as a pure state machine, and the
-//! [`backoff`] policy of every retry.
+//! [`records`] the job store keeps, the video [`workflow`] as a pure state machine, the
+//! [`backoff`] policy of every retry, and the [`webhooks`] that report events out.
 
 pub mod backoff;
 pub mod messages;
@@ -257,9 +257,10 @@ text_enum!(
     }
 );
 
-// After `text_enum!`, which it uses.
+// After `text_enum!`, which they use.
 pub mod search;
 pub mod subscriptions;
+pub mod webhooks;
 
 /// A timed piece of transcript, in seconds from the start of the video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

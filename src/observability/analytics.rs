@@ -228,12 +228,13 @@ impl Analytics {
     }
 }
 
+#[async_trait::async_trait]
 impl EventSink for Analytics {
     fn name(&self) -> &'static str {
         "analytics"
     }
 
-    fn accept(&self, event: &DomainEvent) -> Result<(), String> {
+    async fn accept(&self, event: &DomainEvent) -> Result<(), String> {
         {
             let mut state = self.state.lock().expect("analytics lock");
             if !state.dedupe.first(event.event_id) {
@@ -254,7 +255,7 @@ mod tests {
     use crate::observability::tests::event;
 
     fn feed(analytics: &Analytics, event: &DomainEvent) {
-        analytics.accept(event).expect("analytics take every event");
+        futures::executor::block_on(analytics.accept(event)).expect("analytics take every event");
     }
 
     #[test]

@@ -26,6 +26,7 @@ impl EventLog {
     }
 }
 
+#[async_trait::async_trait]
 impl EventSink for EventLog {
     fn name(&self) -> &'static str {
         "event-log"
@@ -34,7 +35,7 @@ impl EventSink for EventLog {
     /// The line is written (to the OS) before this returns `Ok`, so the event is acknowledged to
     /// the bus only once it is in the log. A line that cannot be written is an error: the event is
     /// not acknowledged, and comes again.
-    fn accept(&self, event: &DomainEvent) -> Result<(), String> {
+    async fn accept(&self, event: &DomainEvent) -> Result<(), String> {
         let mut state = self.state.lock().expect("event log lock");
         let (dedupe, file) = &mut *state;
         if dedupe.seen(event.event_id) {
@@ -80,6 +81,8 @@ fn append(file: &mut Option<std::fs::File>, path: &std::path::Path, line: &str) 
 
 #[cfg(test)]
 mod tests {
+    use futures::executor::block_on;
+
     use super::*;
     use crate::domain::{EventPayload, JobId, JobStatus};
     use crate::observability::tests::event;
@@ -93,7 +96,7 @@ mod tests {
         let a = event(job, EventPayload::AudioExtracted { seconds: 1.5 }, Some(10));
         let b = event(job, EventPayload::JobFinished { status: JobStatus::Failed }, None);
         for e in [&a, &b, &a] {
-            log.accept(e).unwrap();
+            block_on(log.accept(e)).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<DomainEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -108,9 +111,9 @@ mod tests {
         let path = dir.path().join("logs/events.jsonl");
         let log = EventLog::new(Some(path.clone()));
         let a = event(JobId::new(), EventPayload::AudioExtracted { seconds: 1.5 }, Some(10));
-        assert!(log.accept(&a).unwrap_err().contains("could not append"));
+        assert!(block_on(log.accept(&a)).unwrap_err().contains("could not append"));
         std::fs::remove_file(dir.path().join("logs")).unwrap();
-        log.accept(&a).expect("written once it can be");
+        block_on(log.accept(&a)).expect("written once it can be");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "the refused event was not taken for a duplicate");
     }

@@ -3,6 +3,8 @@
 //! function panics on the first broken contract. Compiled for tests and with the `test-support`
 //! feature.
 
+mod webhooks;
+
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -13,6 +15,8 @@ use crate::domain::{
     AttemptOutcome, AttemptProgress, ChannelId, DomainEvent, EventPayload, JobId, JobStatus, KeyPoint, Segment, Stage,
     StageCommand, Summary, Transcript, TranscriptSource, VideoId, VideoMeta, VideoStatus, VideoUpdate,
 };
+
+pub use webhooks::webhook_store;
 
 fn video(id: &str, title: &str) -> VideoMeta {
     VideoMeta {

@@ -10,6 +10,8 @@
 //! | [`MediaStore`]    | videos' media files between stages that run on different nodes  |
 //! | [`CommandBus`]    | [`StageCommand`]s, one queue per stage, competing consumers     |
 //! | [`EventBus`]      | [`DomainEvent`]s, fanned out to every subscriber or group       |
+//! | [`WebhookStore`]  | webhook endpoints and their deliveries ([`webhooks`])           |
+//! | [`WebhookSender`] | one signed POST of a delivery to an endpoint                    |
 //!
 //! Delivery is at-least-once by contract: a [`StageCommand`] carries the ids that make its handler
 //! idempotent, a handler commits its result before acking, and a consumer may see a command or an
@@ -18,6 +20,9 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod subscriptions;
+pub mod webhooks;
+
+pub use webhooks::{AttemptResult, ClaimedDelivery, SendOutcome, WebhookRequest, WebhookSender, WebhookStore};
 
 use std::pin::Pin;
 use std::time::Duration;

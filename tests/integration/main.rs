@@ -26,3 +26,4 @@ mod pipeline;
 #[cfg(feature = "production")]
 mod production;
 mod subscriptions;
+mod webhooks;

@@ -25,6 +25,7 @@ use crate::ports::{
 };
 
 mod subscriptions;
+mod webhooks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -948,6 +949,12 @@ mod tests {
     async fn sqlite_artifact_store_conforms() {
         let (_dir, store) = store().await;
         conformance::artifact_store(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_webhook_store_conforms() {
+        let (_dir, store) = store().await;
+        conformance::webhook_store(&store).await;
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod outbox;
 mod subscriptions;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod webhooks;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -25,6 +25,13 @@ async fn postgres_subscription_store_conforms() {
 }
 
 #[tokio::test]
+async fn postgres_webhook_store_conforms() {
+    let db = TestDatabase::create().await;
+    conformance::webhook_store(&db.store().await).await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
 async fn a_job_ends_with_its_event_in_one_transaction() {
     use tubesum::adapters::postgres::outbox;
     use tubesum::domain::EventPayload;
