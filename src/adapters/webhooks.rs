@@ -3,7 +3,7 @@
 //! — every address its host resolves to public (see [`non_public`]).
 //!
 //! The guard runs when a webhook is registered and again at every delivery; the client also
-//! resolves through it ([`GuardedResolver`]), so the address a delivery connects to is one that
+//! resolves through it (its `GuardedResolver`), so the address a delivery connects to is one that
 //! was checked (a name re-pointed at a private address between the check and the connection —
 //! DNS rebinding — is refused too). Redirects are not followed and no proxy is used: a receiver
 //! cannot steer a delivery elsewhere.
