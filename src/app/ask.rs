@@ -70,12 +70,19 @@ pub struct Asker {
     client: Arc<Client<OpenAIConfig>>,
     model: String,
     temperature: f32,
+    /// The most tokens one request sends (`llm.max_chunk_tokens`).
+    budget: usize,
 }
 
 impl Asker {
     /// `llm:<model>`.
     pub fn name(&self) -> String {
         format!("llm:{}", self.model)
+    }
+
+    /// The most tokens one request of a map-reduce sends (`llm.max_chunk_tokens`).
+    pub fn budget(&self) -> usize {
+        self.budget
     }
 
     /// One exchange with the model.
@@ -88,6 +95,7 @@ impl Asker {
             client: Arc::new(openai_client(&llm.base_url, llm.api_key.as_ref(), llm.timeout_secs)),
             model: llm.model.clone(),
             temperature: llm.temperature,
+            budget: llm.max_chunk_tokens,
         })
     }
 }

@@ -1,9 +1,9 @@
 //! A channel's digest: the topics that recur across its summarized videos, each with links to
 //! the moments that discuss it. Offline, topics are the significant words the videos' key points
 //! share (a word in the key points of two or more videos is a recurring topic; topics whose
-//! moments another covers are folded in). With an LLM, the model groups the numbered key points
-//! into named topics and tubesum turns the numbers into moment links — the model never writes a
-//! time or a URL.
+//! moments another covers are folded in). With an LLM, map-reduce: the model groups the numbered
+//! key points into named topics, batch by batch, then merges the batches' topics; tubesum turns the
+//! numbers into moment links — the model never writes a time or a URL.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -24,13 +24,19 @@ use crate::stages::summarization::textrank::is_stop_word;
 pub const MAX_TOPICS: usize = 10;
 /// The most moments listed under one topic.
 pub const MAX_MOMENTS: usize = 6;
-/// The most tokens of key points sent to the LLM (the newest videos' first).
-pub const LLM_BUDGET_TOKENS: usize = 3000;
+/// The most key points the LLM is shown (the newest videos' first), in batches of at most
+/// `llm.max_chunk_tokens` tokens each.
+pub const MAX_LLM_POINTS: usize = 2000;
 
 const PROMPT: &str = "You find the recurring topics of a YouTube channel from the numbered key points of its videos. \
 Answer with JSON only: {\"topics\": [{\"topic\": \"<a short name>\", \"points\": [<numbers of the key points about it>]}]}. \
 Give at most 10 topics, the ones that come up in the most videos first. Use only numbers that appear in the list. \
 Do not write times or URLs.";
+
+const MERGE_PROMPT: &str = "You merge the topics found in parts of a YouTube channel's key points into the channel's \
+recurring topics. The topics are numbered, each with how many key points and videos it covers. Answer with JSON only: \
+{\"topics\": [{\"topic\": \"<a short name>\", \"parts\": [<numbers of the topics it merges>]}]}. Merge topics that are \
+the same subject; give at most 10, the ones in the most videos first. Use only numbers that appear in the list.";
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Digest {
@@ -118,7 +124,10 @@ pub async fn digest(
         })
         .collect();
     let (topics, made_by) = match asker {
-        Some(asker) if !points.is_empty() => (llm_topics(asker, &points).await?, asker.name()),
+        Some(asker) if !points.is_empty() => {
+            let chat = |system: &'static str, user: String| asker.chat(system, user);
+            (llm_topics(chat, &points, asker.budget()).await?, asker.name())
+        }
         _ => (keyword_topics(&points, videos.len()), "keywords".to_owned()),
     };
     Ok(Digest { channel_id: channel.clone(), since, videos: videos.len(), made_by, topics })
@@ -194,51 +203,124 @@ struct LlmTopics {
 }
 
 #[derive(Deserialize)]
+struct LlmMerged {
+    topics: Vec<LlmMergedTopic>,
+}
+
+#[derive(Deserialize)]
+struct LlmMergedTopic {
+    topic: String,
+    #[serde(default)]
+    parts: Vec<usize>,
+}
+
+#[derive(Deserialize)]
 struct LlmTopic {
     topic: String,
     #[serde(default)]
     points: Vec<usize>,
 }
 
-/// Topics named by the model from the numbered key points (the newest videos' within the budget).
-async fn llm_topics(asker: &Asker, points: &[Point]) -> Result<Vec<Topic>, DigestError> {
-    let mut list = String::new();
-    let mut shown = 0;
-    for (i, point) in points.iter().enumerate() {
-        let line = format!(
-            "[{}] ({}, at {}) {}\n",
-            i + 1,
-            point.moment.title,
-            timestamp(point.moment.start),
-            point.moment.text
-        );
-        if estimate_tokens(&list) + estimate_tokens(&line) > LLM_BUDGET_TOKENS {
-            break;
+/// Topics named by the model, map-reduced: every key point (up to [`MAX_LLM_POINTS`], the newest
+/// videos' first), numbered once, goes to the model in batches of at most `batch_tokens` — each
+/// batch's answer names topics by the numbers of its points; with more than one batch, the
+/// batches' topics (numbered, with their counts) go to the model once more to be merged into the
+/// channel's recurring ones, whose points are those of the topics merged. Numbers the model makes
+/// up (or takes from another batch) are dropped.
+async fn llm_topics<F, Fut>(chat: F, points: &[Point], batch_tokens: usize) -> Result<Vec<Topic>, DigestError>
+where
+    F: Fn(&'static str, String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, StageError>>,
+{
+    let points = &points[..points.len().min(MAX_LLM_POINTS)];
+    let mut found: Vec<(String, Vec<usize>)> = Vec::new();
+    let batches = batches(points, batch_tokens);
+    for (range, list) in &batches {
+        let answer: LlmTopics = parse_json(&chat(PROMPT, list.clone()).await.map_err(DigestError::Llm)?)?;
+        for topic in answer.topics {
+            let mut numbers: Vec<usize> =
+                topic.points.into_iter().filter(|n| range.contains(&n.wrapping_sub(1))).map(|n| n - 1).collect();
+            numbers.dedup();
+            if !numbers.is_empty() && !topic.topic.trim().is_empty() {
+                found.push((topic.topic.trim().to_owned(), numbers));
+            }
         }
-        list.push_str(&line);
-        shown += 1;
     }
-    let answer = asker.chat(PROMPT, list).await.map_err(DigestError::Llm)?;
-    let json = answer.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
-    let parsed: LlmTopics = serde_json::from_str(json).map_err(|e| {
-        DigestError::Llm(StageError::Retryable(format!("the model's topics are not the JSON asked for: {e}")))
-    })?;
-    Ok(parsed
-        .topics
+    if batches.len() > 1 && !found.is_empty() {
+        found = merge(&chat, points, found).await?;
+    }
+    Ok(found
         .into_iter()
         .take(MAX_TOPICS)
-        .filter_map(|t| {
-            let mut found: Vec<usize> =
-                t.points.into_iter().filter(|n| (1..=shown).contains(n)).map(|n| n - 1).collect();
-            found.dedup();
-            let videos = found.iter().map(|i| points[*i].video).collect::<HashSet<_>>().len();
-            (!found.is_empty() && !t.topic.trim().is_empty()).then(|| Topic {
-                topic: t.topic.trim().to_owned(),
-                videos,
-                moments: found.iter().take(MAX_MOMENTS).map(|i| points[*i].moment.clone()).collect(),
-            })
+        .map(|(topic, numbers)| Topic {
+            topic,
+            videos: numbers.iter().map(|i| points[*i].video).collect::<HashSet<_>>().len(),
+            moments: numbers.iter().take(MAX_MOMENTS).map(|i| points[*i].moment.clone()).collect(),
         })
         .collect())
+}
+
+/// The points as numbered lines, in batches of at most `budget` tokens (a batch holds one point
+/// at least), each with the indexes it covers.
+fn batches(points: &[Point], budget: usize) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut out: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut list = String::new();
+    let mut first = 0;
+    for (i, point) in points.iter().enumerate() {
+        let moment = &point.moment;
+        let line = format!("[{}] ({}, at {}) {}\n", i + 1, moment.title, timestamp(moment.start), moment.text);
+        if !list.is_empty() && estimate_tokens(&list) + estimate_tokens(&line) > budget {
+            out.push((first..i, std::mem::take(&mut list)));
+            first = i;
+        }
+        list.push_str(&line);
+    }
+    if !list.is_empty() {
+        out.push((first..points.len(), list));
+    }
+    out
+}
+
+/// The reduce step: the batches' topics merged by the model; a merged topic's points are those of
+/// the topics it names (in their order, each once).
+async fn merge<F, Fut>(
+    chat: &F,
+    points: &[Point],
+    found: Vec<(String, Vec<usize>)>,
+) -> Result<Vec<(String, Vec<usize>)>, DigestError>
+where
+    F: Fn(&'static str, String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, StageError>>,
+{
+    let mut list = String::new();
+    for (i, (topic, numbers)) in found.iter().enumerate() {
+        let videos = numbers.iter().map(|n| points[*n].video).collect::<HashSet<_>>().len();
+        let _ = writeln!(list, "[{}] {topic} ({} key points, {videos} videos)", i + 1, numbers.len());
+    }
+    let answer: LlmMerged = parse_json(&chat(MERGE_PROMPT, list).await.map_err(DigestError::Llm)?)?;
+    Ok(answer
+        .topics
+        .into_iter()
+        .filter_map(|merged| {
+            let mut numbers: Vec<usize> = Vec::new();
+            for part in merged.parts.into_iter().filter(|n| (1..=found.len()).contains(n)) {
+                for n in &found[part - 1].1 {
+                    if !numbers.contains(n) {
+                        numbers.push(*n);
+                    }
+                }
+            }
+            (!numbers.is_empty() && !merged.topic.trim().is_empty()).then(|| (merged.topic.trim().to_owned(), numbers))
+        })
+        .collect())
+}
+
+/// The model's JSON answer (a Markdown code fence around it is taken off).
+fn parse_json<T: serde::de::DeserializeOwned>(answer: &str) -> Result<T, DigestError> {
+    let json = answer.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+    serde_json::from_str(json).map_err(|e| {
+        DigestError::Llm(StageError::Retryable(format!("the model's topics are not the JSON asked for: {e}")))
+    })
 }
 
 /// The digest as a Markdown document.
@@ -273,6 +355,45 @@ mod tests {
             text: text.into(),
         };
         Point { video, moment }
+    }
+
+    /// The map step sees every point in small batches, each citing its own numbers (and some made
+    /// up); the reduce step merges the batches' topics.
+    #[tokio::test]
+    async fn the_llm_digest_maps_over_batches_and_reduces_their_topics() {
+        let points: Vec<Point> = (0..12)
+            .map(|i| point(i % 4, f64::from(i as u32) * 10.0, &format!("Key point {i} about bees and their honey.")))
+            .collect();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let chat = |system: &'static str, user: String| {
+            asked.lock().unwrap().push((system, user.clone()));
+            async move {
+                if system == MERGE_PROMPT {
+                    // Topics 1.. are one per batch: merge them all, plus one that does not exist.
+                    let parts: Vec<usize> = (1..=user.lines().count()).chain([99]).collect();
+                    return Ok(serde_json::json!({"topics": [{"topic": "Bees", "parts": parts}]}).to_string());
+                }
+                let numbers: Vec<usize> = user
+                    .lines()
+                    .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+                    .chain([1, 500])
+                    .collect();
+                Ok(format!("```json\n{}\n```", serde_json::json!({"topics": [{"topic": "bees", "points": numbers}]})))
+            }
+        };
+        let topics = llm_topics(chat, &points, 40).await.unwrap();
+        let asked = asked.into_inner().unwrap();
+        let maps: Vec<&String> = asked.iter().filter(|(s, _)| *s == PROMPT).map(|(_, u)| u).collect();
+        assert!(maps.len() > 2, "several batches: {maps:?}");
+        assert!(maps.iter().all(|u| estimate_tokens(u) <= 40), "each within the budget: {maps:?}");
+        let listed: usize = maps.iter().map(|u| u.lines().count()).sum();
+        assert_eq!(listed, 12, "every point, once");
+        assert_eq!(asked.iter().filter(|(s, _)| *s == MERGE_PROMPT).count(), 1, "one reduce");
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].topic, "Bees");
+        assert_eq!(topics[0].videos, 4, "every video's points, merged");
+        let starts: Vec<f64> = topics[0].moments.iter().map(|m| m.start).collect();
+        assert_eq!(starts, [0.0, 10.0, 20.0, 30.0, 40.0, 50.0], "in order, each once, at most {MAX_MOMENTS}");
     }
 
     #[test]
