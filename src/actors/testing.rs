@@ -83,7 +83,7 @@ impl TestPorts {
         let channel = ChannelId::parse("UCactorsactorsactorsacto").unwrap();
         self.deps.store.create_job(job, &channel, false, None).await.unwrap();
         let video_id = VideoId::parse(video).unwrap();
-        let meta = VideoMeta { video_id: video_id.clone(), title: "t".into(), published_at: None };
+        let meta = VideoMeta::new(video_id.clone(), "t");
         self.deps.store.add_videos(job, &[meta]).await.unwrap();
         (job, video_id)
     }

@@ -48,6 +48,8 @@ pub struct VideoView {
     pub video_id: String,
     pub title: String,
     pub published_at: Option<DateTime<Utc>>,
+    /// Its length in seconds, where discovery's listing stated it (the Data API, yt-dlp).
+    pub duration_secs: Option<u32>,
     pub status: VideoStatus,
     pub attempts: u32,
     pub error: Option<String>,
@@ -166,6 +168,7 @@ pub fn job_view(
                 video_id: v.video_id.to_string(),
                 title: v.title,
                 published_at: v.published_at,
+                duration_secs: v.duration_secs,
                 status: v.status,
                 attempts: v.attempts,
                 error: v.error,

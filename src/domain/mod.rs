@@ -283,6 +283,16 @@ pub struct VideoMeta {
     pub video_id: VideoId,
     pub title: String,
     pub published_at: Option<DateTime<Utc>>,
+    /// Its length, where the listing states it (the Data API, yt-dlp); a feed does not.
+    #[serde(default)]
+    pub duration_secs: Option<u32>,
+}
+
+impl VideoMeta {
+    /// A video known by its id and title only.
+    pub fn new(video_id: VideoId, title: impl Into<String>) -> Self {
+        Self { video_id, title: title.into(), published_at: None, duration_secs: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

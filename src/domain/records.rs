@@ -23,6 +23,8 @@ pub struct VideoRecord {
     pub video_id: VideoId,
     pub title: String,
     pub published_at: Option<DateTime<Utc>>,
+    /// Its length, where discovery's listing stated it.
+    pub duration_secs: Option<u32>,
     /// Order in which discovery listed it (newest first for feeds).
     pub position: i64,
     pub status: VideoStatus,

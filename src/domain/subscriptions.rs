@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn meta(id: &str) -> VideoMeta {
-        VideoMeta { video_id: VideoId::parse(id).unwrap(), title: id.into(), published_at: None }
+        VideoMeta::new(VideoId::parse(id).unwrap(), id)
     }
 
     fn subscription(backfill: bool) -> Subscription {

@@ -23,6 +23,7 @@ fn video(id: &str, title: &str) -> VideoMeta {
         video_id: VideoId::parse(id).expect("valid id"),
         title: title.into(),
         published_at: Some(Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()),
+        duration_secs: Some(125),
     }
 }
 
@@ -60,6 +61,7 @@ pub async fn job_store(store: &dyn JobStore) {
     assert_eq!(listed[0].attempts, 2);
     assert_eq!(listed[0].error.as_deref(), Some("timeout"));
     assert_eq!(listed[0].published_at, videos[0].published_at);
+    assert_eq!(listed[0].duration_secs, Some(125), "the listing's duration kept");
     assert_eq!(listed[1].status, VideoStatus::Discovered);
     let one = store.get_video(job, a).await.unwrap().unwrap();
     assert_eq!(one, listed[0]);

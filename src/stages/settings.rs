@@ -93,7 +93,7 @@ impl DownloadSettings {
 }
 
 /// `2 h 03 min 05 s`, `4 min 10 s`, `12 s`.
-fn human_duration(seconds: f64) -> String {
+pub fn human_duration(seconds: f64) -> String {
     let total = seconds.round() as u64;
     let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
     match (h, m) {

@@ -57,8 +57,7 @@ async fn job_with(store: &dyn JobStore, videos: &[&VideoId]) -> JobId {
     let job = JobId::new();
     store.create_job(job, &ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap(), false, None).await.unwrap();
     store.set_job_status(job, JobStatus::Running, None).await.unwrap();
-    let metas: Vec<_> =
-        videos.iter().map(|v| VideoMeta { video_id: (*v).clone(), title: "t".into(), published_at: None }).collect();
+    let metas: Vec<_> = videos.iter().map(|v| VideoMeta::new((*v).clone(), "t")).collect();
     store.add_videos(job, &metas).await.unwrap();
     job
 }

@@ -163,9 +163,7 @@ pub fn settings(data: &tempfile::TempDir, env: &[(&str, String)]) -> Settings {
 
 /// Videos as discovery finds them, titled after their ids.
 pub fn metas(ids: &[&str]) -> Vec<VideoMeta> {
-    ids.iter()
-        .map(|id| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: format!("video {id}"), published_at: None })
-        .collect()
+    ids.iter().map(|id| VideoMeta::new(VideoId::parse(id).unwrap(), format!("video {id}"))).collect()
 }
 
 impl TestApp {

@@ -21,7 +21,7 @@ async fn job_with(store: &dyn JobStore, video: &VideoId) -> JobId {
     let job = JobId::new();
     store.create_job(job, &ChannelId::parse("UCabcdefghijklmnopqrstuv").unwrap(), false, None).await.unwrap();
     store.set_job_status(job, JobStatus::Running, None).await.unwrap();
-    let meta = VideoMeta { video_id: video.clone(), title: "t".into(), published_at: None };
+    let meta = VideoMeta::new(video.clone(), "t");
     store.add_videos(job, &[meta]).await.unwrap();
     job
 }

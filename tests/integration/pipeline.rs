@@ -9,6 +9,7 @@ use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
 use tubesum::stages::Stages;
 use tubesum::stages::discovery::Discovery;
+use tubesum::stages::download::Download;
 use tubesum::stages::summarization::NO_SPEECH_SUMMARY;
 use youtube_standin::media::{self, Container};
 use youtube_standin::{StandIn, StandInChannel, StandInVideo, demo};
@@ -378,43 +379,72 @@ async fn a_cancelled_job_starts_no_more_downloads_and_leaves_no_media() {
 }
 
 /// `discovery.mode = "data_api"`: the uploads playlist is paged through (120 videos, three pages
-/// of 50), the key travels in a header, never in a URL; a spent quota fails the listing with a
-/// retryable error that says so.
+/// of 50) with each page's durations, the key travels in a header, never in a URL; a spent quota
+/// fails the listing with a retryable error that says so; a video listed longer than
+/// `download.max_duration_secs` fails before yt-dlp is asked about it.
 #[tokio::test]
 async fn data_api_discovery_pages_through_the_uploads_playlist() {
+    const LONG_CHANNEL: &str = "UClonglonglonglonglonglo";
     let mut channel = StandInChannel::new(CHANNEL, "Data API");
     for i in 0..120 {
-        channel = channel.video(StandInVideo::new(format!("dataApi{i:04}"), format!("Upload {i}")));
+        channel =
+            channel.video(StandInVideo::new(format!("dataApi{i:04}"), format!("Upload {i}")).duration_secs(60 + i));
     }
-    let standin = StandIn::start(vec![channel]).await.unwrap();
-    let app_with_key = |key: &str| {
+    let long = StandInChannel::new(LONG_CHANNEL, "Long")
+        .video(StandInVideo::new("tooLongVid1", "Three hours").duration_secs(3 * 3600 + 5));
+    let standin = StandIn::start(vec![channel, long]).await.unwrap();
+    // (The real download, where it runs, asks yt-dlp: only the over-long video's job has it.)
+    let app_with = |key: &str, download: bool| {
         let mut env = standin_env(&standin);
         env.push(("TUBESUM_DISCOVERY__MODE", "data_api".into()));
         env.push(("TUBESUM_YOUTUBE__DATA_API_URL", standin.data_api_url()));
         env.push(("TUBESUM_YOUTUBE__API_KEY", key.to_owned()));
         env.push(("TUBESUM_STAGES__MAX_ATTEMPTS", "2".into()));
+        env.push(("TUBESUM_DOWNLOAD__MAX_DURATION_SECS", "3600".into()));
         TestApp::builder()
             .env(&env)
-            .stages(|ctx| {
+            .stages(move |ctx| {
                 let discovery = Discovery::new(ctx.clone()).unwrap();
-                noop::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::new(discovery))
+                let stages = noop::stages(ctx, Vec::new()).with(Stage::Discovery, Arc::new(discovery));
+                if download {
+                    stages.with(Stage::Download, Arc::new(Download::new(ctx.clone()).unwrap()))
+                } else {
+                    stages
+                }
             })
             .spawn()
     };
-    let app = app_with_key("stand-in-key").await;
+    let app = app_with("stand-in-key", false).await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
     assert_eq!((job["status"].as_str(), job["counts"]["total"].as_u64()), (Some("completed"), Some(120)), "{job:#}");
     assert_eq!(job["videos"][0]["title"], "Upload 0", "the playlist's order");
     assert_eq!(job["videos"][119]["video_id"], "dataApi0119");
+    assert_eq!(
+        (job["videos"][0]["duration_secs"].as_u64(), job["videos"][119]["duration_secs"].as_u64()),
+        (Some(60), Some(179))
+    );
     let requests = standin.requests();
     let pages: Vec<&String> = requests.iter().filter(|r| r.starts_with("/youtube/v3/playlistItems")).collect();
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(pages[1].contains("pageToken=page-50") && pages[2].contains("pageToken=page-100"), "{pages:?}");
+    let durations: Vec<&String> = requests.iter().filter(|r| r.starts_with("/youtube/v3/videos")).collect();
+    assert_eq!(durations.len(), 3, "one durations call a page: {durations:?}");
     assert!(!requests.iter().any(|r| r.contains("stand-in-key")), "the key is never in a URL: {requests:?}");
     app.shutdown().await;
 
-    let spent = app_with_key(youtube_standin::data_api::QUOTA_EXCEEDED_KEY).await;
+    let app = app_with("stand-in-key", true).await;
+    let job_id = app.submit(LONG_CHANNEL, false).await;
+    let job = app.wait_for_job(&job_id, Duration::from_secs(60)).await;
+    let video = by_id(&job, "tooLongVid1");
+    assert_eq!((video["status"].as_str(), video["duration_secs"].as_u64()), (Some("failed"), Some(3 * 3600 + 5)));
+    let error = video["error"].as_str().unwrap_or_default();
+    assert!(error.contains("3 h 00 min 05 s") && error.contains("as discovery listed it"), "{error}");
+    let asked = standin.requests().into_iter().filter(|r| r.contains("tooLongVid1") && !r.starts_with("/youtube/v3/"));
+    assert_eq!(asked.count(), 0, "yt-dlp never asked about the over-long video");
+    app.shutdown().await;
+
+    let spent = app_with(youtube_standin::data_api::QUOTA_EXCEEDED_KEY, false).await;
     let job_id = spent.submit(CHANNEL, false).await;
     let job = spent.wait_for_job(&job_id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "failed", "{job:#}");

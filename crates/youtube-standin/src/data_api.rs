@@ -1,6 +1,7 @@
-//! The YouTube Data API v3's `channels` and `playlistItems` (enough of them for discovery): a
-//! channel's uploads playlist is `UU` + its id after `UC`, paged like the real API (`maxResults`
-//! up to 50, default 5; `nextPageToken`). The key comes in `X-Goog-Api-Key` (or `key=`); none
+//! The YouTube Data API v3's `channels`, `playlistItems` and `videos` (enough of them for
+//! discovery): a channel's uploads playlist is `UU` + its id after `UC`, paged like the real API
+//! (`maxResults` up to 50, default 5; `nextPageToken`); `videos` gives up to 50 videos' ISO 8601
+//! durations (`P0D`, as for a live stream, where the stand-in video states none). The key comes in `X-Goog-Api-Key` (or `key=`); none
 //! answers 403 `forbidden`, and [`QUOTA_EXCEEDED_KEY`] answers 403 `quotaExceeded`, as a spent
 //! daily quota does.
 
@@ -31,6 +32,12 @@ pub(crate) struct PlaylistQuery {
     playlist_id: Option<String>,
     max_results: Option<usize>,
     page_token: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VideosQuery {
+    id: Option<String>,
     key: Option<String>,
 }
 
@@ -126,4 +133,43 @@ pub(crate) async fn playlist_items(
         body["nextPageToken"] = json!(format!("page-{next}"));
     }
     axum::Json(body).into_response()
+}
+
+pub(crate) async fn videos(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<VideosQuery>,
+) -> Response {
+    if let Some(refused) = refused(&headers, query.key.as_deref()) {
+        return refused;
+    }
+    let ids: Vec<&str> = query.id.as_deref().unwrap_or_default().split(',').filter(|id| !id.is_empty()).collect();
+    if ids.len() > 50 {
+        return error(StatusCode::BAD_REQUEST, "tooManyIds", "The request specifies more than 50 video ids.");
+    }
+    let channels = shared.channels();
+    let items: Vec<_> = ids
+        .iter()
+        .filter_map(|id| channels.iter().flat_map(|c| &c.videos).find(|v| v.id == *id))
+        .map(|v| {
+            json!({"kind": "youtube#video", "id": v.id,
+                "contentDetails": {"duration": iso8601_duration(v.duration_secs.unwrap_or(0))}})
+        })
+        .collect();
+    axum::Json(json!({"kind": "youtube#videoListResponse", "items": items})).into_response()
+}
+
+/// `PT1H2M3S`, as the API writes durations (`P0D` for none).
+fn iso8601_duration(seconds: u64) -> String {
+    if seconds == 0 {
+        return "P0D".into();
+    }
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut out = String::from("PT");
+    for (n, unit) in [(h, 'H'), (m, 'M'), (s, 'S')] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }

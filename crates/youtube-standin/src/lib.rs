@@ -10,7 +10,7 @@
 //! | `GET /media/{ID.ext}`                | the media bytes (Range supported)                               |
 //! | `GET /captions/{ID}.en.vtt`          | the captions as WebVTT                                          |
 //! | `GET /channel/{X}/videos`            | RSS 2.0 listing, read by `yt-dlp --flat-playlist -J` as a playlist |
-//! | `GET /youtube/v3/channels`, `/youtube/v3/playlistItems` | the YouTube Data API v3's answers for a channel's uploads playlist, paged ([`data_api`]) |
+//! | `GET /youtube/v3/channels`, `/youtube/v3/playlistItems`, `/youtube/v3/videos` | the YouTube Data API v3's answers for a channel's uploads playlist, paged, and its videos' durations ([`data_api`]) |
 //!
 //! yt-dlp reaches every route through its generic extractor. Listings keep the order videos were given in
 //! (YouTube lists newest first). Every request's path and query is logged ([`StandIn::requests`]).
@@ -141,7 +141,7 @@ impl StandIn {
         format!("{}/@{{handle}}", self.shared.base_url)
     }
 
-    /// `youtube.data_api_url`: `{base}/youtube/v3` (`channels` and `playlistItems`; see [`data_api`]).
+    /// `youtube.data_api_url`: `{base}/youtube/v3` (`channels`, `playlistItems` and `videos`; see [`data_api`]).
     pub fn data_api_url(&self) -> String {
         format!("{}/youtube/v3", self.shared.base_url)
     }

@@ -63,6 +63,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/channel/{channel_id}/videos", get(channel_videos))
         .route("/youtube/v3/channels", get(crate::data_api::channels))
         .route("/youtube/v3/playlistItems", get(crate::data_api::playlist_items))
+        .route("/youtube/v3/videos", get(crate::data_api::videos))
         .route("/{handle_page}", get(handle_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), log_request))

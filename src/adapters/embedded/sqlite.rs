@@ -279,13 +279,14 @@ async fn insert_videos(conn: &mut SqliteConnection, job_id: JobId, videos: &[Vid
     let at = now();
     for (position, video) in videos.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
+            "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
         )
         .bind(job_id.to_string())
         .bind(video.video_id.as_str())
         .bind(&video.title)
         .bind(video.published_at.map(|t| t.to_rfc3339()))
+        .bind(video.duration_secs)
         .bind(i64::try_from(position).unwrap_or(i64::MAX))
         .bind(&at)
         .execute(&mut *conn)
@@ -327,6 +328,7 @@ fn video_from_row(row: &sqlx::sqlite::SqliteRow) -> PortResult<VideoRecord> {
         video_id: parse::<VideoId>("video id", &video_id)?,
         title: row.get("title"),
         published_at: published.as_deref().map(parse_time).transpose()?,
+        duration_secs: row.get::<Option<i64>, _>("duration_secs").and_then(|d| u32::try_from(d).ok()),
         position: row.get("position"),
         status: parse("video status", &status)?,
         attempts: u32::try_from(row.get::<i64, _>("attempts")).unwrap_or(0),

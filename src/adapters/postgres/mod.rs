@@ -310,6 +310,7 @@ fn video_from_row(row: &PgRow) -> PortResult<VideoRecord> {
         video_id: parse::<VideoId>("video id", &video_id)?,
         title: row.get("title"),
         published_at: row.get::<Option<DateTime<Utc>>, _>("published_at"),
+        duration_secs: row.get::<Option<i32>, _>("duration_secs").and_then(|d| u32::try_from(d).ok()),
         position: row.get("position"),
         status: parse("video status", &status)?,
         attempts: u32::try_from(row.get::<i32, _>("attempts")).unwrap_or(0),
@@ -347,13 +348,14 @@ async fn insert_job(
 async fn insert_videos(conn: &mut PgConnection, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
     for (position, video) in videos.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO job_videos (job_id, video_id, title, published_at, position, status, attempts, error, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
+            "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
         )
         .bind(job_id.0)
         .bind(video.video_id.as_str())
         .bind(&video.title)
         .bind(video.published_at)
+        .bind(video.duration_secs.and_then(|d| i32::try_from(d).ok()))
         .bind(i64::try_from(position).unwrap_or(i64::MAX))
         .execute(&mut *conn)
         .await

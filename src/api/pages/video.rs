@@ -60,6 +60,7 @@ pub async fn video_page(
                 @if let Some(record) = &record {
                     " · " span.badge data-status=(record.status) { (record.status.as_str().replace('_', " ")) }
                     @if let Some(at) = record.published_at { " · published " (at.format("%Y-%m-%d")) }
+                    @if let Some(seconds) = record.duration_secs { " · " (crate::stages::settings::human_duration(f64::from(seconds))) }
                     @if let Some(error) = &record.error { " · " span.error { (error) } }
                 }
             }

@@ -93,10 +93,8 @@ fn isolated(settings: &mut Settings) -> anyhow::Result<tempfile::TempDir> {
 async fn noop_wiring(settings: Settings, videos: usize) -> anyhow::Result<Wiring> {
     let wiring = Wiring::from_settings(settings).await?;
     let metas: Vec<VideoMeta> = (0..videos)
-        .map(|i| VideoMeta {
-            video_id: VideoId::parse(&format!("bench{i:06}")).expect("valid synthetic id"),
-            title: format!("video {i}"),
-            published_at: None,
+        .map(|i| {
+            VideoMeta::new(VideoId::parse(&format!("bench{i:06}")).expect("valid synthetic id"), format!("video {i}"))
         })
         .collect();
     Ok(wiring.with_stages(|ctx| noop::stages(ctx, metas)))

@@ -1,5 +1,6 @@
 //! Discovery through the YouTube Data API v3: the channel's uploads playlist (`channels`, then
-//! `playlistItems` paged with `pageToken`, 50 a page), titles and publication times included.
+//! `playlistItems` paged with `pageToken`, 50 a page), titles and publication times included, and
+//! each page's durations (`videos?part=contentDetails`, the page's ids in one call: one quota unit).
 //! The key goes in the `X-Goog-Api-Key` header, so it never appears in a URL, a log or an error.
 //! A quota or rate error is retryable (the attempt is made again after the stage's backoff); a
 //! refused key or an unknown channel is not.
@@ -40,22 +41,74 @@ pub async fn list(
             query.push(("pageToken", token));
         }
         let page: PlaylistItems = get(http, key, &format!("{base}/playlistItems"), &query).await?;
+        let listed = videos.len();
         for item in page.items {
             let Ok(video_id) = VideoId::parse(&item.content_details.video_id) else {
                 tracing::warn!(%channel, id = %item.content_details.video_id, "skipping a playlist item with an invalid video id");
                 continue;
             };
             let published_at = item.content_details.video_published_at.or(item.snippet.published_at);
-            videos.push(VideoMeta { video_id, title: item.snippet.title, published_at });
+            videos.push(VideoMeta { published_at, ..VideoMeta::new(video_id, item.snippet.title) });
             if max > 0 && videos.len() >= max {
-                return Ok(videos);
+                break;
             }
+        }
+        add_durations(http, key, base, &mut videos[listed..]).await?;
+        if max > 0 && videos.len() >= max {
+            return Ok(videos);
         }
         match page.next_page_token {
             Some(next) if Some(&next) != token.as_ref() => token = Some(next),
             _ => return Ok(videos),
         }
     }
+}
+
+/// Fills in `videos`' durations (at most a page of them: one `videos` call).
+async fn add_durations(
+    http: &reqwest::Client,
+    key: &SecretString,
+    base: &str,
+    videos: &mut [VideoMeta],
+) -> Result<(), StageError> {
+    if videos.is_empty() {
+        return Ok(());
+    }
+    let ids = videos.iter().map(|v| v.video_id.as_str()).collect::<Vec<_>>().join(",");
+    let found: Videos =
+        get(http, key, &format!("{base}/videos"), &[("part", "contentDetails"), ("id", &ids), ("maxResults", "50")])
+            .await?;
+    let durations: std::collections::HashMap<String, Option<u32>> =
+        found.items.into_iter().map(|v| (v.id, parse_duration(&v.content_details.duration))).collect();
+    for video in videos {
+        video.duration_secs = durations.get(video.video_id.as_str()).copied().flatten();
+    }
+    Ok(())
+}
+
+/// An ISO 8601 duration as the API writes them (`PT1H2M3S`, `P1DT2H`), in seconds; `None` for
+/// `P0D` (a live stream or a premiere: no length yet) and anything that is not one.
+fn parse_duration(iso: &str) -> Option<u32> {
+    let rest = iso.strip_prefix('P')?;
+    let (days, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total: u64 = 0;
+    for (part, units) in [(days, &[('W', 604_800), ('D', 86_400)][..]), (time, &[('H', 3600), ('M', 60), ('S', 1)][..])]
+    {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let (_, scale) = units.iter().find(|(unit, _)| *unit == c)?;
+            total += number.parse::<u64>().ok()? * scale;
+            number.clear();
+        }
+        if !number.is_empty() {
+            return None;
+        }
+    }
+    u32::try_from(total).ok().filter(|&t| t > 0)
 }
 
 /// One API call, its errors classified.
@@ -161,6 +214,25 @@ struct ItemDetails {
 }
 
 #[derive(Deserialize)]
+struct Videos {
+    #[serde(default)]
+    items: Vec<VideoItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VideoItem {
+    id: String,
+    content_details: VideoDetails,
+}
+
+#[derive(Deserialize)]
+struct VideoDetails {
+    #[serde(default)]
+    duration: String,
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
 }
@@ -182,6 +254,18 @@ struct ErrorReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_read_from_iso_8601() {
+        assert_eq!(parse_duration("PT4M13S"), Some(253));
+        assert_eq!(parse_duration("PT1H"), Some(3600));
+        assert_eq!(parse_duration("P1DT2H3M"), Some(86_400 + 7200 + 180));
+        assert_eq!(parse_duration("PT15S"), Some(15));
+        assert_eq!(parse_duration("P0D"), None, "a live stream has no length");
+        for junk in ["", "4M13S", "PT4X", "PT12", "PTS"] {
+            assert_eq!(parse_duration(junk), None, "{junk}");
+        }
+    }
 
     #[test]
     fn quota_errors_are_retryable_and_a_refused_key_is_not() {

@@ -104,7 +104,9 @@ pub async fn fetch_feed(
         .entries
         .into_iter()
         .filter_map(|entry| match VideoId::parse(&entry.video_id) {
-            Ok(video_id) => Some(VideoMeta { video_id, title: entry.title, published_at: entry.published_at }),
+            Ok(video_id) => {
+                Some(VideoMeta { published_at: entry.published_at, ..VideoMeta::new(video_id, entry.title) })
+            }
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "skipping feed entry with an invalid video id");
                 None
@@ -250,6 +252,7 @@ struct ListingEntry {
     url: Option<String>,
     title: Option<String>,
     timestamp: Option<i64>,
+    duration: Option<f64>,
     #[serde(default)]
     entries: Vec<ListingEntry>,
 }
@@ -279,6 +282,7 @@ fn flatten(entries: &[ListingEntry], out: &mut Vec<VideoMeta>) {
             out.push(VideoMeta {
                 title: entry.title.clone().unwrap_or_else(|| video_id.to_string()),
                 published_at: entry.timestamp.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                duration_secs: entry.duration.filter(|d| d.is_finite() && *d > 0.0).map(|d| d.round() as u32),
                 video_id,
             });
         }
@@ -311,7 +315,7 @@ mod tests {
     #[test]
     fn listing_takes_ids_or_watch_urls_and_flattens_tabs() {
         let json = br#"{"_type":"playlist","entries":[
-            {"id":"aaaaaaaaaaa","title":"A","url":"https://www.youtube.com/watch?v=aaaaaaaaaaa"},
+            {"id":"aaaaaaaaaaa","title":"A","url":"https://www.youtube.com/watch?v=aaaaaaaaaaa","duration":125.4},
             {"_type":"url","url":"http://127.0.0.1:9/watch?v=bbbbbbbbbbb&x=1","title":"B"},
             {"id":"not-a-video-id","url":"http://127.0.0.1:9/other"},
             {"_type":"playlist","entries":[{"id":"ccccccccccc","timestamp":1700000000}]}
@@ -322,12 +326,13 @@ mod tests {
         assert_eq!(videos[1].title, "B");
         assert_eq!(videos[2].title, "ccccccccccc");
         assert!(videos[2].published_at.is_some());
+        assert_eq!((videos[0].duration_secs, videos[1].duration_secs), (Some(125), None));
         assert!(parse_listing(b"not json").is_err());
     }
 
     #[test]
     fn duplicates_are_dropped_keeping_order() {
-        let v = |id: &str| VideoMeta { video_id: VideoId::parse(id).unwrap(), title: id.into(), published_at: None };
+        let v = |id: &str| VideoMeta::new(VideoId::parse(id).unwrap(), id);
         let mut videos = vec![v("aaaaaaaaaaa"), v("bbbbbbbbbbb"), v("aaaaaaaaaaa")];
         dedup(&mut videos);
         assert_eq!(videos.len(), 2);

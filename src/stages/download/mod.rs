@@ -112,6 +112,11 @@ impl StageWork for Download {
         if let Some((captions, reused)) = self.stored_transcript(command, video_id).await? {
             return done(captions, reused);
         }
+        // A length discovery's listing stated refuses the video before yt-dlp is even asked.
+        let listed = self.ctx.store.get_video(command.job_id, video_id).await?.and_then(|v| v.duration_secs);
+        if let Some(reason) = listed.and_then(|d| self.ctx.settings.download.too_long(f64::from(d))) {
+            return Err(StageError::Permanent(format!("{video_id}: {reason} (as discovery listed it)")));
+        }
         let lock = self.ctx.media.lock(video_id).await?;
         // Looked at again with the lock held: another job may have just stored it.
         if let Some((captions, reused)) = self.stored_transcript(command, video_id).await? {
