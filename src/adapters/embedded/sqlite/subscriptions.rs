@@ -184,20 +184,20 @@ impl SubscriptionStore for SqliteStore {
 
     async fn record_poll(&self, id: Uuid, owner: &str, lease: Duration, poll: &PollRecord) -> PortResult<()> {
         let mut tx = self.writer.begin().await.map_err(translate)?;
-        let held: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT owner, lease_until FROM subscriptions WHERE subscription_id = ?")
+        let held: Option<(Option<String>, Option<String>, String)> =
+            sqlx::query_as("SELECT owner, lease_until, channel_id FROM subscriptions WHERE subscription_id = ?")
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(translate)?;
-        match held {
+        let channel = match held {
             None => return Err(PortError::NotFound(format!("subscription {id}"))),
-            Some((Some(holder), Some(until))) if holder == owner && until >= now() => {}
-            Some((holder, _)) => {
+            Some((Some(holder), Some(until), channel)) if holder == owner && until >= now() => channel,
+            Some((holder, _, _)) => {
                 let holder = holder.unwrap_or_else(|| "nobody".into());
                 return Err(PortError::OwnershipLost(format!("subscription {id} is polled by {holder}")));
             }
-        }
+        };
         let seen: Vec<&str> = poll.seen.iter().map(VideoId::as_str).collect();
         let seen = serde_json::to_string(&seen).map_err(|e| PortError::Other(e.to_string()))?;
         let failed = poll.outcome == PollOutcome::Failed;
@@ -221,11 +221,6 @@ impl SubscriptionStore for SqliteStore {
         .await
         .map_err(translate)?;
         if let Some((job_id, videos)) = &poll.job {
-            let channel: String = sqlx::query_scalar("SELECT channel_id FROM subscriptions WHERE subscription_id = ?")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(translate)?;
             let channel = parse::<ChannelId>("channel id", &channel)?;
             insert_job(&mut tx, *job_id, &channel, false, JobStatus::Running, Some((owner, lease))).await?;
             insert_videos(&mut tx, *job_id, videos).await?;
