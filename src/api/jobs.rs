@@ -1,6 +1,6 @@
 //! `/jobs`: submit a channel, follow it, list, cancel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,6 +21,7 @@ use crate::app::pipeline::CancelOutcome;
 use crate::domain::{
     AttemptRecord, ChannelId, JobId, JobRecord, JobStatus, VideoCounts, VideoRecord, VideoStatus, workflow,
 };
+use crate::ports::PortError;
 use crate::stages::discovery::HandleError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -285,13 +287,24 @@ pub async fn get_job(
     if let Some(rendered) = app.pages.current(&key, &tag) {
         return Ok(answer(&headers, rendered));
     }
-    let finished = job.status.is_final() && counts.by_status.iter().all(|(status, _)| workflow::is_final(*status));
-    let videos = store.videos_page(job.job_id, page.status, limit, offset).await.map_err(ApiError::from)?;
-    let view = job_view(job, &counts.by_status, videos, (limit, offset, page.status));
-    let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?);
-    let page = Rendered { tag, body };
-    app.pages.put(key, page.clone(), finished);
-    Ok(answer(&headers, page))
+    // One rendering per tag: readers that miss at once wait for the first one's.
+    let render = {
+        let (store, key) = (store.clone(), key);
+        let tag = tag.clone();
+        let pages = app.pages.clone();
+        async move {
+            let finished =
+                job.status.is_final() && counts.by_status.iter().all(|(status, _)| workflow::is_final(*status));
+            let videos = store.videos_page(job.job_id, page.status, limit, offset).await?;
+            let view = job_view(job, &counts.by_status, videos, (limit, offset, page.status));
+            let body = serde_json::to_vec(&view).map_err(|e| PortError::Other(format!("encoding the page: {e}")))?;
+            let rendered = Rendered { tag, body: Bytes::from(body) };
+            pages.put(key, rendered.clone(), finished);
+            Ok(rendered)
+        }
+    };
+    let rendered = app.pages.render(key, &tag, render).await.map_err(ApiError::from)?;
+    Ok(answer(&headers, rendered))
 }
 
 /// A rendered page of a job, with its ETag.
@@ -319,7 +332,12 @@ fn answer(headers: &axum::http::HeaderMap, page: Rendered) -> Response {
 /// answered from here without the store at all.
 pub struct Pages {
     pages: std::sync::Mutex<lru::LruCache<PageKey, Kept>>,
+    /// Renderings under way, by page, with the tag each renders.
+    rendering: std::sync::Mutex<HashMap<PageKey, (HeaderValue, Rendering)>>,
 }
+
+/// A page's rendering, awaited by every reader that missed it at its tag.
+type Rendering = futures::future::Shared<futures::future::BoxFuture<'static, Result<Rendered, PortError>>>;
 
 type PageKey = (JobId, u32, u32, Option<VideoStatus>);
 
@@ -334,7 +352,7 @@ pub const KEPT_PAGES: usize = 64;
 impl Default for Pages {
     fn default() -> Self {
         let size = std::num::NonZeroUsize::new(KEPT_PAGES).expect("not zero");
-        Self { pages: std::sync::Mutex::new(lru::LruCache::new(size)) }
+        Self { pages: std::sync::Mutex::new(lru::LruCache::new(size)), rendering: Default::default() }
     }
 }
 
@@ -355,6 +373,34 @@ impl Pages {
 
     fn put(&self, key: PageKey, page: Rendered, finished: bool) {
         self.lock().put(key, Kept { page, finished });
+    }
+
+    /// The page rendered at `tag`: by `render`, unless a rendering of it at that tag is under
+    /// way, whose result is then this one's too (many pollers of a changing job cost one
+    /// rendering per change, not one each).
+    async fn render(
+        &self,
+        key: PageKey,
+        tag: &HeaderValue,
+        render: impl Future<Output = Result<Rendered, PortError>> + Send + 'static,
+    ) -> Result<Rendered, PortError> {
+        let rendering = {
+            let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+            match rendering.get(&key) {
+                Some((at, under_way)) if at == tag => under_way.clone(),
+                _ => {
+                    let under_way = render.boxed().shared();
+                    rendering.insert(key, (tag.clone(), under_way.clone()));
+                    under_way
+                }
+            }
+        };
+        let rendered = rendering.await;
+        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        if rendering.get(&key).is_some_and(|(at, _)| at == tag) {
+            rendering.remove(&key);
+        }
+        rendered
     }
 }
 
@@ -482,5 +528,45 @@ pub async fn cancel_job(State(app): State<AppState>, Path(job_id): Path<String>)
             Err(ApiError::Conflict(format!("job {job_id} already finished ({status})")))
         }
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("job {job_id} not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Readers that miss a page at the same tag share one rendering; a new tag renders again.
+    #[tokio::test]
+    async fn a_page_is_rendered_once_per_tag_however_many_miss_it() {
+        let pages = Arc::new(Pages::default());
+        let key = (JobId::new(), 1000, 0, None);
+        let renders = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let released = released.shared();
+        let render = |tag: &'static str| {
+            let (renders, released) = (renders.clone(), released.clone());
+            async move {
+                renders.fetch_add(1, Ordering::SeqCst);
+                let _ = released.await;
+                Ok(Rendered { tag: HeaderValue::from_static(tag), body: Bytes::from_static(tag.as_bytes()) })
+            }
+        };
+        let tag = HeaderValue::from_static("\"a\"");
+        let mut readers: Vec<_> = (0..8).map(|_| Box::pin(pages.render(key, &tag, render("\"a\"")))).collect();
+        // Each reader gets as far as waiting for the rendering (the first one's holds until released).
+        for reader in &mut readers {
+            assert!(futures::poll!(reader).is_pending());
+        }
+        release.send(()).unwrap();
+        for reader in futures::future::join_all(readers).await {
+            assert_eq!(reader.unwrap().body, Bytes::from_static(b"\"a\""));
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1, "one rendering for eight readers");
+        assert!(pages.rendering.lock().unwrap().is_empty(), "nothing left under way");
+        let next = pages.render(key, &HeaderValue::from_static("\"b\""), render("\"b\"")).await.unwrap();
+        assert_eq!((next.body, renders.load(Ordering::SeqCst)), (Bytes::from_static(b"\"b\""), 2));
     }
 }
