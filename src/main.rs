@@ -1,6 +1,11 @@
 use clap::Parser;
 use tubesum::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's malloc: the pipeline allocates many small, short-lived messages
+/// across threads, where glibc's arenas spent a tenth of the CPU (see README, Benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
