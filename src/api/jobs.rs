@@ -395,12 +395,26 @@ impl Pages {
                 }
             }
         };
-        let rendered = rendering.await;
-        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
-        if rendering.get(&key).is_some_and(|(at, _)| at == tag) {
-            rendering.remove(&key);
+        // Forgotten once it is done, or once a reader stops waiting for it (a client that went
+        // away): nothing is left under way for a page nobody asks for again.
+        let _forget = Forget { pages: self, key, tag };
+        rendering.await
+    }
+}
+
+/// Takes a page's rendering at a tag off [`Pages`] when dropped.
+struct Forget<'a> {
+    pages: &'a Pages,
+    key: PageKey,
+    tag: &'a HeaderValue,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut rendering = self.pages.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        if rendering.get(&self.key).is_some_and(|(at, _)| at == self.tag) {
+            rendering.remove(&self.key);
         }
-        rendered
     }
 }
 
@@ -568,5 +582,10 @@ mod tests {
         assert!(pages.rendering.lock().unwrap().is_empty(), "nothing left under way");
         let next = pages.render(key, &HeaderValue::from_static("\"b\""), render("\"b\"")).await.unwrap();
         assert_eq!((next.body, renders.load(Ordering::SeqCst)), (Bytes::from_static(b"\"b\""), 2));
+        // A reader that gives up (its client went away) leaves nothing behind.
+        let c = HeaderValue::from_static("\"c\"");
+        let never = pages.render(key, &c, std::future::pending());
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(1), never).await.is_err());
+        assert!(pages.rendering.lock().unwrap().is_empty(), "an abandoned rendering is forgotten");
     }
 }
