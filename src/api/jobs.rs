@@ -275,9 +275,12 @@ pub async fn get_job(
     if let Some(rendered) = app.pages.finished(&key) {
         return Ok(answer(&headers, rendered));
     }
-    let job = existing_job(&app, job_id).await?;
     let store = &app.pipeline.deps.store;
-    let counts = store.video_counts(job.job_id).await.map_err(ApiError::from)?;
+    let (job, counts) = store
+        .job_with_counts(job_id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::NotFound(format!("job {job_id} not found")))?;
     // Read before the page: a page newer than its tag only costs the poller one more full answer.
     let tag = job_etag(&job, &counts, (limit, offset, page.status));
     if not_modified(&headers, &tag) {

@@ -174,6 +174,22 @@ pub struct VideoCounts {
     pub changes: u64,
 }
 
+/// A job read with its counts in one statement: the job's columns on every row, and one row per
+/// video status (`counted`: its `(status, count, changes)`, `None` on the one row of a job without
+/// videos). `None` when there is no row: no such job.
+pub fn job_and_counts<R, E>(
+    rows: &[R],
+    counted: impl Fn(&R) -> Option<(String, i64, i64)>,
+    parse_status: impl Fn(&str) -> Result<VideoStatus, E>,
+    job: impl Fn(&R) -> Result<JobRecord, E>,
+) -> Result<Option<(JobRecord, VideoCounts)>, E> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let counts = VideoCounts::from_rows(rows.iter().filter_map(counted).collect(), parse_status)?;
+    Ok(Some((job(first)?, counts)))
+}
+
 impl VideoCounts {
     /// From `(status, count, changes)` rows, one per status.
     pub fn from_rows<E>(

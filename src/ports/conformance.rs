@@ -93,10 +93,19 @@ pub async fn job_store(store: &dyn JobStore) {
     store.update_video(job, a, &same).await.unwrap();
     let after = store.video_counts(job).await.unwrap();
     assert_eq!((after.total(), after.changes), (4, before + 1));
+    // The job and its counts in one read: the same as the two reads.
+    let (read, mut together) = store.job_with_counts(job).await.unwrap().expect("the job");
+    let mut after = after;
+    together.by_status.sort_by_key(|(status, _)| status.as_str());
+    after.by_status.sort_by_key(|(status, _)| status.as_str());
+    assert_eq!((Some(read), together), (store.get_job(job).await.unwrap(), after));
+    assert!(store.job_with_counts(JobId::new()).await.unwrap().is_none(), "no such job");
 
     // Listing: newest first, paginated, with the total.
     let second = JobId::new();
     store.create_job(second, &channel, false, None).await.unwrap();
+    let (_, none) = store.job_with_counts(second).await.unwrap().expect("a job without videos");
+    assert_eq!((none.total(), none.changes), (0, 0), "a job without videos has no counts");
     let (page, total) = store.list_jobs(None, 1, 0).await.unwrap();
     assert!(total >= 2);
     assert_eq!(page.len(), 1);

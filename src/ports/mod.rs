@@ -307,6 +307,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// How many of a job's videos are in each status (statuses with none are left out), and how
     /// many changes its videos have seen.
     async fn video_counts(&self, job_id: JobId) -> PortResult<VideoCounts>;
+    /// The job and its [`video_counts`](Self::video_counts), read together (one round trip
+    /// where the store can: what every poll of a job's page reads first).
+    async fn job_with_counts(&self, job_id: JobId) -> PortResult<Option<(JobRecord, VideoCounts)>> {
+        let Some(job) = self.get_job(job_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((job, self.video_counts(job_id).await?)))
+    }
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>>;
     /// The unfinished jobs that still need this video's media: those in which it has not been
     /// transcribed yet and has not ended. Media is deleted only when none is left.

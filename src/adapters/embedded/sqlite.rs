@@ -782,6 +782,27 @@ impl JobStore for SqliteStore {
         VideoCounts::from_rows(rows, |status| parse("video status", status))
     }
 
+    async fn job_with_counts(&self, job_id: JobId) -> PortResult<Option<(JobRecord, VideoCounts)>> {
+        let rows = sqlx::query(
+            "SELECT j.*, c.video_status, c.n, c.changes FROM jobs j LEFT JOIN \
+             (SELECT status AS video_status, COUNT(*) AS n, COALESCE(SUM(changes), 0) AS changes \
+             FROM job_videos WHERE job_id = ?1 GROUP BY status) c ON true WHERE j.job_id = ?1",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        crate::domain::records::job_and_counts(
+            &rows,
+            |row| {
+                let status: Option<String> = row.get("video_status");
+                status.map(|s| (s, row.get("n"), row.get("changes")))
+            },
+            |status| parse("video status", status),
+            job_from_row,
+        )
+    }
+
     async fn get_video(&self, job_id: JobId, video_id: &VideoId) -> PortResult<Option<VideoRecord>> {
         sqlx::query("SELECT * FROM job_videos WHERE job_id = ? AND video_id = ?")
             .bind(job_id.to_string())
