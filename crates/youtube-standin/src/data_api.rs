@@ -147,13 +147,13 @@ pub(crate) async fn videos(
     if ids.len() > 50 {
         return error(StatusCode::BAD_REQUEST, "tooManyIds", "The request specifies more than 50 video ids.");
     }
-    let channels = shared.channels();
     let items: Vec<_> = ids
         .iter()
-        .filter_map(|id| channels.iter().flat_map(|c| &c.videos).find(|v| v.id == *id))
-        .map(|v| {
-            json!({"kind": "youtube#video", "id": v.id,
-                "contentDetails": {"duration": iso8601_duration(v.duration_secs.unwrap_or(0))}})
+        .filter_map(|id| {
+            shared.with_video(id, |v| {
+                Some(json!({"kind": "youtube#video", "id": v.id,
+                    "contentDetails": {"duration": iso8601_duration(v.duration_secs.unwrap_or(0))}}))
+            })
         })
         .collect();
     axum::Json(json!({"kind": "youtube#videoListResponse", "items": items})).into_response()

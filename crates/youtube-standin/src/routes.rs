@@ -49,7 +49,7 @@ impl Shared {
         self.channels.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn with_video<T>(&self, video_id: &str, f: impl FnOnce(&StandInVideo) -> Option<T>) -> Option<T> {
+    pub(crate) fn with_video<T>(&self, video_id: &str, f: impl FnOnce(&StandInVideo) -> Option<T>) -> Option<T> {
         self.channels().iter().flat_map(|c| &c.videos).find(|v| v.id == video_id).and_then(f)
     }
 }
