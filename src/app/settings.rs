@@ -23,6 +23,8 @@ use crate::stages::settings::{
 
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub const ENV_PREFIX: &str = "TUBESUM_";
+/// Variables under [`ENV_PREFIX`] that are not settings: the log filter (read by the telemetry).
+const NOT_SETTINGS: &[&str] = &["TUBESUM_LOG"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,7 +214,7 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         for (name, raw) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            let Some(key) = name.strip_prefix(ENV_PREFIX).filter(|_| !NOT_SETTINGS.contains(&name.as_str())) else {
                 continue;
             };
             let key = key.to_ascii_lowercase().replace("__", ".");
@@ -354,6 +356,13 @@ mod tests {
         assert_eq!(s.stages.workers(Stage::Download), 7);
         assert_eq!(s.server.api_token.unwrap().expose_secret(), "12345");
         assert!(s.download.keep_media);
+    }
+
+    /// The log filter shares the prefix; it is not a setting and must not be refused as one.
+    #[test]
+    fn the_log_filter_is_not_read_as_a_setting() {
+        let s = Settings::load(None, env(&[("TUBESUM_LOG", "debug"), ("TUBESUM_DATA_DIR", "/tmp/y")])).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/y"));
     }
 
     #[test]
