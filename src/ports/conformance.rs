@@ -69,6 +69,18 @@ pub async fn job_store(store: &dyn JobStore) {
     let missing = VideoId::parse("zzzzzzzzzzz").unwrap();
     assert!(store.update_video(job, &missing, &update).await.is_err());
 
+    // A listing is written at once: a video it names twice keeps its first place, and a listing
+    // without dates or durations leaves them empty.
+    let other = JobId::new();
+    store.create_job(other, &channel, false, None).await.unwrap();
+    let bare = VideoMeta::new(VideoId::parse("eeeeeeeeeee").unwrap(), "Bare");
+    store.add_videos(other, &[videos[1].clone(), bare.clone(), videos[1].clone(), videos[0].clone()]).await.unwrap();
+    let listed = store.list_videos(other).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|v| v.video_id.as_str()).collect();
+    assert_eq!(ids, ["bbbbbbbbbbb", "eeeeeeeeeee", "aaaaaaaaaaa"]);
+    assert_eq!((listed[1].published_at, listed[1].duration_secs), (None, None));
+    assert_eq!((listed[2].published_at, listed[2].duration_secs), (videos[0].published_at, Some(125)));
+
     // Pages of a job's videos, filtered by status; counts per status cover them all.
     // (A redelivered discovery that found two more: the first two are left as they are.)
     let all = [videos[0].clone(), videos[1].clone(), video("ccccccccccc", "Third"), video("ddddddddddd", "Fourth")];

@@ -276,23 +276,29 @@ async fn insert_job(
 
 /// Inserts a job's discovered videos, in their listing's order; known ones are left as they are.
 async fn insert_videos(conn: &mut SqliteConnection, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
-    let at = now();
-    for (position, video) in videos.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'discovered', 0, NULL, ?) ON CONFLICT (job_id, video_id) DO NOTHING",
-        )
-        .bind(job_id.to_string())
-        .bind(video.video_id.as_str())
-        .bind(&video.title)
-        .bind(video.published_at.map(|t| t.to_rfc3339()))
-        .bind(video.duration_secs)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .bind(&at)
-        .execute(&mut *conn)
-        .await
-        .map_err(translate)?;
-    }
+    // One statement for the whole listing, its rows in a JSON array (`key`: the position).
+    let rows: Vec<serde_json::Value> = videos
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "video_id": v.video_id.as_str(),
+                "title": v.title,
+                "published_at": v.published_at.map(|t| t.to_rfc3339()),
+                "duration_secs": v.duration_secs,
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
+         SELECT ?1, value ->> 'video_id', value ->> 'title', value ->> 'published_at', value ->> 'duration_secs', key, \
+         'discovered', 0, NULL, ?2 FROM json_each(?3) WHERE true ORDER BY key ON CONFLICT (job_id, video_id) DO NOTHING",
+    )
+    .bind(job_id.to_string())
+    .bind(now())
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(translate)?;
     Ok(())
 }
 

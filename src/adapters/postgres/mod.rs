@@ -346,21 +346,22 @@ async fn insert_job(
 
 /// Inserts a job's discovered videos, in their listing's order; known ones are left as they are.
 async fn insert_videos(conn: &mut PgConnection, job_id: JobId, videos: &[VideoMeta]) -> PortResult<()> {
-    for (position, video) in videos.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'discovered', 0, NULL, now()) ON CONFLICT (job_id, video_id) DO NOTHING",
-        )
-        .bind(job_id.0)
-        .bind(video.video_id.as_str())
-        .bind(&video.title)
-        .bind(video.published_at)
-        .bind(video.duration_secs.and_then(|d| i32::try_from(d).ok()))
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .execute(&mut *conn)
-        .await
-        .map_err(translate)?;
-    }
+    // One statement for the whole listing (a channel of thousands is one round trip, not
+    // thousands); `WITH ORDINALITY` numbers the rows in the listing's order.
+    sqlx::query(
+        "INSERT INTO job_videos (job_id, video_id, title, published_at, duration_secs, position, status, attempts, error, updated_at) \
+         SELECT $1, u.video_id, u.title, u.published_at, u.duration_secs, u.n - 1, 'discovered', 0, NULL, now() \
+         FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int4[]) WITH ORDINALITY \
+         AS u(video_id, title, published_at, duration_secs, n) ORDER BY u.n ON CONFLICT (job_id, video_id) DO NOTHING",
+    )
+    .bind(job_id.0)
+    .bind(videos.iter().map(|v| v.video_id.as_str()).collect::<Vec<_>>())
+    .bind(videos.iter().map(|v| v.title.as_str()).collect::<Vec<_>>())
+    .bind(videos.iter().map(|v| v.published_at).collect::<Vec<_>>())
+    .bind(videos.iter().map(|v| v.duration_secs.and_then(|d| i32::try_from(d).ok())).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await
+    .map_err(translate)?;
     Ok(())
 }
 

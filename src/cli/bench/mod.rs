@@ -30,6 +30,8 @@ pub struct Report {
     pub backends: Backends,
     pub videos: usize,
     pub elapsed: Duration,
+    /// From the job's submission to its discovery's end (every video recorded and announced).
+    pub discovery: Option<Duration>,
     /// Per video stage: (p50, p99) of the time from the previous stage's completion to this one's.
     pub latency: Vec<(Stage, Duration, Duration)>,
     /// Where that time goes: calls and total time of each step of the stages' round trips.
@@ -58,6 +60,9 @@ impl std::fmt::Display for Report {
             self.videos_per_second(),
             self.transitions_per_second()
         )?;
+        if let Some(discovery) = self.discovery {
+            writeln!(f, "  discovery         {:>8.2} ms (submitted to every video recorded)", ms(discovery))?;
+        }
         for (stage, p50, p99) in &self.latency {
             writeln!(f, "  {:<17} p50 {:>8.2} ms   p99 {:>8.2} ms", stage.as_str(), ms(*p50), ms(*p99))?;
         }
@@ -108,7 +113,7 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
     let pipeline = Pipeline::start(wiring, Stage::ALL.to_vec()).await?;
     let mut events = pipeline.deps.events.subscribe().await?;
     let cpu = cpu::Reading::now();
-    let started = Instant::now();
+    let (started, submitted_at) = (Instant::now(), Utc::now());
     let job = pipeline.submit(&ChannelId::parse(CHANNEL)?, true).await?;
 
     let mut discovered_at: Option<DateTime<Utc>> = None;
@@ -160,7 +165,8 @@ pub async fn pipeline(mut settings: Settings, videos: usize) -> anyhow::Result<R
             Some((stage, percentile(&samples, 0.50), percentile(&samples, 0.99)))
         })
         .collect();
-    Ok(Report { backends, videos, elapsed, latency, steps, cpu })
+    let discovery = discovered_at.and_then(|at| (at - submitted_at).to_std().ok());
+    Ok(Report { backends, videos, elapsed, discovery, latency, steps, cpu })
 }
 
 /// The nearest-rank percentile of sorted samples.
