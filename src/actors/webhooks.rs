@@ -3,7 +3,8 @@
 //! - [`WebhookSink`], fed by an [`EventConsumer`](super::consumer::EventConsumer) in the consumer
 //!   group every process shares: for each event, one pending delivery per webhook that asks for
 //!   it, written before the event is acknowledged (and unique per webhook and event, so an event
-//!   seen twice makes one delivery). It wakes this process's dispatcher.
+//!   seen twice makes one delivery). It wakes this process's dispatcher. Which webhooks exist it
+//!   reads at most every [`RELOAD_EVERY`], not once per event.
 //! - [`WebhookDispatcher`], a child of the RootSupervisor: every `webhooks.poll_interval_ms`, and
 //!   at once when woken, it claims the due deliveries ([`WebhookStore::claim_deliveries`]: a
 //!   claimed delivery is nobody else's until the claim runs out), POSTs them signed, at most
@@ -33,15 +34,67 @@ use crate::domain::webhooks::{DELIVERY_HEADER, DeliveryBody, EVENT_HEADER, SIGNA
 use crate::ports::{AttemptResult, ClaimedDelivery, SendOutcome, WebhookRequest, WebhookSender, WebhookStore};
 
 /// Turns events into pending deliveries.
+///
+/// Most events interest no webhook, and asking the store about each one was most of the embedded
+/// store's statements (five per video). The sink keeps the list of webhooks instead, read at a
+/// known time, and decides from it every event that occurred [`SETTLE`] before that time: a webhook
+/// created before such an event was committed (and is in the list) by then. For a later event it
+/// waits until the event is that old, and reads the list again at most every [`RELOAD_EVERY`], so
+/// one read serves every event of that span. A webhook the list says wants an event is asked
+/// about in the store as before (it may have been deleted since). Deliveries start up to
+/// `SETTLE + RELOAD_EVERY` later than they would if each event were looked up.
 pub struct WebhookSink {
     store: Arc<dyn WebhookStore>,
     wake: Arc<Notify>,
+    known: tokio::sync::Mutex<Option<KnownWebhooks>>,
+}
+
+/// How long after an event's time a webhook created before it may still be committing, or the
+/// clocks of the process that created it and this one may differ.
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// The list of webhooks is read at most this often.
+pub const RELOAD_EVERY: Duration = Duration::from_millis(100);
+
+/// The webhooks as read at `read_at` (this process's clock, before the read was sent).
+struct KnownWebhooks {
+    webhooks: Vec<crate::domain::webhooks::Webhook>,
+    read_at: DateTime<Utc>,
+    read: tokio::time::Instant,
+}
+
+impl KnownWebhooks {
+    /// Whether the list answers for an event that occurred at `at`.
+    fn covers(&self, at: DateTime<Utc>) -> bool {
+        at + SETTLE <= self.read_at
+    }
+
+    fn anyone_wants(&self, event: &DomainEvent) -> bool {
+        let kind = event.payload.kind();
+        self.webhooks.iter().any(|w| w.wants(kind) && w.created_at <= event.occurred_at)
+    }
 }
 
 impl WebhookSink {
     /// `wake`: this process's dispatcher's ([`WebhookDispatcherArgs::wake`]).
     pub fn new(store: Arc<dyn WebhookStore>, wake: Arc<Notify>) -> Self {
-        Self { store, wake }
+        Self { store, wake, known: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Whether any webhook may want `event`, from a list of webhooks read late enough to know.
+    async fn anyone_wants(&self, event: &DomainEvent) -> Result<bool, String> {
+        let mut known = self.known.lock().await;
+        if let Some(list) = known.as_ref().filter(|list| list.covers(event.occurred_at)) {
+            return Ok(list.anyone_wants(event));
+        }
+        let settled = (event.occurred_at + SETTLE - Utc::now()).to_std().unwrap_or_default();
+        let paced = known.as_ref().map_or(Duration::ZERO, |list| RELOAD_EVERY.saturating_sub(list.read.elapsed()));
+        tokio::time::sleep(settled.max(paced)).await;
+        let read_at = Utc::now();
+        let webhooks = self.store.list_webhooks().await.map_err(|e| format!("reading the webhooks: {e}"))?;
+        let list = KnownWebhooks { webhooks, read_at, read: tokio::time::Instant::now() };
+        let wants = list.anyone_wants(event);
+        *known = Some(list);
+        Ok(wants)
     }
 }
 
@@ -53,6 +106,9 @@ impl EventSink for WebhookSink {
 
     /// The deliveries are in the store before this returns `Ok` (and the event is acknowledged).
     async fn accept(&self, event: &DomainEvent) -> Result<(), String> {
+        if !self.anyone_wants(event).await? {
+            return Ok(());
+        }
         let added = self
             .store
             .enqueue_deliveries(event)
@@ -291,6 +347,107 @@ mod tests {
             concurrency: 2,
             poll_interval_ms: 20,
         }
+    }
+
+    /// The SQLite store, counting how often the sink asks it which webhooks exist and for
+    /// deliveries.
+    struct Counting {
+        store: SqliteStore,
+        lists: AtomicU32,
+        enqueues: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl WebhookStore for Counting {
+        async fn create_webhook(&self, webhook: &Webhook, secret: &SecretString) -> crate::ports::PortResult<()> {
+            self.store.create_webhook(webhook, secret).await
+        }
+        async fn get_webhook(&self, id: Uuid) -> crate::ports::PortResult<Option<Webhook>> {
+            self.store.get_webhook(id).await
+        }
+        async fn list_webhooks(&self) -> crate::ports::PortResult<Vec<Webhook>> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            self.store.list_webhooks().await
+        }
+        async fn delete_webhook(&self, id: Uuid) -> crate::ports::PortResult<bool> {
+            self.store.delete_webhook(id).await
+        }
+        async fn enqueue_deliveries(&self, event: &DomainEvent) -> crate::ports::PortResult<u64> {
+            self.enqueues.fetch_add(1, Ordering::SeqCst);
+            self.store.enqueue_deliveries(event).await
+        }
+        async fn claim_deliveries(
+            &self,
+            limit: u32,
+            claim: Duration,
+        ) -> crate::ports::PortResult<Vec<ClaimedDelivery>> {
+            self.store.claim_deliveries(limit, claim).await
+        }
+        async fn record_attempt(
+            &self,
+            id: Uuid,
+            claim: Uuid,
+            result: &AttemptResult,
+        ) -> crate::ports::PortResult<bool> {
+            self.store.record_attempt(id, claim, result).await
+        }
+        async fn list_deliveries(
+            &self,
+            id: Uuid,
+            status: Option<DeliveryStatus>,
+            limit: u32,
+            offset: u32,
+        ) -> crate::ports::PortResult<(Vec<crate::domain::webhooks::WebhookDelivery>, u64)> {
+            self.store.list_deliveries(id, status, limit, offset).await
+        }
+    }
+
+    /// One read of the webhooks answers for every event old enough; an event newer than the read
+    /// is answered from a new one, so a webhook created just before it is not missed.
+    #[tokio::test]
+    async fn the_sink_reads_the_webhooks_once_for_many_events_and_misses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.sqlite")).await.unwrap();
+        let store = Arc::new(Counting { store, lists: AtomicU32::new(0), enqueues: AtomicU32::new(0) });
+        let secret = SecretString::from("sixteen-chars-at-least");
+        let webhook = |events: &[&str], created_at| Webhook {
+            webhook_id: Uuid::now_v7(),
+            url: "https://hooks.example.com/in".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            created_at,
+        };
+        let a_second_ago = Utc::now().trunc_subsecs(6) - chrono::Duration::seconds(1);
+        let finished = webhook(&["job_finished"], a_second_ago - chrono::Duration::seconds(1));
+        store.create_webhook(&finished, &secret).await.unwrap();
+        let sink = WebhookSink::new(store.clone(), Arc::new(Notify::new()));
+        let event = |payload, at| {
+            let mut event = DomainEvent::new(JobId::new(), None, payload);
+            event.occurred_at = at;
+            event
+        };
+        let downloaded = || EventPayload::VideoDownloaded { captions: false, reused: false };
+
+        for _ in 0..20 {
+            sink.accept(&event(downloaded(), a_second_ago)).await.unwrap();
+        }
+        sink.accept(&event(EventPayload::JobFinished { status: JobStatus::Completed }, a_second_ago)).await.unwrap();
+        assert_eq!(store.lists.load(Ordering::SeqCst), 1, "one read for 21 events");
+        assert_eq!(store.enqueues.load(Ordering::SeqCst), 1, "only the event a webhook wants goes to the store");
+        let (page, _) = store.list_deliveries(finished.webhook_id, None, 10, 0).await.unwrap();
+        assert_eq!(page.len(), 1);
+
+        // Created after the list was read, before the event.
+        let now = Utc::now().trunc_subsecs(6);
+        let fresh = webhook(&["video_downloaded"], now);
+        store.create_webhook(&fresh, &secret).await.unwrap();
+        sink.accept(&event(downloaded(), now + chrono::Duration::milliseconds(1))).await.unwrap();
+        assert_eq!(store.lists.load(Ordering::SeqCst), 2);
+        let (page, _) = store.list_deliveries(fresh.webhook_id, None, 10, 0).await.unwrap();
+        assert_eq!(page.len(), 1, "the new webhook gets the event that followed it");
+        // An event from before it was created is not its.
+        sink.accept(&event(downloaded(), a_second_ago)).await.unwrap();
+        let (page, _) = store.list_deliveries(fresh.webhook_id, None, 10, 0).await.unwrap();
+        assert_eq!(page.len(), 1);
     }
 
     #[tokio::test]
