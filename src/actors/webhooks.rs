@@ -30,7 +30,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::EventSink;
 use crate::adapters::settings::WebhookSettings;
 use crate::domain::DomainEvent;
-use crate::domain::webhooks::{DELIVERY_HEADER, DeliveryBody, EVENT_HEADER, SIGNATURE_HEADER, signature};
+use crate::domain::webhooks::{DELIVERY_HEADER, DeliveryBody, EVENT_HEADER, SIGNATURE_HEADER, Webhook, signature};
 use crate::ports::{AttemptResult, ClaimedDelivery, SendOutcome, WebhookRequest, WebhookSender, WebhookStore};
 
 /// Turns events into pending deliveries.
@@ -57,9 +57,8 @@ pub const RELOAD_EVERY: Duration = Duration::from_millis(100);
 
 /// The webhooks as read at `read_at` (this process's clock, before the read was sent).
 struct KnownWebhooks {
-    webhooks: Vec<crate::domain::webhooks::Webhook>,
+    webhooks: Vec<Webhook>,
     read_at: DateTime<Utc>,
-    read: tokio::time::Instant,
 }
 
 impl KnownWebhooks {
@@ -87,11 +86,12 @@ impl WebhookSink {
             return Ok(list.anyone_wants(event));
         }
         let settled = (event.occurred_at + SETTLE - Utc::now()).to_std().unwrap_or_default();
-        let paced = known.as_ref().map_or(Duration::ZERO, |list| RELOAD_EVERY.saturating_sub(list.read.elapsed()));
+        let since = |list: &KnownWebhooks| (Utc::now() - list.read_at).to_std().unwrap_or_default();
+        let paced = known.as_ref().map_or(Duration::ZERO, |list| RELOAD_EVERY.saturating_sub(since(list)));
         tokio::time::sleep(settled.max(paced)).await;
         let read_at = Utc::now();
         let webhooks = self.store.list_webhooks().await.map_err(|e| format!("reading the webhooks: {e}"))?;
-        let list = KnownWebhooks { webhooks, read_at, read: tokio::time::Instant::now() };
+        let list = KnownWebhooks { webhooks, read_at };
         let wants = list.anyone_wants(event);
         *known = Some(list);
         Ok(wants)
@@ -289,7 +289,7 @@ mod tests {
     use super::*;
     use crate::actors::testing::eventually_async;
     use crate::adapters::embedded::SqliteStore;
-    use crate::domain::webhooks::{DeliveryStatus, Webhook, verify};
+    use crate::domain::webhooks::{DeliveryStatus, verify};
     use crate::domain::{EventPayload, JobId, JobStatus};
 
     #[test]

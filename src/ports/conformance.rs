@@ -74,7 +74,7 @@ pub async fn job_store(store: &dyn JobStore) {
     let other = JobId::new();
     store.create_job(other, &channel, false, None).await.unwrap();
     let bare = VideoMeta::new(VideoId::parse("eeeeeeeeeee").unwrap(), "Bare");
-    store.add_videos(other, &[videos[1].clone(), bare.clone(), videos[1].clone(), videos[0].clone()]).await.unwrap();
+    store.add_videos(other, &[videos[1].clone(), bare, videos[1].clone(), videos[0].clone()]).await.unwrap();
     let listed = store.list_videos(other).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|v| v.video_id.as_str()).collect();
     assert_eq!(ids, ["bbbbbbbbbbb", "eeeeeeeeeee", "aaaaaaaaaaa"]);
