@@ -4,6 +4,9 @@
 //! caller's write is committed before its `submit` returns, exactly as when it wrote alone, and a
 //! write that fails fails only its own caller (the store decides per write). An idle store writes
 //! at once: the batch is whatever has queued up, never a timer's worth.
+//!
+//! Reads batch the same way: a caller's key goes in, its own value comes out (`O`), and a thousand
+//! lookups queued behind one round trip go to the database as one query.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,30 +18,34 @@ use uuid::Uuid;
 use crate::domain::{AttemptOutcome, JobId, StageCommand, VideoId, VideoUpdate};
 use crate::ports::{Fence, PortError, PortResult, video_write_refused};
 
-/// Writes a batch; one result per write, in order.
+/// Writes (or reads) a batch; one result per write, in order.
 #[async_trait]
-pub trait Apply<W>: Send + Sync + 'static {
-    async fn apply(&self, writes: &[W]) -> Vec<PortResult<()>>;
+pub trait Apply<W, O = ()>: Send + Sync + 'static {
+    async fn apply(&self, writes: &[W]) -> Vec<PortResult<O>>;
 }
 
 /// The queue of one kind of write, and the task that applies it batch by batch.
-pub struct GroupCommit<W> {
-    queue: mpsc::Sender<Queued<W>>,
+pub struct GroupCommit<W, O = ()> {
+    queue: mpsc::Sender<Queued<W, O>>,
     /// With batches of one, each caller writes itself, at once (no queue, no writer task).
-    alone: Option<Arc<dyn Apply<W>>>,
+    alone: Option<Arc<dyn Apply<W, O>>>,
 }
 
-struct Queued<W> {
+struct Queued<W, O> {
     write: W,
-    done: oneshot::Sender<PortResult<()>>,
+    done: oneshot::Sender<PortResult<O>>,
 }
 
-impl<W: Send + 'static> GroupCommit<W> {
+fn no_result<O>() -> PortResult<O> {
+    Err(PortError::Other("a write got no result".into()))
+}
+
+impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
     /// Starts the writer task (on the current Tokio runtime): batches of at most `most`. It ends
     /// when the last handle is dropped, after what is queued.
-    pub fn start(apply: impl Apply<W>, most: usize) -> Self {
+    pub fn start(apply: impl Apply<W, O>, most: usize) -> Self {
         let most = most.max(1);
-        let (queue, mut incoming) = mpsc::channel::<Queued<W>>(most * 4);
+        let (queue, mut incoming) = mpsc::channel::<Queued<W, O>>(most * 4);
         if most == 1 {
             return Self { queue, alone: Some(Arc::new(apply)) };
         }
@@ -48,8 +55,7 @@ impl<W: Send + 'static> GroupCommit<W> {
                 let (writes, done): (Vec<W>, Vec<_>) = batch.drain(..).map(|q| (q.write, q.done)).unzip();
                 let mut results = apply.apply(&writes).await.into_iter();
                 for done in done {
-                    let result =
-                        results.next().unwrap_or_else(|| Err(PortError::Other("a write got no result".into())));
+                    let result = results.next().unwrap_or_else(no_result);
                     // A caller that went away (its actor stopped) no longer needs the answer.
                     let _ = done.send(result);
                 }
@@ -59,9 +65,9 @@ impl<W: Send + 'static> GroupCommit<W> {
     }
 
     /// Queues `write` and waits until it is committed (or refused).
-    pub async fn submit(&self, write: W) -> PortResult<()> {
+    pub async fn submit(&self, write: W) -> PortResult<O> {
         if let Some(apply) = &self.alone {
-            return apply.apply(std::slice::from_ref(&write)).await.pop().unwrap_or(Ok(()));
+            return apply.apply(std::slice::from_ref(&write)).await.pop().unwrap_or_else(no_result);
         }
         let (done, result) = oneshot::channel();
         let stopped = || PortError::Unavailable("the store's writer has stopped".into());
@@ -208,7 +214,7 @@ where
             }
         }
     }
-    results.into_iter().map(|r| r.unwrap_or_else(|| Err(PortError::Other("a write got no result".into())))).collect()
+    results.into_iter().map(|r| r.unwrap_or_else(no_result)).collect()
 }
 
 /// `items` split into rounds in which no key repeats, each in the items' order: one statement
