@@ -4,7 +4,7 @@
 //! status, publishes `job_finished` and stops. A restarted JobActor reloads everything from the
 //! store and picks up where the job was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -334,14 +334,20 @@ impl JobActor {
 
     /// Spawns a VideoActor for every video with work left (reusing earlier summaries unless forced).
     async fn run_videos(&self, myself: &ActorRef<JobMsg>, state: &mut JobState) -> Result<(), ActorProcessingErr> {
-        for video in self.deps.store.list_videos(state.job_id).await? {
+        let videos = self.deps.store.list_videos(state.job_id).await?;
+        let fresh: Vec<VideoId> =
+            videos.iter().filter(|v| v.status == VideoStatus::Discovered).map(|v| v.video_id.clone()).collect();
+        // Summaries other jobs wrote, asked about once for the whole channel.
+        let reusable = if state.force || fresh.is_empty() {
+            HashSet::new()
+        } else {
+            self.deps.artifacts.summarized(&fresh).await?
+        };
+        for video in videos {
             if workflow::is_final(video.status) {
                 continue;
             }
-            if video.status == VideoStatus::Discovered
-                && !state.force
-                && self.deps.artifacts.get_summary(&video.video_id).await?.is_some()
-            {
+            if video.status == VideoStatus::Discovered && reusable.contains(&video.video_id) {
                 let to = workflow::on(video.status, VideoEvent::Reuse)?;
                 let update = VideoUpdate { status: to, attempts: 0, error: None };
                 let fence = Some(&state.fence);

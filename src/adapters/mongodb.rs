@@ -7,25 +7,31 @@
 //! summaries   { video_id, job_id, summary, key_points: [{ text, start, url }], summarizer, updated_at }
 //! ```
 //!
-//! A put replaces the video's document (`replace_one` with upsert), so puts are idempotent and the
-//! latest wins. Driver errors are translated here, once: duplicate key (code 11000) →
+//! A put replaces the video's document (an upsert), so puts are idempotent and the latest wins.
+//! Puts and gets are batched across callers ([`batched`]): the ones queued behind a round trip go
+//! in one command. Driver errors are translated here, once: duplicate key (code 11000) →
 //! [`PortError::AlreadyExists`], no reachable server / network / timeouts →
 //! [`PortError::Unavailable`], documents that do not decode → [`PortError::Corrupt`].
 //!
 //! MongoDB limits a document to 16 MiB, a transcript's text and segments together (a ten-hour
 //! video's transcript is about 1 MiB); a put over the limit is refused before it is sent.
 
+pub mod batched;
 pub mod media;
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mongodb::bson::{self, Document, RawDocumentBuf, doc};
+use mongodb::bson::{self, Document, RawDocument, RawDocumentBuf, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
+use self::batched::{AT_ONCE, Gets, Put, Puts, find_by_video};
+use crate::adapters::group_commit::GroupCommit;
 use crate::adapters::settings::redact_url;
 use crate::domain::{JobId, KeyPoint, Segment, Summary, Transcript, TranscriptSource, VideoId};
 use crate::ports::{ArtifactStore, PortError, PortResult};
@@ -56,12 +62,22 @@ const TRANSIENT_CODES: &[i32] = &[
     13436, // NotPrimaryOrSecondary
 ];
 
-/// Transcripts and summaries in one MongoDB database. Cheap to clone (the driver's client is shared).
-#[derive(Debug, Clone)]
+/// Transcripts and summaries in one MongoDB database. Cheap to clone (the driver's client and the
+/// batching queues are shared).
+#[derive(Clone)]
 pub struct MongoArtifactStore {
     database: Database,
-    transcripts: Collection<StoredTranscript>,
-    summaries: Collection<StoredSummary>,
+    summaries: Collection<RawDocumentBuf>,
+    put_transcripts: Arc<GroupCommit<Put>>,
+    put_summaries: Arc<GroupCommit<Put>>,
+    get_transcripts: Arc<GroupCommit<VideoId, Option<Transcript>>>,
+    get_summaries: Arc<GroupCommit<VideoId, Option<Summary>>>,
+}
+
+impl std::fmt::Debug for MongoArtifactStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoArtifactStore").field("database", &self.database.name()).finish_non_exhaustive()
+    }
 }
 
 impl MongoArtifactStore {
@@ -85,48 +101,48 @@ impl MongoArtifactStore {
         let database = client.database(database);
         database.run_command(doc! { "ping": 1 }).await.map_err(at_url)?;
 
-        let store =
-            Self { transcripts: database.collection(TRANSCRIPTS), summaries: database.collection(SUMMARIES), database };
         for collection in [TRANSCRIPTS, SUMMARIES] {
-            store.create_unique_video_index(collection).await?;
+            create_unique_video_index(&database, collection).await?;
         }
-        Ok(store)
-    }
-
-    async fn create_unique_video_index(&self, collection: &str) -> PortResult<()> {
-        let index = IndexModel::builder()
-            .keys(doc! { "video_id": 1 })
-            .options(IndexOptions::builder().unique(true).build())
-            .build();
-        self.database.collection::<Document>(collection).create_index(index).await.map(drop).map_err(|e| {
-            match translate(e) {
-                unavailable @ PortError::Unavailable(_) => unavailable,
-                // Existing documents that share a video id make the index impossible: say where.
-                other => PortError::Other(format!("creating the unique video_id index on {collection}: {other}")),
-            }
+        let puts = |name| Puts { database: database.clone(), collection: database.collection(name) };
+        Ok(Self {
+            put_transcripts: Arc::new(GroupCommit::start(puts(TRANSCRIPTS), AT_ONCE)),
+            put_summaries: Arc::new(GroupCommit::start(puts(SUMMARIES), AT_ONCE)),
+            get_transcripts: Arc::new(GroupCommit::start(
+                Gets { collection: database.collection(TRANSCRIPTS), decode: transcript_of },
+                AT_ONCE,
+            )),
+            get_summaries: Arc::new(GroupCommit::start(
+                Gets { collection: database.collection(SUMMARIES), decode: summary_of },
+                AT_ONCE,
+            )),
+            summaries: database.collection(SUMMARIES),
+            database,
         })
     }
+}
+
+async fn create_unique_video_index(database: &Database, collection: &str) -> PortResult<()> {
+    let index = IndexModel::builder()
+        .keys(doc! { "video_id": 1 })
+        .options(IndexOptions::builder().unique(true).build())
+        .build();
+    database.collection::<Document>(collection).create_index(index).await.map(drop).map_err(|e| match translate(e) {
+        unavailable @ PortError::Unavailable(_) => unavailable,
+        // Existing documents that share a video id make the index impossible: say where.
+        other => PortError::Other(format!("creating the unique video_id index on {collection}: {other}")),
+    })
 }
 
 #[async_trait]
 impl ArtifactStore for MongoArtifactStore {
     async fn put_transcript(&self, t: &Transcript) -> PortResult<()> {
         let document = encode("transcript", &t.video_id, &TranscriptDoc::new(t))?;
-        upsert(&self.transcripts.clone_with_type(), &t.video_id, &document).await
+        self.put_transcripts.submit(Put { video_id: t.video_id.clone(), document }).await
     }
 
     async fn get_transcript(&self, video_id: &VideoId) -> PortResult<Option<Transcript>> {
-        let Some(stored) = self.transcripts.find_one(by_video(video_id)).await.map_err(translate)? else {
-            return Ok(None);
-        };
-        Ok(Some(Transcript {
-            video_id: stored.video_id,
-            source: stored.source,
-            language: stored.language,
-            text: stored.text,
-            segments: stored.segments,
-            job_id: parse_job_id(&stored.job_id)?,
-        }))
+        self.get_transcripts.submit(video_id.clone()).await
     }
 
     async fn put_summary(&self, s: &Summary) -> PortResult<()> {
@@ -139,21 +155,52 @@ impl ArtifactStore for MongoArtifactStore {
             updated_at: bson::DateTime::now(),
         };
         let document = encode("summary", &s.video_id, &document)?;
-        upsert(&self.summaries.clone_with_type(), &s.video_id, &document).await
+        self.put_summaries.submit(Put { video_id: s.video_id.clone(), document }).await
     }
 
     async fn get_summary(&self, video_id: &VideoId) -> PortResult<Option<Summary>> {
-        let Some(stored) = self.summaries.find_one(by_video(video_id)).await.map_err(translate)? else {
-            return Ok(None);
-        };
-        Ok(Some(Summary {
-            video_id: stored.video_id,
-            summary: stored.summary,
-            key_points: stored.key_points,
-            summarizer: stored.summarizer,
-            job_id: parse_job_id(&stored.job_id)?,
-        }))
+        self.get_summaries.submit(video_id.clone()).await
     }
+
+    async fn summarized(&self, video_ids: &[VideoId]) -> PortResult<HashSet<VideoId>> {
+        let mut summarized = HashSet::new();
+        for chunk in video_ids.chunks(IDS_PER_QUERY) {
+            let ids = chunk.iter().map(VideoId::as_str).collect();
+            let found = find_by_video(&self.summaries, ids, Some(doc! { "_id": 0, "video_id": 1 })).await?;
+            summarized.extend(chunk.iter().filter(|id| found.contains_key(id.as_str())).cloned());
+        }
+        Ok(summarized)
+    }
+}
+
+/// Video ids in one `$in` query at most (a 16 MiB command would hold far more).
+const IDS_PER_QUERY: usize = 1_000;
+
+fn transcript_of(raw: &RawDocument) -> PortResult<Transcript> {
+    let stored: StoredTranscript = decode("transcript", raw)?;
+    Ok(Transcript {
+        video_id: stored.video_id,
+        source: stored.source,
+        language: stored.language,
+        text: stored.text,
+        segments: stored.segments,
+        job_id: parse_job_id(&stored.job_id)?,
+    })
+}
+
+fn summary_of(raw: &RawDocument) -> PortResult<Summary> {
+    let stored: StoredSummary = decode("summary", raw)?;
+    Ok(Summary {
+        video_id: stored.video_id,
+        summary: stored.summary,
+        key_points: stored.key_points,
+        summarizer: stored.summarizer,
+        job_id: parse_job_id(&stored.job_id)?,
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &RawDocument) -> PortResult<T> {
+    bson::from_slice(raw.as_bytes()).map_err(|e| PortError::Corrupt(format!("{what} document: {e}")))
 }
 
 /// A transcript as written (borrows the transcript: a multi-megabyte text is not copied).

@@ -489,6 +489,59 @@ pub async fn artifact_store(store: &dyn ArtifactStore) {
     store.put_summary(&summary).await.unwrap();
     store.put_summary(&summary).await.unwrap();
     assert_eq!(store.get_summary(&id).await.unwrap(), Some(summary));
+
+    artifacts_of_many_videos_at_once(store).await;
+}
+
+/// What a store that batches many callers' puts and gets (or answers each alone) must keep: each
+/// caller's own answer, the later of one caller's two puts, and `summarized` over a whole channel.
+async fn artifacts_of_many_videos_at_once(store: &dyn ArtifactStore) {
+    let ids: Vec<VideoId> = (0..300).map(|i| VideoId::parse(&format!("many{i:07}")).unwrap()).collect();
+    let job_id = JobId::new();
+    let transcript = |id: &VideoId, version: u32| Transcript {
+        video_id: id.clone(),
+        source: TranscriptSource::Whisper,
+        language: None,
+        text: format!("{id} version {version}"),
+        segments: vec![Segment { start: 0.0, end: 1.0, text: format!("{id}") }],
+        job_id,
+    };
+    let summary = |id: &VideoId| Summary {
+        video_id: id.clone(),
+        summary: format!("about {id}"),
+        key_points: vec![],
+        summarizer: "textrank".into(),
+        job_id,
+    };
+    // Every video's two puts in order, all videos at once; summaries for the even ones only.
+    let puts = ids.iter().enumerate().map(|(i, id)| async move {
+        store.put_transcript(&transcript(id, 1)).await?;
+        store.put_transcript(&transcript(id, 2)).await?;
+        if i % 2 == 0 {
+            store.put_summary(&summary(id)).await?;
+        }
+        Ok::<_, PortError>(())
+    });
+    for put in futures::future::join_all(puts).await {
+        put.expect("put");
+    }
+    let missing = VideoId::parse("neverput000").unwrap();
+    let asked: Vec<&VideoId> = ids.iter().chain([&missing]).chain(ids.iter().take(3)).collect();
+    let gets = asked.iter().map(|id| async move { (store.get_transcript(id).await, store.get_summary(id).await) });
+    for (id, (got_transcript, got_summary)) in asked.iter().zip(futures::future::join_all(gets).await) {
+        let (got_transcript, got_summary) = (got_transcript.expect("get"), got_summary.expect("get"));
+        if *id == &missing {
+            assert_eq!((got_transcript, got_summary), (None, None), "nothing was put for {id}");
+            continue;
+        }
+        assert_eq!(got_transcript, Some(transcript(id, 2)), "the later put wins");
+        let even = ids.iter().position(|i| i == *id).unwrap() % 2 == 0;
+        assert_eq!(got_summary, even.then(|| summary(id)), "{id}'s own summary");
+    }
+    let summarized = store.summarized(&asked.iter().map(|id| (*id).clone()).collect::<Vec<_>>()).await.unwrap();
+    let expected: std::collections::HashSet<VideoId> = ids.iter().step_by(2).cloned().collect();
+    assert_eq!(summarized, expected, "exactly the videos with a summary");
+    assert!(store.summarized(&[]).await.unwrap().is_empty());
 }
 
 pub async fn command_bus(bus: &dyn CommandBus) {

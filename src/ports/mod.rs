@@ -364,6 +364,9 @@ pub trait ArtifactStore: Send + Sync + 'static {
     async fn get_transcript(&self, video_id: &VideoId) -> PortResult<Option<Transcript>>;
     async fn put_summary(&self, summary: &Summary) -> PortResult<()>;
     async fn get_summary(&self, video_id: &VideoId) -> PortResult<Option<Summary>>;
+    /// Which of `video_ids` have a summary: one question for a whole channel's videos, not one
+    /// per video.
+    async fn summarized(&self, video_ids: &[VideoId]) -> PortResult<std::collections::HashSet<VideoId>>;
 }
 
 /// What a stored media file was when its producer stored it; a reader checks what it fetched

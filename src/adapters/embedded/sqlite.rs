@@ -938,6 +938,17 @@ impl ArtifactStore for SqliteStore {
             job_id: parse("job id", &job_id)?,
         }))
     }
+
+    async fn summarized(&self, video_ids: &[VideoId]) -> PortResult<HashSet<VideoId>> {
+        let ids = serde_json::Value::from(video_ids.iter().map(VideoId::as_str).collect::<Vec<_>>());
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT video_id FROM summaries WHERE video_id IN (SELECT value FROM json_each(?))")
+                .bind(ids.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(translate)?;
+        rows.iter().map(|id| VideoId::parse(id).map_err(|_| PortError::Corrupt(format!("video id {id:?}")))).collect()
+    }
 }
 
 /// A job whose owner's node has registered again since (a new incarnation replaced its row): the

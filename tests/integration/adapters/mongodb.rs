@@ -168,11 +168,14 @@ async fn transcripts_over_the_document_limit_are_refused() {
     drop_database(store).await;
 }
 
+/// Two processes' stores (two clients) put a video's first summary at once: one insert loses the
+/// race to the unique index, inside a batched command or alone, and is written again.
 #[tokio::test]
 async fn concurrent_first_puts_of_a_video_all_succeed() {
     let store = fresh_store().await;
-    let puts = (0..8).map(|i| {
-        let store = store.clone();
+    let other = MongoArtifactStore::connect(&test_url(), store.database().name()).await.unwrap();
+    let puts = (0..16).map(|i| {
+        let store = if i % 2 == 0 { store.clone() } else { other.clone() };
         tokio::spawn(async move {
             let summary = Summary {
                 video_id: video("racingputss"),
@@ -189,6 +192,42 @@ async fn concurrent_first_puts_of_a_video_all_succeed() {
     }
     let stored = store.get_summary(&video("racingputss")).await.unwrap().expect("one summary");
     assert!(stored.summary.starts_with("version "));
+    drop_database(store).await;
+}
+
+/// Puts queued together whose documents add up to more than a command may hold (16 MiB) go in
+/// several commands, and every one lands.
+#[tokio::test]
+async fn puts_too_big_for_one_command_together_all_land() {
+    let store = fresh_store().await;
+    let transcript = |i: usize| Transcript {
+        video_id: video(&format!("bigbatch{i:03}")),
+        source: TranscriptSource::Whisper,
+        language: Some("en".into()),
+        text: format!("{i} {}", "three megabytes of speech ".repeat(120_000)),
+        segments: vec![],
+        job_id: JobId::new(),
+    };
+    let transcripts: Vec<Transcript> = (0..12).map(transcript).collect();
+    let puts = transcripts.iter().map(|t| store.put_transcript(t));
+    for put in futures::future::join_all(puts).await {
+        put.expect("a large transcript in a batch");
+    }
+    let gets = transcripts.iter().map(|t| store.get_transcript(&t.video_id));
+    for (t, got) in transcripts.iter().zip(futures::future::join_all(gets).await) {
+        assert_eq!(got.unwrap().as_ref(), Some(t));
+    }
+    drop_database(store).await;
+}
+
+/// A URL's write concern goes with the batched commands too (the driver adds it only to its own).
+#[tokio::test]
+async fn a_write_concern_in_the_url_is_sent_with_batched_puts() {
+    let url = test_url();
+    let name = format!("tubesum_test_{}", uuid::Uuid::new_v4().simple());
+    let with_concern = format!("{url}{}w=1&journal=true", if url.contains('?') { '&' } else { '?' });
+    let store = MongoArtifactStore::connect(&with_concern, &name).await.unwrap();
+    conformance::artifact_store(&store).await;
     drop_database(store).await;
 }
 
