@@ -651,6 +651,27 @@ pub async fn media_store(store: &dyn super::MediaStore) {
     assert!(store.open(&b, "source").await.unwrap().is_some());
     assert_eq!(store.delete(&a).await.unwrap(), 0, "deleting again is fine");
     assert_eq!(store.delete(&b).await.unwrap(), 1, "the replaced file is gone already");
+
+    // Many videos released at once (a store may answer them together): each caller is told its
+    // own video's count, a video deleted twice at once is deleted once, and a video not asked
+    // about keeps its files.
+    let videos: Vec<VideoId> = (0..40).map(|i| VideoId::parse(&format!("mediamany{i:02}")).unwrap()).collect();
+    for (i, video) in videos.iter().enumerate() {
+        for kind in ["source", "audio"].iter().take(1 + i % 2) {
+            let (_, body) = media_body(3, 3);
+            store.put(video, kind, &media_info("f", 3, "ff"), body).await.unwrap();
+        }
+    }
+    let (kept, doomed) = videos.split_last().unwrap();
+    let deleting = doomed.iter().chain(&doomed[..5]).map(|v| store.delete(v));
+    let counts = futures::future::join_all(deleting).await.into_iter().map(Result::unwrap).collect::<Vec<_>>();
+    for (i, video) in doomed.iter().enumerate() {
+        let twice = if i < 5 { counts[doomed.len() + i] } else { 0 };
+        assert_eq!(counts[i] + twice, 1 + i as u64 % 2, "{video}: one delete of the two got its files");
+        assert!(store.open(video, "source").await.unwrap().is_none(), "{video} deleted");
+    }
+    assert!(store.open(kept, "source").await.unwrap().is_some(), "a video nobody released keeps its media");
+    assert_eq!(store.delete(kept).await.unwrap(), 1 + (videos.len() as u64 - 1) % 2);
 }
 
 /// The search index: stemmed words, phrases, exclusions, one channel, ranked hits with marked

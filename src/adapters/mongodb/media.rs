@@ -13,7 +13,12 @@
 //!
 //! A put writes its chunks first and the files document last, so readers see only complete files;
 //! a put whose body fails part-way deletes its chunks. It then deletes the older files of the same
-//! name, so the newest wins. A delete removes the files documents first, then their chunks.
+//! name, so the newest wins. A delete removes the files documents first, then their chunks; the
+//! deletes queued behind one round trip (videos released together) are one query and one
+//! `delete` per collection for all of them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -22,7 +27,9 @@ use mongodb::bson::{Binary, Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 
+use super::batched::{AT_ONCE, of_videos};
 use super::translate;
+use crate::adapters::group_commit::{Apply, GroupCommit};
 use crate::domain::VideoId;
 use crate::ports::{ByteStream, MediaInfo, MediaStore, PortError, PortResult};
 
@@ -34,16 +41,25 @@ pub const CHUNKS: &str = "media_chunks";
 pub const CHUNK_SIZE: usize = 255 * 1024;
 
 /// Videos' media files in MongoDB. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MongoMediaStore {
     files: Collection<Document>,
     chunks: Collection<Document>,
+    deletes: Arc<GroupCommit<VideoId, u64>>,
+}
+
+impl std::fmt::Debug for MongoMediaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoMediaStore").field("files", &self.files.namespace()).finish_non_exhaustive()
+    }
 }
 
 impl MongoMediaStore {
     /// The store on `database`, with its indexes (idempotent).
     pub async fn new(database: &Database) -> PortResult<Self> {
-        let store = Self { files: database.collection(FILES), chunks: database.collection(CHUNKS) };
+        let (files, chunks) = (database.collection(FILES), database.collection(CHUNKS));
+        let deletes = GroupCommit::start(Deletes { files: files.clone(), chunks: chunks.clone() }, AT_ONCE);
+        let store = Self { files, chunks, deletes: Arc::new(deletes) };
         let by_chunk = IndexModel::builder()
             .keys(doc! { "files_id": 1, "n": 1 })
             .options(IndexOptions::builder().unique(true).build())
@@ -60,25 +76,6 @@ impl MongoMediaStore {
 
     fn name(video_id: &VideoId, kind: &str) -> String {
         format!("{video_id}/{kind}")
-    }
-
-    /// The ids of the files matching `filter`, newest first.
-    async fn file_ids(&self, filter: Document) -> PortResult<Vec<String>> {
-        let cursor = self.files.find(filter).sort(doc! { "stored_ms": -1 }).projection(doc! { "_id": 1 }).await;
-        let docs: Vec<Document> = cursor.map_err(translate)?.try_collect().await.map_err(translate)?;
-        docs.iter()
-            .map(|d| d.get_str("_id").map(str::to_owned).map_err(|e| PortError::Corrupt(format!("{FILES}: {e}"))))
-            .collect()
-    }
-
-    /// Deletes files: their documents first (readers stop seeing them), then their chunks.
-    async fn delete_files(&self, ids: &[String]) -> PortResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.files.delete_many(doc! { "_id": { "$in": ids } }).await.map_err(translate)?;
-        self.chunks.delete_many(doc! { "files_id": { "$in": ids } }).await.map_err(translate)?;
-        Ok(())
     }
 
     async fn write_chunk(&self, files_id: &str, n: i64, data: Vec<u8>) -> PortResult<()> {
@@ -139,9 +136,13 @@ impl MediaStore for MongoMediaStore {
             "stored_ms": chrono::Utc::now().timestamp_millis(),
         };
         self.files.insert_one(file).await.map_err(translate)?;
-        let older: Vec<String> =
-            self.file_ids(doc! { "name": &name }).await?.into_iter().filter(|id| *id != files_id).collect();
-        self.delete_files(&older).await
+        let older: Vec<String> = files_of(&self.files, doc! { "name": &name })
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| *id != files_id)
+            .collect();
+        delete_files(&self.files, &self.chunks, &older).await
     }
 
     async fn open(&self, video_id: &VideoId, kind: &str) -> PortResult<Option<(MediaInfo, ByteStream)>> {
@@ -174,10 +175,56 @@ impl MediaStore for MongoMediaStore {
     }
 
     async fn delete(&self, video_id: &VideoId) -> PortResult<u64> {
-        let ids = self.file_ids(doc! { "video_id": video_id.as_str() }).await?;
-        self.delete_files(&ids).await?;
-        Ok(ids.len() as u64)
+        self.deletes.submit(video_id.clone()).await
     }
+}
+
+/// Deletes the media of many videos at once; each caller learns how many files were its video's.
+struct Deletes {
+    files: Collection<Document>,
+    chunks: Collection<Document>,
+}
+
+#[async_trait]
+impl Apply<VideoId, u64> for Deletes {
+    async fn apply(&self, videos: &[VideoId]) -> Vec<PortResult<u64>> {
+        let wanted: Vec<&str> = videos.iter().map(VideoId::as_str).collect::<HashSet<_>>().into_iter().collect();
+        let deleted = async {
+            let files = files_of(&self.files, of_videos(&wanted)).await?;
+            let ids: Vec<String> = files.iter().map(|(id, _)| id.clone()).collect();
+            delete_files(&self.files, &self.chunks, &ids).await?;
+            let mut per_video: HashMap<String, u64> = HashMap::new();
+            for (_, video_id) in files {
+                *per_video.entry(video_id).or_default() += 1;
+            }
+            Ok::<_, PortError>(per_video)
+        };
+        match deleted.await {
+            // A video asked for twice in one batch: its files are gone by the second, as if after.
+            Ok(mut per_video) => videos.iter().map(|v| Ok(per_video.remove(v.as_str()).unwrap_or(0))).collect(),
+            Err(e) => videos.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+/// The ids and video ids of the files matching `filter`, newest first.
+async fn files_of(files: &Collection<Document>, filter: Document) -> PortResult<Vec<(String, String)>> {
+    let cursor = files.find(filter).sort(doc! { "stored_ms": -1 }).projection(doc! { "_id": 1, "video_id": 1 }).await;
+    let docs: Vec<Document> = cursor.map_err(translate)?.try_collect().await.map_err(translate)?;
+    let field = |d: &Document, name| {
+        d.get_str(name).map(str::to_owned).map_err(|e| PortError::Corrupt(format!("{FILES}: {e}")))
+    };
+    docs.iter().map(|d| Ok((field(d, "_id")?, field(d, "video_id")?))).collect()
+}
+
+/// Deletes files: their documents first (readers stop seeing them), then their chunks.
+async fn delete_files(files: &Collection<Document>, chunks: &Collection<Document>, ids: &[String]) -> PortResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    files.delete_many(doc! { "_id": { "$in": ids } }).await.map_err(translate)?;
+    chunks.delete_many(doc! { "files_id": { "$in": ids } }).await.map_err(translate)?;
+    Ok(())
 }
 
 /// An integer field, however the server chose to encode it (a server may give back a small
