@@ -947,7 +947,7 @@ impl ArtifactStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(translate)?;
-        rows.iter().map(|id| VideoId::parse(id).map_err(|_| PortError::Corrupt(format!("video id {id:?}")))).collect()
+        rows.iter().map(|id| parse("video id", id)).collect()
     }
 }
 

@@ -17,7 +17,7 @@
 //! deletes queued behind one round trip (videos released together) are one query and one
 //! `delete` per collection for all of them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -188,7 +188,7 @@ struct Deletes {
 #[async_trait]
 impl Apply<VideoId, u64> for Deletes {
     async fn apply(&self, videos: &[VideoId]) -> Vec<PortResult<u64>> {
-        let wanted: Vec<&str> = videos.iter().map(VideoId::as_str).collect::<HashSet<_>>().into_iter().collect();
+        let wanted: Vec<&str> = videos.iter().map(VideoId::as_str).collect();
         let deleted = async {
             let files = files_of(&self.files, of_videos(&wanted)).await?;
             let ids: Vec<String> = files.iter().map(|(id, _)| id.clone()).collect();
