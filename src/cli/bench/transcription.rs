@@ -223,7 +223,11 @@ fn describe(settings: &StageSettings) -> String {
         TranscriptionBackend::Whisper => {
             let w = &settings.whisper;
             let threads = if w.threads == 1 { "1 thread".to_owned() } else { format!("{} threads", w.threads) };
-            format!("whisper.cpp, {}, {threads} per file, beam {}", w.model.display(), w.beam_size)
+            #[cfg(feature = "whisper")]
+            let build = format!(" (built with {})", crate::stages::transcription::whisper_build_features());
+            #[cfg(not(feature = "whisper"))]
+            let build = " (not built in)";
+            format!("whisper.cpp{build}, {}, {threads} per file, beam {}", w.model.display(), w.beam_size)
         }
         TranscriptionBackend::Openai => {
             let s = &settings.openai_transcription;
