@@ -207,9 +207,9 @@ impl Apply<VideoId, u64> for Deletes {
     }
 }
 
-/// The ids and video ids of the files matching `filter`, newest first.
+/// The ids and video ids of the files matching `filter`, in no particular order.
 async fn files_of(files: &Collection<Document>, filter: Document) -> PortResult<Vec<(String, String)>> {
-    let cursor = files.find(filter).sort(doc! { "stored_ms": -1 }).projection(doc! { "_id": 1, "video_id": 1 }).await;
+    let cursor = files.find(filter).projection(doc! { "_id": 1, "video_id": 1 }).await;
     let docs: Vec<Document> = cursor.map_err(translate)?.try_collect().await.map_err(translate)?;
     let field = |d: &Document, name| {
         d.get_str(name).map(str::to_owned).map_err(|e| PortError::Corrupt(format!("{FILES}: {e}")))
