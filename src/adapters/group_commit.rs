@@ -237,11 +237,36 @@ pub fn rounds<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) ->
     rounds.into_iter().map(|(_, members)| members).collect()
 }
 
+/// Consecutive runs of `items` whose sizes add up to at most `limit` (an item over it alone).
+pub fn by_size<T: Copy>(items: &[T], size: impl Fn(&T) -> usize, limit: usize) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut total = 0;
+    for item in items {
+        let bytes = size(item);
+        match runs.last_mut() {
+            Some(run) if total + bytes <= limit => run.push(*item),
+            _ => {
+                runs.push(vec![*item]);
+                total = 0;
+            }
+        }
+        total += bytes;
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn runs_hold_what_fits_and_an_item_over_the_limit_alone() {
+        let sizes = [3, 4, 2, 9, 1, 1];
+        assert_eq!(by_size(&sizes, |s| *s, 8), [vec![3, 4], vec![2], vec![9], vec![1, 1]]);
+        assert_eq!(by_size(&[0usize; 0], |s| *s, 8), Vec::<Vec<usize>>::new());
+    }
 
     /// Records each batch; refuses odd numbers.
     struct Recorder {

@@ -1,6 +1,6 @@
 //! The embedded state and artifact store: one SQLite file under the data dir (WAL mode).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use uuid::Uuid;
 
-use crate::adapters::group_commit::{Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes};
+use crate::adapters::group_commit::{
+    Apply, AttemptWrite, GroupCommit, VideoWrite, apply_attempts, apply_video_writes, by_rounds, by_size,
+};
 use crate::domain::search::{FoundPassage, IndexedVideo, Passage, PassageKind, SearchQuery, fts5_query};
 use crate::domain::{
     AttemptOutcome, AttemptProgress, AttemptRecord, ChannelId, JobId, JobLease, JobRecord, JobStatus, NodeRecord,
@@ -40,6 +42,11 @@ pub struct SqliteStore {
     videos: Arc<GroupCommit<VideoWrite>>,
     /// Stage-attempt rows taken and ended, grouped the same way.
     attempts: Arc<GroupCommit<AttemptWrite>>,
+    /// Transcripts and summaries put, and got, many callers' at once (see [`ArtifactPuts`]).
+    put_transcripts: Arc<GroupCommit<ArtifactRow>>,
+    put_summaries: Arc<GroupCommit<ArtifactRow>>,
+    get_transcripts: Arc<GroupCommit<VideoId, Option<Transcript>>>,
+    get_summaries: Arc<GroupCommit<VideoId, Option<Summary>>>,
 }
 
 /// Writes gathered at once: at most this many in one statement.
@@ -187,6 +194,118 @@ impl AttemptWrites {
     }
 }
 
+/// One video's transcript or summary, its columns as a JSON object, to upsert.
+struct ArtifactRow {
+    video_id: VideoId,
+    json: String,
+}
+
+impl ArtifactRow {
+    fn new(video_id: &VideoId, columns: serde_json::Value) -> Self {
+        Self { video_id: video_id.clone(), json: columns.to_string() }
+    }
+}
+
+/// JSON of artifact rows in one statement at most: a batch of long transcripts goes in several.
+const ARTIFACT_STATEMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Upserts the transcripts (or summaries) of a batch with one `INSERT … SELECT FROM jsonb_each(…)
+/// ON CONFLICT` per round: a thousand stages finishing at once pay for a few commits, not one each
+/// (see [`by_rounds`]: a video put twice goes in a later round, so the later put wins, and a round
+/// refused as a whole is written again one put at a time).
+struct ArtifactPuts {
+    writer: SqlitePool,
+    /// The upsert: `?1` the rows, a JSON array of objects; `?2` the time.
+    upsert: &'static str,
+}
+
+#[async_trait]
+impl Apply<ArtifactRow> for ArtifactPuts {
+    async fn apply(&self, rows: &[ArtifactRow]) -> Vec<PortResult<()>> {
+        by_rounds(rows, |row| row.video_id.clone(), |round| self.write(round), |_, ()| ()).await
+    }
+}
+
+impl ArtifactPuts {
+    async fn write(&self, round: Vec<&ArtifactRow>) -> PortResult<()> {
+        for run in by_size(&round, |row| row.json.len(), ARTIFACT_STATEMENT_BYTES) {
+            let mut array = String::with_capacity(run.iter().map(|row| row.json.len() + 1).sum::<usize>() + 1);
+            array.push('[');
+            for (i, row) in run.iter().enumerate() {
+                if i > 0 {
+                    array.push(',');
+                }
+                array.push_str(&row.json);
+            }
+            array.push(']');
+            sqlx::query(self.upsert).bind(array).bind(now()).execute(&self.writer).await.map_err(translate)?;
+        }
+        Ok(())
+    }
+}
+
+/// The upserts of [`ArtifactPuts`], one per table.
+const UPSERT_TRANSCRIPTS: &str = "INSERT INTO transcripts (video_id, job_id, source, language, text, segments, updated_at) \
+     SELECT value ->> 'video_id', value ->> 'job_id', value ->> 'source', value ->> 'language', \
+     value ->> 'text', value ->> 'segments', ?2 FROM jsonb_each(?1) WHERE true \
+     ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, source = excluded.source, \
+     language = excluded.language, text = excluded.text, segments = excluded.segments, updated_at = excluded.updated_at";
+const UPSERT_SUMMARIES: &str = "INSERT INTO summaries (video_id, job_id, summary, key_points, summarizer, updated_at) \
+     SELECT value ->> 'video_id', value ->> 'job_id', value ->> 'summary', value ->> 'key_points', \
+     value ->> 'summarizer', ?2 FROM jsonb_each(?1) WHERE true \
+     ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, summary = excluded.summary, \
+     key_points = excluded.key_points, summarizer = excluded.summarizer, updated_at = excluded.updated_at";
+
+/// Reads the transcripts (or summaries) of a batch of videos with one query.
+struct ArtifactGets<T> {
+    pool: SqlitePool,
+    /// The query: `?1` the video ids, a JSON array.
+    select: &'static str,
+    decode: fn(&VideoId, &SqliteRow) -> PortResult<T>,
+}
+
+#[async_trait]
+impl<T: Send + 'static> Apply<VideoId, Option<T>> for ArtifactGets<T> {
+    async fn apply(&self, ids: &[VideoId]) -> Vec<PortResult<Option<T>>> {
+        let list = serde_json::Value::from(ids.iter().map(VideoId::as_str).collect::<Vec<_>>()).to_string();
+        let rows = match sqlx::query(self.select).bind(list).fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let error = translate(e);
+                return ids.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let found: HashMap<String, SqliteRow> = rows.into_iter().map(|row| (row.get("video_id"), row)).collect();
+        ids.iter().map(|id| found.get(id.as_str()).map(|row| (self.decode)(id, row)).transpose()).collect()
+    }
+}
+
+fn transcript_of(video_id: &VideoId, row: &SqliteRow) -> PortResult<Transcript> {
+    let segments: String = row.get("segments");
+    let source: String = row.get("source");
+    let job_id: String = row.get("job_id");
+    Ok(Transcript {
+        video_id: video_id.clone(),
+        source: parse("transcript source", &source)?,
+        language: row.get("language"),
+        text: row.get("text"),
+        segments: serde_json::from_str(&segments).map_err(|e| PortError::Corrupt(format!("segments: {e}")))?,
+        job_id: parse("job id", &job_id)?,
+    })
+}
+
+fn summary_of(video_id: &VideoId, row: &SqliteRow) -> PortResult<Summary> {
+    let key_points: String = row.get("key_points");
+    let job_id: String = row.get("job_id");
+    Ok(Summary {
+        video_id: video_id.clone(),
+        summary: row.get("summary"),
+        key_points: serde_json::from_str(&key_points).map_err(|e| PortError::Corrupt(format!("key points: {e}")))?,
+        summarizer: row.get("summarizer"),
+        job_id: parse("job id", &job_id)?,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
     pub async fn open(path: &Path) -> PortResult<Self> {
@@ -209,7 +328,26 @@ impl SqliteStore {
         let videos = VideoWrites { pool: pool.clone(), writer: writer.clone() };
         let videos = Arc::new(GroupCommit::start(videos, WRITES_AT_ONCE));
         let attempts = Arc::new(GroupCommit::start(AttemptWrites { writer: writer.clone() }, WRITES_AT_ONCE));
-        Ok(Self { pool, writer, videos, attempts })
+        let puts =
+            |upsert| Arc::new(GroupCommit::start(ArtifactPuts { writer: writer.clone(), upsert }, WRITES_AT_ONCE));
+        let (put_transcripts, put_summaries) = (puts(UPSERT_TRANSCRIPTS), puts(UPSERT_SUMMARIES));
+        let get_transcripts = Arc::new(GroupCommit::start(
+            ArtifactGets {
+                pool: pool.clone(),
+                select: "SELECT * FROM transcripts WHERE video_id IN (SELECT value FROM json_each(?1))",
+                decode: transcript_of,
+            },
+            WRITES_AT_ONCE,
+        ));
+        let get_summaries = Arc::new(GroupCommit::start(
+            ArtifactGets {
+                pool: pool.clone(),
+                select: "SELECT * FROM summaries WHERE video_id IN (SELECT value FROM json_each(?1))",
+                decode: summary_of,
+            },
+            WRITES_AT_ONCE,
+        ));
+        Ok(Self { pool, writer, videos, attempts, put_transcripts, put_summaries, get_transcripts, get_summaries })
     }
 }
 
@@ -859,84 +997,35 @@ async fn job_holder(pool: &SqlitePool, job_id: JobId) -> PortResult<Option<(Stri
 impl ArtifactStore for SqliteStore {
     async fn put_transcript(&self, t: &Transcript) -> PortResult<()> {
         let segments = serde_json::to_string(&t.segments).map_err(|e| PortError::Other(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO transcripts (video_id, job_id, source, language, text, segments, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, source = excluded.source, \
-             language = excluded.language, text = excluded.text, segments = excluded.segments, updated_at = excluded.updated_at",
-        )
-        .bind(t.video_id.as_str())
-        .bind(t.job_id.to_string())
-        .bind(t.source.as_str())
-        .bind(t.language.as_deref())
-        .bind(&t.text)
-        .bind(segments)
-        .bind(now())
-        .execute(&self.writer)
-        .await
-        .map_err(translate)?;
-        Ok(())
+        let row = serde_json::json!({
+            "video_id": t.video_id.as_str(),
+            "job_id": t.job_id.to_string(),
+            "source": t.source.as_str(),
+            "language": t.language,
+            "text": t.text,
+            "segments": segments,
+        });
+        self.put_transcripts.submit(ArtifactRow::new(&t.video_id, row)).await
     }
 
     async fn get_transcript(&self, video_id: &VideoId) -> PortResult<Option<Transcript>> {
-        let Some(row) = sqlx::query("SELECT * FROM transcripts WHERE video_id = ?")
-            .bind(video_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)?
-        else {
-            return Ok(None);
-        };
-        let segments: String = row.get("segments");
-        let source: String = row.get("source");
-        let job_id: String = row.get("job_id");
-        Ok(Some(Transcript {
-            video_id: video_id.clone(),
-            source: parse("transcript source", &source)?,
-            language: row.get("language"),
-            text: row.get("text"),
-            segments: serde_json::from_str(&segments).map_err(|e| PortError::Corrupt(format!("segments: {e}")))?,
-            job_id: parse("job id", &job_id)?,
-        }))
+        self.get_transcripts.submit(video_id.clone()).await
     }
 
     async fn put_summary(&self, s: &Summary) -> PortResult<()> {
         let key_points = serde_json::to_string(&s.key_points).map_err(|e| PortError::Other(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO summaries (video_id, job_id, summary, key_points, summarizer, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (video_id) DO UPDATE SET job_id = excluded.job_id, summary = excluded.summary, \
-             key_points = excluded.key_points, summarizer = excluded.summarizer, updated_at = excluded.updated_at",
-        )
-        .bind(s.video_id.as_str())
-        .bind(s.job_id.to_string())
-        .bind(&s.summary)
-        .bind(key_points)
-        .bind(&s.summarizer)
-        .bind(now())
-        .execute(&self.writer)
-        .await
-        .map_err(translate)?;
-        Ok(())
+        let row = serde_json::json!({
+            "video_id": s.video_id.as_str(),
+            "job_id": s.job_id.to_string(),
+            "summary": s.summary,
+            "key_points": key_points,
+            "summarizer": s.summarizer,
+        });
+        self.put_summaries.submit(ArtifactRow::new(&s.video_id, row)).await
     }
 
     async fn get_summary(&self, video_id: &VideoId) -> PortResult<Option<Summary>> {
-        let Some(row) = sqlx::query("SELECT * FROM summaries WHERE video_id = ?")
-            .bind(video_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)?
-        else {
-            return Ok(None);
-        };
-        let key_points: String = row.get("key_points");
-        let job_id: String = row.get("job_id");
-        Ok(Some(Summary {
-            video_id: video_id.clone(),
-            summary: row.get("summary"),
-            key_points: serde_json::from_str(&key_points)
-                .map_err(|e| PortError::Corrupt(format!("key points: {e}")))?,
-            summarizer: row.get("summarizer"),
-            job_id: parse("job id", &job_id)?,
-        }))
+        self.get_summaries.submit(video_id.clone()).await
     }
 
     async fn summarized(&self, video_ids: &[VideoId]) -> PortResult<HashSet<VideoId>> {
@@ -989,6 +1078,29 @@ mod tests {
     async fn sqlite_artifact_store_conforms() {
         let (_dir, store) = store().await;
         conformance::artifact_store(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_puts_keeps_the_later_of_a_video_put_twice_and_fails_only_a_bad_one() {
+        let (_dir, store) = store().await;
+        let puts = ArtifactPuts { writer: store.writer.clone(), upsert: UPSERT_SUMMARIES };
+        let [a, b, c] = ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"].map(|id| VideoId::parse(id).unwrap());
+        let job_id = JobId::new();
+        let row = |id: &VideoId, summary: Option<&str>| {
+            let columns = serde_json::json!({ "video_id": id.as_str(), "job_id": job_id.to_string(),
+                "summary": summary, "key_points": "[]", "summarizer": "textrank" });
+            ArtifactRow::new(id, columns)
+        };
+        // `c` without a summary breaks NOT NULL: its round is refused, then written put by put.
+        let rows = [row(&a, Some("first")), row(&b, Some("only")), row(&c, None), row(&a, Some("second"))];
+        let results = puts.apply(&rows).await;
+        assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok(), "{results:?}");
+        assert!(matches!(results[2], Err(PortError::Other(_))), "{results:?}");
+        let store = &store;
+        let summary = |id| async move { store.get_summary(id).await.unwrap().map(|s| s.summary) };
+        assert_eq!(summary(&a).await.as_deref(), Some("second"), "the later put wins");
+        assert_eq!(summary(&b).await.as_deref(), Some("only"));
+        assert_eq!(summary(&c).await, None);
     }
 
     #[tokio::test]

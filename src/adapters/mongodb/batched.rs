@@ -13,7 +13,7 @@ use mongodb::bson::{self, RawArrayBuf, RawDocument, RawDocumentBuf, doc};
 use mongodb::{Collection, Database};
 
 use super::{DUPLICATE_KEY, TRANSIENT_CODES, translate, upsert};
-use crate::adapters::group_commit::{Apply, rounds};
+use crate::adapters::group_commit::{Apply, by_size, rounds};
 use crate::domain::VideoId;
 use crate::ports::{PortError, PortResult};
 
@@ -134,24 +134,6 @@ fn server_error(code: Option<i32>, message: &str) -> PortError {
     }
 }
 
-/// Consecutive runs of `items` whose sizes add up to at most `limit` (an item over it alone).
-fn by_size<T: Copy>(items: &[T], size: impl Fn(&T) -> usize, limit: usize) -> Vec<Vec<T>> {
-    let mut runs: Vec<Vec<T>> = Vec::new();
-    let mut total = 0;
-    for item in items {
-        let bytes = size(item);
-        match runs.last_mut() {
-            Some(run) if total + bytes <= limit => run.push(*item),
-            _ => {
-                runs.push(vec![*item]);
-                total = 0;
-            }
-        }
-        total += bytes;
-    }
-    runs
-}
-
 /// Reads the documents of one collection by video id, decoding each with `decode`.
 pub struct Gets<T> {
     pub collection: Collection<RawDocumentBuf>,
@@ -207,13 +189,6 @@ pub async fn find_by_video(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn runs_hold_what_fits_and_an_item_over_the_limit_alone() {
-        let sizes = [3, 4, 2, 9, 1, 1];
-        assert_eq!(by_size(&sizes, |s| *s, 8), [vec![3, 4], vec![2], vec![9], vec![1, 1]]);
-        assert_eq!(by_size(&[0usize; 0], |s| *s, 8), Vec::<Vec<usize>>::new());
-    }
 
     #[tokio::test]
     async fn the_write_concern_of_the_url_goes_in_the_command() {
