@@ -1,8 +1,10 @@
 //! StagePool: one per stage. Consumes the stage's queue with at most `stages.<stage>.workers`
 //! commands running at once (the rest wait in the queue: backpressure, not memory), runs each on its
 //! own task so a panic is contained, bounds it by the stage timeout, publishes the resulting events
-//! (or a `stage_failed` event) and only then acknowledges the delivery. If the consumer breaks the
-//! pool fails and the RootSupervisor restarts it.
+//! (or a `stage_failed` event) and only then acknowledges the delivery. A worker is free for the
+//! next command once the work is done: recording how the attempt ended, publishing and the ack go
+//! on beside it (at most as many commands again, [`FINISHING_PER_WORKER`]). If the consumer breaks
+//! the pool fails and the RootSupervisor restarts it.
 //!
 //! The pool owns its running work: the workers are a `JoinSet` held by the pump's drain, and each
 //! stage runs under an abort-on-drop handle, so stopping the pool (or a timeout) stops the work
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -133,7 +135,8 @@ impl Actor for StagePool {
             node: args.node.into(),
             work: self.deps.stages.get(stage),
             counters: counters.clone(),
-            permits: Arc::new(Semaphore::new(workers)),
+            slots: Arc::new(Semaphore::new(workers)),
+            held: Arc::new(Semaphore::new(workers.saturating_mul(FINISHING_PER_WORKER))),
             running: JoinSet::new(),
         };
         tracing::debug!(%stage, workers, "stage pool started");
@@ -167,14 +170,22 @@ impl Actor for StagePool {
     }
 }
 
-/// The pool's workers: each delivery waits for a free worker, then runs on a task of the set.
-/// Dropping the set (the pool's pump is aborted) aborts every running command.
+/// Commands a pool holds at once, per worker: one running, and one whose worker has moved on while
+/// its attempt's end is recorded, its result published and its delivery acknowledged.
+pub const FINISHING_PER_WORKER: usize = 2;
+
+/// The pool's workers: each delivery waits until the pool holds fewer than
+/// [`FINISHING_PER_WORKER`] × workers commands, then runs on a task of the set, where it waits for
+/// a free worker (see [`Slot`]). Dropping the set (the pool's pump is aborted) aborts every command.
 struct Workers {
     deps: Deps,
     node: Arc<str>,
     work: Arc<dyn StageWork>,
     counters: Arc<Counters>,
-    permits: Arc<Semaphore>,
+    /// One per worker.
+    slots: Arc<Semaphore>,
+    /// One per command held.
+    held: Arc<Semaphore>,
     running: JoinSet<()>,
 }
 
@@ -186,16 +197,35 @@ impl Drain<Delivery> for Workers {
                 tracing::error!(error = %e, "stage worker crashed");
             }
         }
-        let permit = self.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?; // never closed
-        let (deps, work, counters, node) =
-            (self.deps.clone(), self.work.clone(), self.counters.clone(), self.node.clone());
+        let held = self.held.clone().acquire_owned().await.map_err(|e| e.to_string())?; // never closed
+        let (deps, work, counters, node, slots) =
+            (self.deps.clone(), self.work.clone(), self.counters.clone(), self.node.clone(), self.slots.clone());
         self.running.spawn(async move {
-            counters.running.fetch_add(1, Ordering::Relaxed);
-            handle_delivery(&deps, &node, work, delivery, &counters).await;
-            counters.running.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            let Ok(permit) = slots.acquire_owned().await else { return }; // never closed
+            let slot = Slot::taken(permit, counters.clone());
+            handle_delivery(&deps, &node, work, delivery, &counters, slot).await;
+            drop(held);
         });
         Ok(())
+    }
+}
+
+/// A worker, from taking a command until its work has ended: the command counts as running.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    counters: Arc<Counters>,
+}
+
+impl Slot {
+    fn taken(permit: OwnedSemaphorePermit, counters: Arc<Counters>) -> Self {
+        counters.running.fetch_add(1, Ordering::Relaxed);
+        Self { _permit: permit, counters }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counters.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -207,7 +237,14 @@ pub const EARLY_ACK_AFTER: Duration = Duration::from_secs(20 * 60);
 
 /// Runs one command and reports it: events first, ack after (at-least-once) — or ack first for
 /// stages that may outlast the broker's acknowledgement timeout (see [`EARLY_ACK_AFTER`]).
-async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, delivery: Delivery, counters: &Counters) {
+async fn handle_delivery(
+    deps: &Deps,
+    node: &str,
+    work: Arc<dyn StageWork>,
+    delivery: Delivery,
+    counters: &Counters,
+    slot: Slot,
+) {
     let command = delivery.command;
     let stage = command.stage;
     // Registered before the check: a cancel recorded after it reaches this execution.
@@ -254,6 +291,8 @@ async fn handle_delivery(deps: &Deps, node: &str, work: Arc<dyn StageWork>, deli
         Err(why) => return stopped(deps, &command, &*delivery.acker, early_ack, why).await,
     };
     deps.steps.record(Step::Work, started.elapsed());
+    // The worker is free for the next command; this one's end is recorded beside it.
+    drop(slot);
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
         Ok(Ok(Ok(events))) => Ok(events),
@@ -502,6 +541,77 @@ mod tests {
         let attempts = ports.deps.store.list_attempts(job).await.unwrap();
         assert_eq!(attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(), [Some(AttemptOutcome::TimedOut)]);
         assert_eq!(ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap().failed, 1);
+        pool.stop(None);
+    }
+
+    /// The in-process bus, its acks held until `gate` lets each through.
+    struct GatedAcks {
+        inner: crate::adapters::embedded::InProcessCommandBus,
+        gate: Arc<Semaphore>,
+    }
+
+    struct GatedAcker {
+        inner: Box<dyn crate::ports::Acker>,
+        gate: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl crate::ports::Acker for GatedAcker {
+        async fn ack(&self) -> crate::ports::PortResult<()> {
+            self.gate.acquire().await.expect("gate open").forget();
+            self.inner.ack().await
+        }
+
+        async fn nack(&self, requeue: bool, reason: &str) -> crate::ports::PortResult<()> {
+            self.inner.nack(requeue, reason).await
+        }
+    }
+
+    #[async_trait]
+    impl crate::ports::CommandBus for GatedAcks {
+        async fn send(&self, command: StageCommand) -> crate::ports::PortResult<()> {
+            self.inner.send(command).await
+        }
+
+        async fn consume(
+            &self,
+            stage: Stage,
+            prefetch: usize,
+        ) -> crate::ports::PortResult<crate::ports::DeliveryStream> {
+            let gate = self.gate.clone();
+            let stream = self.inner.consume(stage, prefetch).await?.map(move |delivery| {
+                delivery.map(|d| Delivery {
+                    command: d.command,
+                    acker: Box::new(GatedAcker { inner: d.acker, gate: gate.clone() }),
+                })
+            });
+            Ok(stream.boxed())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_runs_the_next_command_while_the_last_one_is_acknowledged() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = ran.clone();
+        let work = Arc::new(FnWork(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Vec::new()) }
+        }));
+        // (A timeout under EARLY_ACK_AFTER: acknowledged when done, not when taken.)
+        let mut ports = TestPorts::new(settings(1, 60), work).await;
+        let gate = Arc::new(Semaphore::new(0));
+        ports.deps.commands = Arc::new(GatedAcks { inner: Default::default(), gate: gate.clone() });
+        let pool = spawn_pool(&ports, Stage::Download).await;
+        for video in ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"] {
+            ports.deps.commands.send(ports.current_command(Stage::Download, video).await).await.unwrap();
+        }
+        // One worker, and no ack has returned: the first command's ack holds no worker, so the
+        // second runs; the pool holds two commands per worker, so the third waits for an ack.
+        eventually("two commands ran before any ack", || ran.load(Ordering::SeqCst) == 2).await;
+        let stats = ractor::call_t!(pool, StagePoolMsg::Stats, 1_000).unwrap();
+        assert_eq!((stats.running, stats.succeeded), (0, 2), "both done, neither holding the worker");
+        gate.add_permits(3);
+        eventually("the third ran once an ack returned", || ran.load(Ordering::SeqCst) == 3).await;
         pool.stop(None);
     }
 
