@@ -68,7 +68,6 @@ impl TestAppBuilder {
     }
 
     /// Runs only these stage pools (as `serve --stages`); all by default.
-    #[cfg(feature = "production")]
     pub fn pools(mut self, pools: Vec<Stage>) -> Self {
         self.pools = pools;
         self

@@ -49,6 +49,7 @@ async fn job_videos(app: &TestApp, job_id: &str) -> Vec<String> {
     job["videos"].as_array().unwrap().iter().map(|v| v["video_id"].as_str().unwrap().to_owned()).collect()
 }
 
+#[cfg(feature = "production")]
 fn feed_requests(standin: &StandIn, channel: &str) -> usize {
     standin.requests().iter().filter(|r| r.starts_with("/feeds/videos.xml") && r.contains(channel)).count()
 }
