@@ -1,11 +1,15 @@
 //! Whisper's mel filter bank, computed the way `librosa.filters.mel(sr=16000, n_fft=400,
 //! n_mels=80)` does (Slaney mel scale, Slaney area normalisation, `float32` output), so the
-//! converted model carries the same filters as openai-whisper's `mel_filters.npz`.
+//! converted model carries the same filters as openai-whisper's `mel_filters.npz`; and the
+//! log-mel spectrogram Whisper's encoder reads, computed as openai-whisper's
+//! `log_mel_spectrogram` does.
 
 /// Whisper's audio sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;
 /// Whisper's STFT window length.
 pub const N_FFT: usize = 400;
+/// Samples between two spectrogram frames (10 ms).
+pub const HOP_LENGTH: usize = 160;
 
 const F_SP: f64 = 200.0 / 3.0;
 const MIN_LOG_HZ: f64 = 1000.0;
@@ -72,6 +76,64 @@ pub fn mel_filters(sample_rate: u32, n_fft: usize, n_mels: usize) -> Vec<f32> {
     weights
 }
 
+/// The log-mel spectrogram of 16 kHz `samples` through `filters` ([`mel_filters`] of
+/// [`N_FFT`], `n_mels` rows), as openai-whisper computes it: a centred STFT (reflect padding,
+/// periodic Hann window, hop [`HOP_LENGTH`]) whose last frame is dropped, power spectrum through
+/// the filters, `log10` clamped at 1e-10, floored 8 below its maximum, then `(x + 4) / 4`.
+///
+/// Row major: `n_mels` rows of `samples.len() / HOP_LENGTH` frames. Needs more than
+/// `N_FFT / 2` samples (callers pad with 30 s of silence, as Whisper does).
+pub fn log_mel_spectrogram(samples: &[f32], filters: &[f32], n_mels: usize) -> Vec<f32> {
+    let bins = n_bins(N_FFT);
+    assert_eq!(filters.len(), n_mels * bins, "filters are not {n_mels} × {bins}");
+    let pad = N_FFT / 2;
+    let n = samples.len();
+    assert!(n > pad, "{n} samples are too few for a centred STFT");
+    // torch.stft(center=True, pad_mode="reflect"): the edge sample is not repeated.
+    let mut padded = Vec::with_capacity(n + 2 * pad);
+    padded.extend((1..=pad).rev().map(|i| samples[i]));
+    padded.extend_from_slice(samples);
+    padded.extend((0..pad).map(|i| samples[n - 2 - i]));
+    let frames = n / HOP_LENGTH;
+
+    let window: Vec<f32> =
+        (0..N_FFT).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / N_FFT as f64).cos() as f32).collect();
+    // Each filter is a triangle over a few bins: only those are multiplied.
+    let spans: Vec<(usize, usize)> = filters
+        .chunks(bins)
+        .map(|row| {
+            let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let last = row.iter().rposition(|&w| w != 0.0).map_or(0, |i| i + 1);
+            (first, last.max(first))
+        })
+        .collect();
+    let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
+    let (mut input, mut spectrum) = (fft.make_input_vec(), fft.make_output_vec());
+    let mut scratch = fft.make_scratch_vec();
+    let mut power = vec![0f32; bins];
+    let mut mel = vec![0f32; n_mels * frames];
+    for frame in 0..frames {
+        let start = frame * HOP_LENGTH;
+        for ((x, &s), &w) in input.iter_mut().zip(&padded[start..start + N_FFT]).zip(&window) {
+            *x = s * w;
+        }
+        fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch).expect("buffers sized by the plan");
+        for (p, c) in power.iter_mut().zip(&spectrum) {
+            *p = c.norm_sqr();
+        }
+        for (row, &(first, last)) in spans.iter().enumerate() {
+            let weights = &filters[row * bins + first..row * bins + last];
+            let energy: f32 = weights.iter().zip(&power[first..last]).map(|(w, p)| w * p).sum();
+            mel[row * frames + frame] = energy.max(1e-10).log10();
+        }
+    }
+    let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in &mut mel {
+        *x = (x.max(max - 8.0) + 4.0) / 4.0;
+    }
+    mel
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +187,70 @@ mod tests {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
         assert_eq!(hash, 0x173a_8442_ad00_0426);
+    }
+
+    fn tone(hz: f32, seconds: usize) -> Vec<f32> {
+        (0..seconds * SAMPLE_RATE as usize)
+            .map(|i| 0.5 * (std::f32::consts::TAU * hz * i as f32 / SAMPLE_RATE as f32).sin())
+            .collect()
+    }
+
+    #[test]
+    fn a_tone_peaks_in_the_filter_around_its_frequency() {
+        let filters = mel_filters(SAMPLE_RATE, N_FFT, 80);
+        let mel = log_mel_spectrogram(&tone(1000.0, 2), &filters, 80);
+        let frames = 2 * SAMPLE_RATE as usize / HOP_LENGTH;
+        assert_eq!(mel.len(), 80 * frames);
+        // A middle frame's loudest band is the one centred nearest 1 kHz.
+        let frame = frames / 2;
+        let column: Vec<f32> = (0..80).map(|row| mel[row * frames + frame]).collect();
+        let loudest = (0..80).max_by(|&a, &b| column[a].total_cmp(&column[b])).unwrap();
+        let centre = |row: usize| {
+            let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(8000.0));
+            mel_to_hz(lo + (hi - lo) * (row + 1) as f64 / 81.0)
+        };
+        assert!((centre(loudest) - 1000.0).abs() < 60.0, "band {loudest} centred at {} Hz", centre(loudest));
+        // Whisper's dynamic range: nothing more than 8 (log10 units) below the peak, scaled by 1/4.
+        let (min, max) = mel.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        assert!((max - min - 2.0).abs() < 1e-5, "range {min}..{max}");
+    }
+
+    /// faster-whisper 1.2.1's `FeatureExtractor()(x, padding=0)` (numpy) on one second of
+    /// `0.3 sin(440 Hz) + 0.2 sin(3 kHz) · t`: entries at the edges, on both tones and at the floor.
+    #[test]
+    fn matches_faster_whispers_feature_extractor() {
+        let n = SAMPLE_RATE as usize;
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f64 / f64::from(SAMPLE_RATE);
+                (0.3 * (std::f64::consts::TAU * 440.0 * t).sin()
+                    + 0.2 * (std::f64::consts::TAU * 3000.0 * t).sin() * (i as f64 / n as f64)) as f32
+            })
+            .collect();
+        let mel = log_mel_spectrogram(&x, &mel_filters(SAMPLE_RATE, N_FFT, 80), 80);
+        assert_eq!(mel.len(), 80 * 100);
+        let reference = [
+            (0, 0, 0.872_354_4),
+            (9, 50, 1.048_466_8),
+            (10, 50, 1.237_813_6),
+            (11, 3, 1.327_279_4),
+            (45, 80, -0.672_720_55),
+            (46, 99, -0.371_580_36),
+            (79, 0, -0.192_615_99),
+        ];
+        for (row, frame, expected) in reference {
+            let got = mel[row * 100 + frame];
+            assert!((got - expected).abs() < 1e-4, "({row}, {frame}): {got} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn silence_is_the_floor_everywhere() {
+        let filters = mel_filters(SAMPLE_RATE, N_FFT, 80);
+        let mel = log_mel_spectrogram(&[0.0; 3200], &filters, 80);
+        assert_eq!(mel.len(), 80 * 20);
+        // log10(1e-10) = -10 → (-10 + 4) / 4.
+        assert!(mel.iter().all(|&x| (x + 1.5).abs() < 1e-6), "{:?}", &mel[..4]);
     }
 
     #[test]
