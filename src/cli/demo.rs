@@ -13,6 +13,15 @@ use crate::stages::settings::TranscriptionBackend;
 
 /// `tubesum demo`: a local channel made with espeak-ng and ffmpeg, served on loopback.
 pub async fn run(mut settings: Settings, out: &Path) -> anyhow::Result<()> {
+    let ct2 = &settings.ctranslate2.model;
+    if settings.transcription.backend == TranscriptionBackend::Ctranslate2 && !ct2.join("model.bin").is_file() {
+        bail!(
+            "the CTranslate2 Whisper model is missing at {}: run scripts/setup.sh (it installs \
+             faster-whisper tiny.en there), or point ctranslate2.model / TUBESUM_CTRANSLATE2__MODEL at a \
+             faster-whisper model directory",
+            ct2.display()
+        );
+    }
     if settings.transcription.backend == TranscriptionBackend::Whisper && !settings.whisper.model.is_file() {
         bail!(
             "the whisper model {} is missing: run `tubesum models fetch tiny.en` (or `tubesum models import-ct2 DIR {}`), \

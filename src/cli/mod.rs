@@ -211,7 +211,17 @@ fn version() -> &'static str {
         ];
         let backends: Vec<&str> =
             std::iter::once("embedded").chain(carried.iter().filter(|(_, on)| *on).map(|(name, _)| *name)).collect();
-        let whisper = if cfg!(feature = "whisper") { "local whisper" } else { "no local whisper" };
+        let engines: Vec<&str> =
+            [("CTranslate2", cfg!(feature = "ctranslate2")), ("whisper.cpp", cfg!(feature = "whisper"))]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| *name)
+                .collect();
+        let whisper = if engines.is_empty() {
+            "no local whisper".to_owned()
+        } else {
+            format!("local whisper: {}", engines.join(", "))
+        };
         format!("{} (backends: {}; {whisper})", env!("CARGO_PKG_VERSION"), backends.join(", "))
     });
     &VERSION

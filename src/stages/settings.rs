@@ -22,6 +22,7 @@ pub struct StageSettings {
     pub audio: AudioSettings,
     pub transcription: TranscriptionSettings,
     pub whisper: WhisperSettings,
+    pub ctranslate2: Ctranslate2Settings,
     pub openai_transcription: OpenAiTranscriptionSettings,
     pub llm: LlmSettings,
     pub summary: SummarySettings,
@@ -113,6 +114,9 @@ pub struct AudioSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TranscriptionBackend {
+    /// Whisper on CTranslate2 (faster-whisper's engine): a faster-whisper model directory.
+    Ctranslate2,
+    /// whisper.cpp: a ggml model file.
     Whisper,
     Openai,
 }
@@ -141,6 +145,47 @@ pub struct WhisperSettings {
     pub beam_size: u16,
     /// whisper.cpp's flash attention (fused attention kernels).
     pub flash_attention: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ctranslate2Settings {
+    /// A faster-whisper (CTranslate2) model directory: `model.bin`, `config.json`, `vocabulary.txt`.
+    pub model: PathBuf,
+    pub compute_type: Ct2ComputeType,
+    /// Threads per decode (CTranslate2's intra-op threads).
+    pub threads: u16,
+    pub no_speech_threshold: f32,
+    /// 0 or 1 = greedy decoding; >1 = beam search with that width.
+    pub beam_size: u16,
+}
+
+/// The types CTranslate2 computes in on a CPU, as it names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ct2ComputeType {
+    /// As the model was converted.
+    Default,
+    /// The fastest this CPU supports.
+    Auto,
+    Float32,
+    Int8,
+    Int8Float32,
+    Int16,
+}
+
+impl Ct2ComputeType {
+    /// As the settings spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Auto => "auto",
+            Self::Float32 => "float32",
+            Self::Int8 => "int8",
+            Self::Int8Float32 => "int8_float32",
+            Self::Int16 => "int16",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

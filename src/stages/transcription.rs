@@ -1,11 +1,13 @@
-//! Transcription: the extracted audio → a timed transcript, with local whisper.cpp (default) or an
-//! OpenAI-compatible transcription API. A video whose download already stored captions is never
+//! Transcription: the extracted audio → a timed transcript, with local Whisper on CTranslate2
+//! (default) or whisper.cpp, or an OpenAI-compatible transcription API. A video whose download already stored captions is never
 //! sent here. Silence and music must not become invented text: silent audio is not decoded at all,
 //! and segments whisper itself marks as probably-not-speech, or that are only a sound annotation
 //! ("\[Music\]", "(applause)", "♪"), are dropped. An empty transcript is a valid result.
 
 use std::path::Path;
 use std::sync::Arc;
+#[cfg(any(feature = "whisper", feature = "ctranslate2"))]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -19,6 +21,7 @@ use crate::stages::settings::{StageSettings, TranscriptionBackend};
 const SILENCE_PEAK: f32 = 0.001;
 
 /// Audio is transcribed 5 minutes at a time (19 MB of samples), however long the video.
+#[cfg(any(feature = "whisper", feature = "ctranslate2"))]
 const WINDOW_SECS: u32 = 300;
 
 /// A speech-to-text engine.
@@ -49,6 +52,7 @@ impl Transcription {
 /// The engine the settings choose (`transcription.backend`).
 pub fn recognizer(settings: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
     Ok(match settings.transcription.backend {
+        TranscriptionBackend::Ctranslate2 => ctranslate2_recognizer(settings)?,
         TranscriptionBackend::Whisper => whisper_recognizer(settings)?,
         TranscriptionBackend::Openai => Arc::new(OpenAiRecognizer::new(settings)),
     })
@@ -56,6 +60,71 @@ pub fn recognizer(settings: &StageSettings) -> Result<Arc<dyn Recognizer>, Stage
 
 #[cfg(feature = "whisper")]
 pub use whisper::build_features as whisper_build_features;
+
+#[cfg(feature = "ctranslate2")]
+mod ctranslate2;
+
+/// Whisper on CTranslate2 as the settings configure it: one replica per transcription worker.
+#[cfg(feature = "ctranslate2")]
+pub fn ctranslate2_recognizer(settings: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
+    Ok(Arc::new(ctranslate2::Ct2Recognizer::new(
+        settings.ctranslate2.clone(),
+        settings.transcription.language.clone(),
+        settings.stages.workers(crate::domain::Stage::Transcription),
+    )))
+}
+
+/// Whisper on CTranslate2 as the settings configure it.
+#[cfg(not(feature = "ctranslate2"))]
+pub fn ctranslate2_recognizer(_: &StageSettings) -> Result<Arc<dyn Recognizer>, StageError> {
+    Err(StageError::Permanent(
+        "this build of tubesum has no CTranslate2 (built without the `ctranslate2` feature); \
+         set transcription.backend = \"whisper\" or \"openai\""
+            .into(),
+    ))
+}
+
+/// A local engine's run over the WAV at `wav`: on a blocking thread, one window of audio in memory
+/// at a time, silent windows not decoded at all; `decode` turns a window's samples into segments
+/// (timed from the window's start). The decode runs on a blocking thread, which dropping this
+/// future (a timeout, a pool stopped) cannot stop: the flag `decode` is given is set then, and
+/// the engine abandons the work.
+#[cfg(any(feature = "whisper", feature = "ctranslate2"))]
+async fn transcribe_windows<F>(wav: &Path, language: String, engine: &str, decode: F) -> Result<Recognized, StageError>
+where
+    F: Fn(&[f32], &AtomicBool) -> Result<Vec<Segment>, StageError> + Send + 'static,
+{
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = cancel.0.clone();
+    let wav = wav.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut segments = Vec::new();
+        for window in audio::Windows::open(&wav, WINDOW_SECS)? {
+            let window = window?;
+            if is_silent(&window.samples) {
+                continue;
+            }
+            let decoded = decode(&window.samples, &flag)?;
+            segments.extend(decoded.into_iter().map(|s| s.shifted(window.start_secs)));
+        }
+        Ok(Recognized { source: TranscriptSource::Whisper, language: Some(language), segments })
+    })
+    .await
+    .map_err(|e| StageError::Retryable(format!("{engine} worker crashed: {e}")))?;
+    drop(cancel);
+    result
+}
+
+/// Sets its flag when dropped: the stage's future went away before the decode ended.
+#[cfg(any(feature = "whisper", feature = "ctranslate2"))]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+#[cfg(any(feature = "whisper", feature = "ctranslate2"))]
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Local whisper.cpp as the settings configure it.
 #[cfg(feature = "whisper")]
@@ -156,10 +225,10 @@ mod whisper {
     use tokio::sync::OnceCell;
     use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
-    use super::{Recognized, Recognizer, is_silent};
-    use crate::domain::{Segment, TranscriptSource};
+    use super::{Recognized, Recognizer};
+    use crate::domain::Segment;
+    use crate::stages::StageError;
     use crate::stages::settings::WhisperSettings;
-    use crate::stages::{StageError, audio};
 
     /// OpenBLAS's own thread pool, sized like whisper's (`whisper.threads` per decode): left at
     /// its default (one thread per core) it would busy-wait beside the other workers' decodes.
@@ -255,45 +324,18 @@ mod whisper {
     impl Recognizer for WhisperRecognizer {
         async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError> {
             let context = self.context().await?;
-            let wav = wav.to_owned();
-            let settings = self.settings.clone();
-            let language = self.language.clone();
-            // The decode runs on a blocking thread, which dropping this future cannot stop: the
-            // guard tells whisper.cpp to abandon it instead (a timeout, a pool stopped).
-            let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-            let flag = cancel.0.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                // One window in memory at a time; silent windows are not decoded at all.
-                let mut segments = Vec::new();
-                for window in audio::Windows::open(&wav, super::WINDOW_SECS)? {
-                    let window = window?;
-                    if is_silent(&window.samples) {
-                        continue;
-                    }
-                    let decoded = decode(&context, &settings, &language, &window.samples, &flag)?;
-                    segments.extend(decoded.into_iter().map(|s| s.shifted(window.start_secs)));
-                }
-                Ok(Recognized { source: TranscriptSource::Whisper, language: Some(language), segments })
+            let (settings, language) = (self.settings.clone(), self.language.clone());
+            // whisper.cpp checks the flag through its abort callback.
+            super::transcribe_windows(wav, language.clone(), "whisper", move |samples, cancel| {
+                decode(&context, &settings, &language, samples, cancel)
             })
             .await
-            .map_err(|e| StageError::Retryable(format!("whisper worker crashed: {e}")))?;
-            drop(cancel);
-            result
-        }
-    }
-
-    /// Sets its flag when dropped: the stage's future went away before the decode ended.
-    struct CancelOnDrop(Arc<AtomicBool>);
-
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
         }
     }
 
     /// whisper.cpp's abort callback: true once the decode's cancel flag is set.
     unsafe extern "C" fn abort_when_cancelled(data: *mut c_void) -> bool {
-        // SAFETY: `data` points at the AtomicBool of an Arc that `decode` borrows for as long as
+        // SAFETY: `data` points at the AtomicBool `decode` borrows for as long as
         // whisper.cpp may call this (the whole `full` call).
         unsafe { &*(data as *const AtomicBool) }.load(Ordering::Relaxed)
     }
@@ -304,7 +346,7 @@ mod whisper {
         settings: &WhisperSettings,
         language: &str,
         samples: &[f32],
-        cancel: &Arc<AtomicBool>,
+        cancel: &AtomicBool,
     ) -> Result<Vec<Segment>, StageError> {
         let failed = |e: whisper_rs::WhisperError| StageError::Retryable(format!("whisper failed: {e}"));
         let mut state = context.create_state().map_err(failed)?;
@@ -327,7 +369,7 @@ mod whisper {
         // callback reads the flag directly. SAFETY: `cancel` outlives the `full` call below.
         unsafe {
             params.set_abort_callback(Some(abort_when_cancelled));
-            params.set_abort_callback_user_data(Arc::as_ptr(cancel) as *mut c_void);
+            params.set_abort_callback_user_data(std::ptr::from_ref(cancel) as *mut c_void);
         }
         state.full(params, samples).map_err(failed)?;
         let mut out = Vec::new();

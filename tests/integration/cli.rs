@@ -8,7 +8,7 @@ use youtube_standin::Segment;
 use youtube_standin::media;
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{poll_until, stdout_of, whisper_model, yt_dlp};
+use crate::helpers::{ct2_model_dir, poll_until, stdout_of, whisper_model, yt_dlp};
 
 const CHANNEL: &str = "UCclicliclicliclicliclic";
 
@@ -23,6 +23,8 @@ async fn has_postgres() -> bool {
     let output = Command::new(binary()).arg("--version").output().await.unwrap();
     let version = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(version.contains("(backends: embedded"), "{version}");
+    // Both local engines, in every build the test command makes.
+    assert!(version.contains("local whisper: CTranslate2, whisper.cpp)"), "{version}");
     version.contains("postgres")
 }
 
@@ -45,6 +47,7 @@ fn tubesum(standin: &StandIn, data: &std::path::Path) -> Command {
     cmd.env("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template())
         .env("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template())
         .env("TUBESUM_WHISPER__MODEL", whisper_model())
+        .env("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir())
         .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
         .env("TUBESUM_DATA_DIR", data)
         .stdin(Stdio::null())
@@ -140,6 +143,7 @@ async fn demo_summarizes_its_local_channel() {
     let stdout = stdout_of(
         Command::new(binary())
             .env("TUBESUM_WHISPER__MODEL", whisper_model())
+            .env("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir())
             .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
             .env("TUBESUM_DATA_DIR", dir.path().join("data"))
             .env("TUBESUM_WHISPER__THREADS", "1")
@@ -224,17 +228,20 @@ async fn the_api_benchmark_reports_both_loads() {
     }
 }
 
-/// `bench transcription` on the stand-in's speech, two files at once: speed and word error rate
-/// per file and over all; on named files, the reference text is read from beside each one.
+/// `bench transcription` on the stand-in's speech, two files at once, with the default engine
+/// (Whisper on CTranslate2): speed and word error rate per file and over all; on named files, with
+/// whisper.cpp, the reference text is read from beside each one.
 #[tokio::test]
 async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
-    let run = |args: Vec<std::ffi::OsString>| async move {
+    let run = |backend: &'static str, args: Vec<std::ffi::OsString>| async move {
         stdout_of(
             Command::new(binary())
                 .args(["bench", "transcription"])
                 .args(args)
+                .env("TUBESUM_TRANSCRIPTION__BACKEND", backend)
                 .env("TUBESUM_WHISPER__MODEL", whisper_model())
-                .env("TUBESUM_WHISPER__THREADS", "1"),
+                .env("TUBESUM_WHISPER__THREADS", "1")
+                .env("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir()),
         )
         .await
     };
@@ -248,8 +255,9 @@ async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
     };
 
     let kept = tempfile::tempdir().unwrap();
-    let report = run(vec!["--workers".into(), "2".into(), "--keep-audio".into(), kept.path().into()]).await;
-    assert!(report.contains("engine: whisper.cpp") && report.contains("2 workers at once"), "{report}");
+    let report =
+        run("ctranslate2", vec!["--workers".into(), "2".into(), "--keep-audio".into(), kept.path().into()]).await;
+    assert!(report.contains("engine: Whisper on CTranslate2") && report.contains("2 workers at once"), "{report}");
     for name in ["demoBeesHny", "demoBicycle", "demoSkyBlue", "all"] {
         let (speed, wer) = row(&report, name);
         assert!(speed > 0.0, "{report}");
@@ -271,7 +279,8 @@ async fn the_transcription_benchmark_reports_speed_and_word_error_rate() {
     media::speak(said, &talk).await.unwrap();
     std::fs::write(dir.path().join("talk.txt"), said).unwrap();
     media::silence(2.0, &quiet).await.unwrap();
-    let report = run(vec![talk.into(), quiet.into()]).await;
+    let report = run("whisper", vec![talk.into(), quiet.into()]).await;
+    assert!(report.contains("engine: whisper.cpp"), "{report}");
     assert!(row(&report, "talk.wav").1.is_some_and(|wer| wer < 40.0), "{report}");
     assert!(report.contains("| quiet.m4a | 2.0 s |") && report.contains("no reference text"), "{report}");
 }

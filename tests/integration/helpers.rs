@@ -95,7 +95,7 @@ impl TestAppBuilder {
     }
 }
 
-/// Settings that send every YouTube request to the stand-in, and the test whisper model.
+/// Settings that send every YouTube request to the stand-in, and the test Whisper models.
 pub fn standin_env(standin: &youtube_standin::StandIn) -> Vec<(&'static str, String)> {
     vec![
         ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
@@ -103,6 +103,7 @@ pub fn standin_env(standin: &youtube_standin::StandIn) -> Vec<(&'static str, Str
         ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
         ("TUBESUM_YOUTUBE__HANDLE_URL", standin.handle_url_template()),
         ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+        ("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir().display().to_string()),
     ]
 }
 

@@ -98,6 +98,7 @@ async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
         ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
         ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+        ("TUBESUM_CTRANSLATE2__MODEL", crate::helpers::ct2_model_dir().display().to_string()),
         ("TUBESUM_LLM__BASE_URL", llm.base_url.clone()),
         ("TUBESUM_LLM__MODEL", "test-model".into()),
         ("TUBESUM_LLM__API_KEY", "sk-test".into()),

@@ -137,6 +137,7 @@ impl Isolation {
             ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
             ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
             ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
+            ("TUBESUM_CTRANSLATE2__MODEL", crate::helpers::ct2_model_dir().display().to_string()),
             ("TUBESUM_DOWNLOAD__YT_DLP", crate::helpers::yt_dlp().display().to_string()),
         ]);
         env

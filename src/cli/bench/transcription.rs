@@ -219,10 +219,25 @@ async fn transcribe_all(recognizer: &dyn Recognizer, queue: &Queue) -> anyhow::R
 }
 
 fn describe(settings: &StageSettings) -> String {
+    let threads = |n: u16| if n == 1 { "1 thread".to_owned() } else { format!("{n} threads") };
     match settings.transcription.backend {
+        TranscriptionBackend::Ctranslate2 => {
+            let c = &settings.ctranslate2;
+            #[cfg(not(feature = "ctranslate2"))]
+            let build = " (not built in)";
+            #[cfg(feature = "ctranslate2")]
+            let build = "";
+            format!(
+                "Whisper on CTranslate2{build}, {}, {}, {} per file, beam {}",
+                c.model.display(),
+                c.compute_type.name(),
+                threads(c.threads),
+                c.beam_size
+            )
+        }
         TranscriptionBackend::Whisper => {
             let w = &settings.whisper;
-            let threads = if w.threads == 1 { "1 thread".to_owned() } else { format!("{} threads", w.threads) };
+            let threads = threads(w.threads);
             #[cfg(feature = "whisper")]
             let build = format!(" (built with {})", crate::stages::transcription::whisper_build_features());
             #[cfg(not(feature = "whisper"))]
