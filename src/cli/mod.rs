@@ -136,8 +136,8 @@ pub enum BenchCommand {
     },
     /// Speed (times real time) and word error rate of the configured transcription engine on
     /// audio files (`talk.txt` beside `talk.mp3` is its reference text), or on the stand-in's
-    /// espeak-ng speech when none are named. With `--minutes`: the peak memory of local whisper
-    /// on generated audio of each length instead.
+    /// espeak-ng speech when none are named. With `--minutes`: the peak memory of the configured
+    /// local engine on generated audio of each length instead.
     Transcription {
         /// Audio or video files (anything ffmpeg reads).
         files: Vec<PathBuf>,

@@ -3,9 +3,9 @@
 //! user can choose model, quantization, threads and workers on their own machine.
 //!
 //! `tubesum bench transcription --minutes 10 --minutes 120`: the peak memory of transcribing
-//! audio of each length with local whisper, to show it does not grow with the length. Each file is
-//! 16 kHz mono WAV: five minutes of tone (one transcription window, decoded by whisper like
-//! speech) and silence after it (read window by window, and skipped as silent), so every length
+//! audio of each length with the configured local engine, to show it does not grow with the
+//! length. Each file is 16 kHz mono WAV: five minutes of tone (one transcription window, decoded
+//! like speech) and silence after it (read window by window, and skipped as silent), so every length
 //! decodes the same and differs only in how much is read. Peak RSS is the process's high-water mark
 //! (`VmHWM`), reset before each length once the model is loaded.
 
@@ -18,7 +18,7 @@ use anyhow::Context;
 use crate::app::Settings;
 use crate::stages::audio::SAMPLE_RATE;
 use crate::stages::settings::{StageSettings, TranscriptionBackend};
-use crate::stages::transcription::{Recognizer, join_text, recognizer, whisper_recognizer};
+use crate::stages::transcription::{Recognizer, join_text, recognizer};
 
 /// Audio to transcribe, 16 kHz mono WAV, and what is said in it where known.
 struct Sample {
@@ -325,7 +325,12 @@ pub struct Run {
 }
 
 pub async fn transcription(settings: Settings, minutes: &[u32]) -> anyhow::Result<Vec<Run>> {
-    let recognizer = whisper_recognizer(&settings.stage_settings()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stage_settings = settings.stage_settings();
+    anyhow::ensure!(
+        stage_settings.transcription.backend != TranscriptionBackend::Openai,
+        "--minutes measures a local engine's memory: set transcription.backend to ctranslate2 or whisper"
+    );
+    let recognizer = recognizer(&stage_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = tempfile::tempdir()?;
     // Loads the model (a silent file is not decoded), so each length is measured with it loaded.
     let warm_up = dir.path().join("warm-up.wav");

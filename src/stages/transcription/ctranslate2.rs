@@ -44,7 +44,9 @@ struct Model {
     vocabulary: Vocabulary,
     filters: Vec<f32>,
     n_mels: usize,
-    multilingual: bool,
+    /// What every window's prompt ends in: `<|startoftranscript|>`, and for a multilingual model
+    /// the language and the task.
+    start_of_transcript: Vec<String>,
 }
 
 /// The model's tokens (`vocabulary.txt`).
@@ -89,10 +91,10 @@ impl Ct2Recognizer {
     }
 
     async fn model(&self) -> Result<Arc<Model>, StageError> {
-        let (settings, replicas) = (self.settings.clone(), self.replicas);
+        let (settings, language, replicas) = (self.settings.clone(), self.language.clone(), self.replicas);
         self.model
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || load(&settings, replicas).map(Arc::new))
+                tokio::task::spawn_blocking(move || load(&settings, &language, replicas).map(Arc::new))
                     .await
                     .map_err(|e| StageError::Retryable(format!("model loader crashed: {e}")))?
             })
@@ -136,7 +138,24 @@ fn keep_decode_buffers_mapped() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_decode_buffers_mapped() {}
 
-fn load(settings: &Ctranslate2Settings, replicas: usize) -> Result<Model, StageError> {
+/// The prompt's start for `language`: an English-only model takes none (whatever the setting), a
+/// multilingual one the language's token, which must be one of its languages.
+fn start_of_transcript(multilingual: bool, language: &str, vocabulary: &Vocabulary) -> Result<Vec<String>, StageError> {
+    if !multilingual {
+        return Ok(vec!["<|startoftranscript|>".into()]);
+    }
+    let token = format!("<|{language}|>");
+    if language == "auto" || !vocabulary.bytes.iter().any(|t| t == token.as_bytes()) {
+        return Err(StageError::Permanent(format!(
+            "transcription.language {language:?} is not one of this multilingual model's languages (a code \
+             such as \"en\" or \"de\"; the CTranslate2 engine does not detect the language: set it, or use \
+             transcription.backend = \"whisper\" for \"auto\")"
+        )));
+    }
+    Ok(vec!["<|startoftranscript|>".into(), token, "<|transcribe|>".into()])
+}
+
+fn load(settings: &Ctranslate2Settings, language: &str, replicas: usize) -> Result<Model, StageError> {
     let dir = &settings.model;
     for file in ["model.bin", "config.json", "vocabulary.txt"] {
         if !dir.join(file).is_file() {
@@ -165,7 +184,7 @@ fn load(settings: &Ctranslate2Settings, replicas: usize) -> Result<Model, StageE
     let whisper = Whisper::new(dir, config).map_err(|e| cannot(&e))?;
     let n_mels = whisper.n_mels();
     Ok(Model {
-        multilingual: whisper.is_multilingual(),
+        start_of_transcript: start_of_transcript(whisper.is_multilingual(), language, &vocabulary)?,
         filters: mel::mel_filters(SAMPLE_RATE, N_FFT, n_mels),
         n_mels,
         whisper,
@@ -177,11 +196,11 @@ fn load(settings: &Ctranslate2Settings, replicas: usize) -> Result<Model, StageE
 impl Recognizer for Ct2Recognizer {
     async fn transcribe(&self, wav: &Path) -> Result<Recognized, StageError> {
         let model = self.model().await?;
-        let (settings, language) = (self.settings.clone(), self.language.clone());
+        let settings = self.settings.clone();
         // CTranslate2 cannot be stopped inside a 30-second window: a cancelled decode stops
         // before the next one.
-        super::transcribe_windows(wav, language.clone(), "CTranslate2", move |samples, cancel| {
-            decode(&model, &settings, &language, samples, cancel)
+        super::transcribe_windows(wav, self.language.clone(), "CTranslate2", move |samples, cancel| {
+            decode(&model, &settings, samples, cancel)
         })
         .await
     }
@@ -205,7 +224,6 @@ fn timestamp(token: &str) -> Option<f64> {
 fn decode(
     model: &Model,
     settings: &Ctranslate2Settings,
-    language: &str,
     samples: &[f32],
     cancel: &AtomicBool,
 ) -> Result<Vec<Segment>, StageError> {
@@ -218,11 +236,6 @@ fn decode(
     let frames = spectrogram.len() / model.n_mels;
     let content_frames = samples.len() / HOP_LENGTH;
 
-    let start_of_transcript: Vec<String> = if model.multilingual {
-        vec!["<|startoftranscript|>".into(), format!("<|{language}|>"), "<|transcribe|>".into()]
-    } else {
-        vec!["<|startoftranscript|>".into()]
-    };
     let mut history: Vec<String> = Vec::new();
     let mut segments = Vec::new();
     let mut seek = 0;
@@ -237,12 +250,12 @@ fn decode(
             let from = row * frames + seek;
             out[..size].copy_from_slice(&spectrogram[from..from + size]);
         }
-        let mut prompt: Vec<String> = Vec::with_capacity(1 + PROMPT_TOKENS + start_of_transcript.len());
+        let mut prompt: Vec<String> = Vec::with_capacity(1 + PROMPT_TOKENS + model.start_of_transcript.len());
         if !history.is_empty() {
             prompt.push("<|startofprev|>".to_owned());
             prompt.extend_from_slice(&history[history.len().saturating_sub(PROMPT_TOKENS)..]);
         }
-        prompt.extend_from_slice(&start_of_transcript);
+        prompt.extend_from_slice(&model.start_of_transcript);
         let (decoded, temperature) = generate_with_fallback(model, settings, &mut features, &prompt)?;
 
         let offset = seek as f64 / 100.0;
@@ -463,6 +476,22 @@ mod tests {
         assert!(is_silence(&with(0.9, -1.5), 0.6) && !is_silence(&with(0.9, -0.5), 0.6));
     }
 
+    #[test]
+    fn a_multilingual_model_is_prompted_with_a_language_it_knows() {
+        let tokens: [&[u8]; 4] = [b"Hello", b"<|endoftext|>", b"<|en|>", b"<|de|>"];
+        let vocabulary = Vocabulary::new(tokens.iter().map(|t| t.to_vec()).collect()).unwrap();
+        assert_eq!(
+            start_of_transcript(true, "de", &vocabulary).unwrap(),
+            ["<|startoftranscript|>", "<|de|>", "<|transcribe|>"]
+        );
+        // An English-only model takes no language token, whatever the setting.
+        assert_eq!(start_of_transcript(false, "auto", &vocabulary).unwrap(), ["<|startoftranscript|>"]);
+        for unknown in ["xx", "auto"] {
+            let err = start_of_transcript(true, unknown, &vocabulary).unwrap_err();
+            assert!(matches!(err, StageError::Permanent(_)) && err.to_string().contains(unknown), "{err}");
+        }
+    }
+
     fn settings(model: std::path::PathBuf) -> Ctranslate2Settings {
         Ctranslate2Settings {
             model,
@@ -485,7 +514,7 @@ mod tests {
     #[test]
     fn a_directory_without_a_model_is_a_permanent_error_that_says_what_to_do() {
         let empty = tempfile::tempdir().unwrap();
-        let Err(err) = load(&settings(empty.path().to_owned()), 1) else { panic!("loaded nothing") };
+        let Err(err) = load(&settings(empty.path().to_owned()), "en", 1) else { panic!("loaded nothing") };
         assert!(matches!(err, StageError::Permanent(_)), "{err}");
         assert!(
             err.to_string().contains("model.bin is missing") && err.to_string().contains("scripts/setup.sh"),
@@ -497,7 +526,7 @@ mod tests {
     #[test]
     fn a_cancelled_decode_stops_before_its_next_window() {
         let settings = settings(model_dir());
-        let model = load(&settings, 1).expect("tiny.en loads");
+        let model = load(&settings, "en", 1).expect("tiny.en loads");
         let mut x: u32 = 1;
         let hiss: Vec<f32> = (0..60 * 16_000)
             .map(|_| {
@@ -507,7 +536,7 @@ mod tests {
                 (x as f32 / u32::MAX as f32 - 0.5) * 0.2
             })
             .collect();
-        let err = decode(&model, &settings, "en", &hiss, &AtomicBool::new(true)).expect_err("decoded anyway");
+        let err = decode(&model, &settings, &hiss, &AtomicBool::new(true)).expect_err("decoded anyway");
         assert!(err.to_string().contains("cancelled"), "{err}");
     }
 }
