@@ -1,8 +1,9 @@
 //! Transcription: the extracted audio → a timed transcript, with local Whisper on CTranslate2
-//! (default) or whisper.cpp, or an OpenAI-compatible transcription API. A video whose download already stored captions is never
-//! sent here. Silence and music must not become invented text: silent audio is not decoded at all,
-//! and segments whisper itself marks as probably-not-speech, or that are only a sound annotation
-//! ("\[Music\]", "(applause)", "♪"), are dropped. An empty transcript is a valid result.
+//! (default) or whisper.cpp, or an OpenAI-compatible transcription API. A video whose download
+//! already stored captions is never sent here. Silence and music must not become invented text:
+//! silent audio is not decoded at all, and what whisper itself marks as probably-not-speech, or
+//! segments that are only a sound annotation ("\[Music\]", "(applause)", "♪"), are dropped. An
+//! empty transcript is a valid result.
 
 use std::path::Path;
 use std::sync::Arc;
