@@ -430,19 +430,6 @@ mod whisper {
             assert!(features.contains("CPU: ") && features.contains("LLAMAFILE"), "{features}");
         }
 
-        /// A deterministic hiss: not silence, so whisper decodes it.
-        fn noise(seconds: usize) -> Vec<f32> {
-            let mut x: u32 = 1;
-            (0..seconds * 16_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    (x as f32 / u32::MAX as f32 - 0.5) * 0.2
-                })
-                .collect()
-        }
-
         /// whisper.cpp consults the flag after each encoder window and decoder step, so a
         /// cancelled decode stops within one of those instead of running the whole file. (An
         /// uncancelled decode ending well is what the pipeline tests show.)
@@ -450,7 +437,8 @@ mod whisper {
         fn a_cancelled_decode_is_abandoned_by_whisper() {
             let context = context();
             let cancelled = Arc::new(AtomicBool::new(true));
-            let err = decode(&context, &settings(), "en", &noise(60), &cancelled).expect_err("whisper went on");
+            let err = decode(&context, &settings(), "en", &crate::stages::transcription::tests::noise(60), &cancelled)
+                .expect_err("whisper went on");
             assert!(err.to_string().contains("whisper failed"), "{err}");
         }
     }
@@ -587,6 +575,19 @@ fn encode_wav(samples: &[f32]) -> Result<Vec<u8>, StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deterministic hiss: not silence, so a local engine decodes it.
+    pub(super) fn noise(seconds: usize) -> Vec<f32> {
+        let mut x: u32 = 1;
+        (0..seconds * 16_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32 - 0.5) * 0.2
+            })
+            .collect()
+    }
 
     #[test]
     fn non_speech_annotations_are_recognised() {

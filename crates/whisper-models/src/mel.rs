@@ -76,24 +76,28 @@ pub fn mel_filters(sample_rate: u32, n_fft: usize, n_mels: usize) -> Vec<f32> {
     weights
 }
 
-/// The log-mel spectrogram of 16 kHz `samples` through `filters` ([`mel_filters`] of
-/// [`N_FFT`], `n_mels` rows), as openai-whisper computes it: a centred STFT (reflect padding,
-/// periodic Hann window, hop [`HOP_LENGTH`]) whose last frame is dropped, power spectrum through
-/// the filters, `log10` clamped at 1e-10, floored 8 below its maximum, then `(x + 4) / 4`.
+/// The log-mel spectrogram of 16 kHz `samples` followed by `silence_after` zero samples, through
+/// `filters` ([`mel_filters`] of [`N_FFT`], `n_mels` rows), as openai-whisper computes it: a
+/// centred STFT (reflect padding, periodic Hann window, hop [`HOP_LENGTH`]) whose last frame is
+/// dropped, power spectrum through the filters, `log10` clamped at 1e-10, floored 8 below its
+/// maximum, then `(x + 4) / 4`. (Whisper pads its input with 30 s of silence; it is appended here,
+/// in the one padded copy the STFT needs anyway.)
 ///
-/// Row major: `n_mels` rows of `samples.len() / HOP_LENGTH` frames. Needs more than
-/// `N_FFT / 2` samples (callers pad with 30 s of silence, as Whisper does).
-pub fn log_mel_spectrogram(samples: &[f32], filters: &[f32], n_mels: usize) -> Vec<f32> {
+/// Row major: `n_mels` rows of `(samples.len() + silence_after) / HOP_LENGTH` frames. Needs more
+/// than `N_FFT / 2` samples in all.
+pub fn log_mel_spectrogram(samples: &[f32], silence_after: usize, filters: &[f32], n_mels: usize) -> Vec<f32> {
     let bins = n_bins(N_FFT);
     assert_eq!(filters.len(), n_mels * bins, "filters are not {n_mels} × {bins}");
     let pad = N_FFT / 2;
-    let n = samples.len();
+    let n = samples.len() + silence_after;
     assert!(n > pad, "{n} samples are too few for a centred STFT");
+    let sample = |i: usize| samples.get(i).copied().unwrap_or(0.0);
     // torch.stft(center=True, pad_mode="reflect"): the edge sample is not repeated.
     let mut padded = Vec::with_capacity(n + 2 * pad);
-    padded.extend((1..=pad).rev().map(|i| samples[i]));
+    padded.extend((1..=pad).rev().map(sample));
     padded.extend_from_slice(samples);
-    padded.extend((0..pad).map(|i| samples[n - 2 - i]));
+    padded.resize(n + pad, 0.0);
+    padded.extend((0..pad).map(|i| sample(n - 2 - i)));
     let frames = n / HOP_LENGTH;
 
     let window: Vec<f32> =
@@ -198,7 +202,7 @@ mod tests {
     #[test]
     fn a_tone_peaks_in_the_filter_around_its_frequency() {
         let filters = mel_filters(SAMPLE_RATE, N_FFT, 80);
-        let mel = log_mel_spectrogram(&tone(1000.0, 2), &filters, 80);
+        let mel = log_mel_spectrogram(&tone(1000.0, 2), 0, &filters, 80);
         let frames = 2 * SAMPLE_RATE as usize / HOP_LENGTH;
         assert_eq!(mel.len(), 80 * frames);
         // A middle frame's loudest band is the one centred nearest 1 kHz.
@@ -227,7 +231,7 @@ mod tests {
                     + 0.2 * (std::f64::consts::TAU * 3000.0 * t).sin() * (i as f64 / n as f64)) as f32
             })
             .collect();
-        let mel = log_mel_spectrogram(&x, &mel_filters(SAMPLE_RATE, N_FFT, 80), 80);
+        let mel = log_mel_spectrogram(&x, 0, &mel_filters(SAMPLE_RATE, N_FFT, 80), 80);
         assert_eq!(mel.len(), 80 * 100);
         let reference = [
             (0, 0, 0.872_354_4),
@@ -247,8 +251,16 @@ mod tests {
     #[test]
     fn silence_is_the_floor_everywhere() {
         let filters = mel_filters(SAMPLE_RATE, N_FFT, 80);
-        let mel = log_mel_spectrogram(&[0.0; 3200], &filters, 80);
+        let mel = log_mel_spectrogram(&[0.0; 3200], 0, &filters, 80);
         assert_eq!(mel.len(), 80 * 20);
+        // Silence appended by the function is the same as silence in the samples.
+        assert_eq!(log_mel_spectrogram(&[0.0; 1600], 1600, &filters, 80), mel);
+        let mut padded = tone(440.0, 1);
+        padded.resize(3 * SAMPLE_RATE as usize, 0.0);
+        assert_eq!(
+            log_mel_spectrogram(&tone(440.0, 1), 2 * SAMPLE_RATE as usize, &filters, 80),
+            log_mel_spectrogram(&padded, 0, &filters, 80)
+        );
         // log10(1e-10) = -10 → (-10 + 4) / 4.
         assert!(mel.iter().all(|&x| (x + 1.5).abs() < 1e-6), "{:?}", &mel[..4]);
     }

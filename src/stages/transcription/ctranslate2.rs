@@ -228,11 +228,7 @@ fn decode(
     cancel: &AtomicBool,
 ) -> Result<Vec<Segment>, StageError> {
     // Whisper's input: the audio and 30 s of silence after it, so the last window is whole.
-    let mut padded = Vec::with_capacity(samples.len() + WINDOW_SAMPLES);
-    padded.extend_from_slice(samples);
-    padded.resize(samples.len() + WINDOW_SAMPLES, 0.0);
-    let spectrogram = mel::log_mel_spectrogram(&padded, &model.filters, model.n_mels);
-    drop(padded);
+    let spectrogram = mel::log_mel_spectrogram(samples, WINDOW_SAMPLES, &model.filters, model.n_mels);
     let frames = spectrogram.len() / model.n_mels;
     let content_frames = samples.len() / HOP_LENGTH;
 
@@ -334,23 +330,17 @@ fn generate(
 ) -> Result<Decoded, StageError> {
     let failed = |e: anyhow::Error| StageError::Retryable(format!("CTranslate2 failed: {e}"));
     let view = StorageView::new(&[1, model.n_mels, WINDOW_FRAMES], features, Device::CPU).map_err(failed)?;
+    let scored = WhisperOptions { return_scores: true, return_no_speech_prob: true, ..WhisperOptions::default() };
     let options = if temperature > 0.0 {
         WhisperOptions {
             beam_size: 1,
             num_hypotheses: BEST_OF,
             sampling_topk: 0,
             sampling_temperature: temperature,
-            return_scores: true,
-            return_no_speech_prob: true,
-            ..WhisperOptions::default()
+            ..scored
         }
     } else {
-        WhisperOptions {
-            beam_size: usize::from(settings.beam_size.max(1)),
-            return_scores: true,
-            return_no_speech_prob: true,
-            ..WhisperOptions::default()
-        }
+        WhisperOptions { beam_size: usize::from(settings.beam_size.max(1)), ..scored }
     };
     let mut results = model.whisper.generate(&view, &[prompt.to_vec()], &options).map_err(failed)?;
     let result = results.pop().ok_or_else(|| failed(anyhow::anyhow!("no result")))?;
@@ -527,16 +517,8 @@ mod tests {
     fn a_cancelled_decode_stops_before_its_next_window() {
         let settings = settings(model_dir());
         let model = load(&settings, "en", 1).expect("tiny.en loads");
-        let mut x: u32 = 1;
-        let hiss: Vec<f32> = (0..60 * 16_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32 - 0.5) * 0.2
-            })
-            .collect();
-        let err = decode(&model, &settings, &hiss, &AtomicBool::new(true)).expect_err("decoded anyway");
+        let err = decode(&model, &settings, &crate::stages::transcription::tests::noise(60), &AtomicBool::new(true))
+            .expect_err("decoded anyway");
         assert!(err.to_string().contains("cancelled"), "{err}");
     }
 }
