@@ -8,7 +8,7 @@ use youtube_standin::Segment;
 use youtube_standin::media;
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{ct2_model_dir, poll_until, stdout_of, whisper_model, yt_dlp};
+use crate::helpers::{ct2_model_dir, model_env, poll_until, stdout_of, whisper_model, yt_dlp};
 
 const CHANNEL: &str = "UCclicliclicliclicliclic";
 
@@ -46,8 +46,7 @@ fn tubesum(standin: &StandIn, data: &std::path::Path) -> Command {
     let mut cmd = Command::new(binary());
     cmd.env("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template())
         .env("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template())
-        .env("TUBESUM_WHISPER__MODEL", whisper_model())
-        .env("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir())
+        .envs(model_env())
         .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
         .env("TUBESUM_DATA_DIR", data)
         .stdin(Stdio::null())
@@ -142,8 +141,7 @@ async fn demo_summarizes_its_local_channel() {
     let out = dir.path().join("out");
     let stdout = stdout_of(
         Command::new(binary())
-            .env("TUBESUM_WHISPER__MODEL", whisper_model())
-            .env("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir())
+            .envs(model_env())
             .env("TUBESUM_DOWNLOAD__YT_DLP", yt_dlp())
             .env("TUBESUM_DATA_DIR", dir.path().join("data"))
             .env("TUBESUM_WHISPER__THREADS", "1")

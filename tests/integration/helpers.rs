@@ -102,6 +102,15 @@ pub fn standin_env(standin: &youtube_standin::StandIn) -> Vec<(&'static str, Str
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
         ("TUBESUM_YOUTUBE__CHANNEL_URL", standin.channel_url_template()),
         ("TUBESUM_YOUTUBE__HANDLE_URL", standin.handle_url_template()),
+    ]
+    .into_iter()
+    .chain(model_env())
+    .collect()
+}
+
+/// Settings that point both local engines at the test models.
+pub fn model_env() -> [(&'static str, String); 2] {
+    [
         ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
         ("TUBESUM_CTRANSLATE2__MODEL", ct2_model_dir().display().to_string()),
     ]

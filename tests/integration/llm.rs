@@ -11,7 +11,7 @@ use youtube_standin::Segment;
 use youtube_standin::media;
 use youtube_standin::{StandIn, StandInChannel, StandInVideo};
 
-use crate::helpers::{TestApp, whisper_model};
+use crate::helpers::{TestApp, model_env};
 
 const CHANNEL: &str = "UCllmllmllmllmllmllmllml";
 
@@ -94,16 +94,17 @@ async fn a_long_transcript_is_chunked_and_merged_by_the_llm() {
     let channel = StandInChannel::new(CHANNEL, "LLM")
         .video(StandInVideo::new("longCaption", "Rockets").media(&quiet, "audio/mp4").captions(captions.clone()));
     let standin = StandIn::start(vec![channel]).await.unwrap();
-    let env = [
+    let env: Vec<_> = [
         ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
         ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
-        ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
-        ("TUBESUM_CTRANSLATE2__MODEL", crate::helpers::ct2_model_dir().display().to_string()),
         ("TUBESUM_LLM__BASE_URL", llm.base_url.clone()),
         ("TUBESUM_LLM__MODEL", "test-model".into()),
         ("TUBESUM_LLM__API_KEY", "sk-test".into()),
         ("TUBESUM_LLM__MAX_CHUNK_TOKENS", "300".into()),
-    ];
+    ]
+    .into_iter()
+    .chain(model_env())
+    .collect();
     let app = TestApp::builder().env(&env).spawn().await;
     let job_id = app.submit(CHANNEL, false).await;
     let job = app.wait_for_job(&job_id, Duration::from_secs(120)).await;

@@ -23,7 +23,7 @@ use tubesum::cli::bench::noop;
 use tubesum::domain::Stage;
 
 use crate::delivery::Gated;
-use crate::helpers::{Seen, TestApp, collect, metas, poll_until, whisper_model};
+use crate::helpers::{Seen, TestApp, collect, metas, model_env, poll_until};
 
 const CHANNEL: &str = "UCproductionproductionpr";
 pub(crate) const FIVE: [&str; 5] =
@@ -130,16 +130,15 @@ impl Isolation {
         }
     }
 
-    /// [`Isolation::env`] with YouTube at `standin`, the test's whisper model and yt-dlp.
+    /// [`Isolation::env`] with YouTube at `standin`, the test's Whisper models and yt-dlp.
     pub(crate) fn env_for(&self, standin: &StandIn) -> Vec<(&'static str, String)> {
         let mut env = self.env();
         env.extend([
             ("TUBESUM_YOUTUBE__FEED_URL", standin.feed_url_template()),
             ("TUBESUM_YOUTUBE__VIDEO_URL", standin.video_url_template()),
-            ("TUBESUM_WHISPER__MODEL", whisper_model().display().to_string()),
-            ("TUBESUM_CTRANSLATE2__MODEL", crate::helpers::ct2_model_dir().display().to_string()),
             ("TUBESUM_DOWNLOAD__YT_DLP", crate::helpers::yt_dlp().display().to_string()),
         ]);
+        env.extend(model_env());
         env
     }
 
